@@ -1,0 +1,415 @@
+//! The normalized configuration: what a service is, how it is watched and restarted.
+//!
+//! [`ServicesConfig`] is produced by [`crate::parse`]; each [`ServiceSpec`] keeps the service's
+//! object exactly as written (`raw`: unexpanded, unknown fields and key order kept) beside the
+//! resolved [`ServiceConfig`] the runtime uses.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::defaults as d;
+use crate::name::{AgentId, ServiceName};
+
+/// How mcpvisor talks to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportKind {
+    /// A local child process speaking JSON-RPC lines on stdin/stdout.
+    Stdio,
+    /// MCP streamable HTTP.
+    StreamableHttp,
+    /// The legacy HTTP+SSE transport.
+    Sse,
+}
+
+impl TransportKind {
+    /// The canonical spelling (`stdio`, `streamable-http`, `sse`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Stdio => "stdio",
+            TransportKind::StreamableHttp => "streamable-http",
+            TransportKind::Sse => "sse",
+        }
+    }
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the server is, with `${VAR}` references already expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A local process.
+    Stdio {
+        /// Program to run (looked up on `PATH` if not a path).
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Extra environment variables (on top of the supervisor's own environment).
+        env: BTreeMap<String, String>,
+        /// Working directory; the supervisor's if `None`.
+        cwd: Option<PathBuf>,
+    },
+    /// A remote server.
+    Remote {
+        /// `StreamableHttp` or `Sse`.
+        transport: TransportKind,
+        /// The endpoint URL.
+        url: String,
+        /// Extra request headers.
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl Endpoint {
+    /// The transport this endpoint uses.
+    pub fn transport(&self) -> TransportKind {
+        match self {
+            Endpoint::Stdio { .. } => TransportKind::Stdio,
+            Endpoint::Remote { transport, .. } => *transport,
+        }
+    }
+}
+
+/// When a dependency counts as ready for its dependents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyCondition {
+    /// The dependency is `healthy` (or `warning`).
+    #[default]
+    Healthy,
+    /// The dependency's process or connection has been started (any state past `starting`
+    /// that is not a stop or failure).
+    Started,
+}
+
+/// One entry of `depends_on`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Dependency {
+    /// The service depended upon.
+    pub name: ServiceName,
+    /// When it counts as ready.
+    pub condition: DependencyCondition,
+}
+
+/// OTP restart types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Always restarted.
+    #[default]
+    Permanent,
+    /// Restarted only after an abnormal exit (non-zero status or a signal).
+    Transient,
+    /// Never restarted.
+    Temporary,
+}
+
+impl RestartPolicy {
+    /// Whether an exit with `abnormal` should be followed by a restart.
+    pub fn restarts_after(self, abnormal: bool) -> bool {
+        match self {
+            RestartPolicy::Permanent => true,
+            RestartPolicy::Transient => abnormal,
+            RestartPolicy::Temporary => false,
+        }
+    }
+}
+
+/// Health probing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HealthConfig {
+    /// Probe period.
+    pub interval: Duration,
+    /// Probe deadline.
+    pub timeout: Duration,
+    /// Consecutive failures before `warning`.
+    pub warn_after: u32,
+    /// Consecutive failures before reconnecting.
+    pub reconnect_after: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval: d::HEALTH_INTERVAL,
+            timeout: d::HEALTH_TIMEOUT,
+            warn_after: d::HEALTH_WARN_AFTER,
+            reconnect_after: d::HEALTH_RECONNECT_AFTER,
+        }
+    }
+}
+
+/// Reconnect schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackoffConfig {
+    /// First delay.
+    pub initial: Duration,
+    /// Longest delay.
+    pub max: Duration,
+    /// Growth per attempt (≥ 1).
+    pub factor: f64,
+    /// Random spread, 0..=1.
+    pub jitter: f64,
+    /// Failed attempts before `unreachable`.
+    pub max_attempts: u32,
+    /// Retry period while `unreachable`.
+    pub unreachable_retry: Duration,
+    /// Stable health after which the attempt counter resets.
+    pub reset_after: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            initial: d::BACKOFF_INITIAL,
+            max: d::BACKOFF_MAX,
+            factor: d::BACKOFF_FACTOR,
+            jitter: d::BACKOFF_JITTER,
+            max_attempts: d::BACKOFF_MAX_ATTEMPTS,
+            unreachable_retry: d::BACKOFF_UNREACHABLE_RETRY,
+            reset_after: d::BACKOFF_RESET_AFTER,
+        }
+    }
+}
+
+/// Deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeoutConfig {
+    /// Spawn/connect + initialize + first tools/list.
+    pub connect: Duration,
+    /// Default per-call timeout.
+    pub call: Duration,
+    /// Grace period of each stop step.
+    pub shutdown: Duration,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        TimeoutConfig {
+            connect: d::TIMEOUT_CONNECT,
+            call: d::TIMEOUT_CALL,
+            shutdown: d::TIMEOUT_SHUTDOWN,
+        }
+    }
+}
+
+/// Restart intensity (OTP's MaxR / MaxT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntensityConfig {
+    /// More than this many restarts ...
+    pub max_restarts: u32,
+    /// ... within this period → `failed`.
+    pub within: Duration,
+}
+
+impl Default for IntensityConfig {
+    fn default() -> Self {
+        IntensityConfig {
+            max_restarts: d::SUPERVISOR_MAX_RESTARTS,
+            within: d::SUPERVISOR_WITHIN,
+        }
+    }
+}
+
+/// The top-level `supervisor` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorConfig {
+    /// Restart intensity applied to every service.
+    pub intensity: IntensityConfig,
+    /// Separator of namespaced tool names (`service__tool`).
+    pub tool_separator: String,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            intensity: IntensityConfig::default(),
+            tool_separator: d::TOOL_SEPARATOR.to_owned(),
+        }
+    }
+}
+
+/// Everything the runtime needs to run one service, resolved (defaults merged, variables
+/// expanded, transport inferred).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// Where the server is.
+    pub endpoint: Endpoint,
+    /// Services that must be ready first.
+    pub depends_on: Vec<Dependency>,
+    /// What to do when it exits.
+    pub restart: RestartPolicy,
+    /// Registered but never started.
+    pub disabled: bool,
+    /// Probing.
+    pub health: HealthConfig,
+    /// Reconnect schedule.
+    pub backoff: BackoffConfig,
+    /// Deadlines.
+    pub timeouts: TimeoutConfig,
+    /// Restart intensity (from the top-level `supervisor` section).
+    pub intensity: IntensityConfig,
+}
+
+impl ServiceConfig {
+    /// A stdio service with every default.
+    pub fn stdio(
+        command: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        ServiceConfig::with_endpoint(Endpoint::Stdio {
+            command: command.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: BTreeMap::new(),
+            cwd: None,
+        })
+    }
+
+    /// A service at `endpoint` with every default.
+    pub fn with_endpoint(endpoint: Endpoint) -> Self {
+        ServiceConfig {
+            endpoint,
+            depends_on: Vec::new(),
+            restart: RestartPolicy::default(),
+            disabled: false,
+            health: HealthConfig::default(),
+            backoff: BackoffConfig::default(),
+            timeouts: TimeoutConfig::default(),
+            intensity: IntensityConfig::default(),
+        }
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> TransportKind {
+        self.endpoint.transport()
+    }
+}
+
+/// One service: its name, its object as written, and its resolved config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    /// The service's name (its key in `mcpServers`).
+    pub name: ServiceName,
+    /// The object as written: unexpanded `${VAR}`s, unknown fields and key order kept,
+    /// defaults not merged in. This is what is persisted.
+    pub raw: Map<String, Value>,
+    /// The resolved config.
+    pub config: ServiceConfig,
+}
+
+impl ServiceSpec {
+    /// `raw` with the values of `env` and `headers` replaced by `"***"`, for display.
+    pub fn redacted_raw(&self) -> Map<String, Value> {
+        let mut out = self.raw.clone();
+        for key in ["env", "headers"] {
+            if let Some(Value::Object(m)) = out.get_mut(key) {
+                for v in m.values_mut() {
+                    *v = Value::String("***".into());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// An agent's own services (the `agents` section).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AgentConfig {
+    /// The agent's services, by their local names, in file order.
+    pub services: IndexMap<ServiceName, ServiceSpec>,
+    /// The agent's object minus `mcpServers`, as written.
+    pub extra: Map<String, Value>,
+}
+
+/// A whole configuration document, normalized.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServicesConfig {
+    /// The store's services in file order.
+    pub services: IndexMap<ServiceName, ServiceSpec>,
+    /// Per-agent services.
+    pub agents: IndexMap<AgentId, AgentConfig>,
+    /// The `defaults` object as written (merged into every service when resolving).
+    pub defaults: Map<String, Value>,
+    /// The resolved `supervisor` section.
+    pub supervisor: SupervisorConfig,
+    /// Top-level keys other than the services' container, as written and in order (this
+    /// includes `defaults`, `supervisor` and `agents`), kept for round trip.
+    pub extra: Map<String, Value>,
+    /// The key that held the services: `mcpServers` (default) or `servers`.
+    pub services_key: String,
+    /// Position of the services' container among the top-level keys (0 when there was none).
+    pub services_index: usize,
+}
+
+impl ServicesConfig {
+    /// Serializes to the file format: `{"mcpServers": {...}}` (or `servers` if that is what was
+    /// read), with every other top-level key kept in place, and services as written.
+    pub fn to_json(&self) -> Value {
+        let key = if self.services_key.is_empty() {
+            crate::parse::MCP_SERVERS
+        } else {
+            self.services_key.as_str()
+        };
+        let services: Map<String, Value> = self
+            .services
+            .iter()
+            .map(|(n, s)| (n.to_string(), Value::Object(s.raw.clone())))
+            .collect();
+        let mut out = Map::new();
+        let at = self.services_index.min(self.extra.len());
+        for (i, (k, v)) in self.extra.iter().enumerate() {
+            if i == at {
+                out.insert(key.to_owned(), Value::Object(services.clone()));
+            }
+            if k == "agents" {
+                out.insert(k.clone(), self.agents_json());
+            } else {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        if at == self.extra.len() {
+            out.insert(key.to_owned(), Value::Object(services));
+        }
+        if !self.agents.is_empty() && !out.contains_key("agents") {
+            out.insert("agents".into(), self.agents_json());
+        }
+        Value::Object(out)
+    }
+
+    fn agents_json(&self) -> Value {
+        Value::Object(
+            self.agents
+                .iter()
+                .map(|(id, a)| {
+                    let mut obj = Map::new();
+                    let services: Map<String, Value> = a
+                        .services
+                        .iter()
+                        .map(|(n, s)| (n.to_string(), Value::Object(s.raw.clone())))
+                        .collect();
+                    obj.insert(crate::parse::MCP_SERVERS.into(), Value::Object(services));
+                    for (k, v) in &a.extra {
+                        obj.insert(k.clone(), v.clone());
+                    }
+                    (id.to_string(), Value::Object(obj))
+                })
+                .collect(),
+        )
+    }
+
+    /// Pretty JSON text of [`Self::to_json`], newline-terminated.
+    pub fn to_json_pretty(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: installs the real test servers (once), then runs the whole workspace suite.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bash "$root/scripts/install-test-servers.sh"
+cd "$root"
+cargo test --workspace "$@"
