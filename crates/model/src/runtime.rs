@@ -1,0 +1,277 @@
+//! Shared runtime records that several actors hold handles to: the stderr tail of a service and
+//! its metrics counters. Plain data behind locks and atomics: no I/O, no clocks (durations and
+//! times are passed in).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A bounded ring of the last bytes a server wrote to stderr, kept as lines.
+#[derive(Debug, Clone)]
+pub struct LogRing {
+    inner: Arc<Mutex<LogRingInner>>,
+}
+
+#[derive(Debug)]
+struct LogRingInner {
+    lines: VecDeque<String>,
+    bytes: usize,
+    cap: usize,
+    total: u64,
+}
+
+impl LogRing {
+    /// A ring keeping about `cap_bytes` of text.
+    pub fn new(cap_bytes: usize) -> Self {
+        LogRing {
+            inner: Arc::new(Mutex::new(LogRingInner {
+                lines: VecDeque::new(),
+                bytes: 0,
+                cap: cap_bytes.max(1),
+                total: 0,
+            })),
+        }
+    }
+
+    /// Appends one line (without its newline); old lines fall out past the cap. A single line
+    /// longer than the cap is cut to the cap.
+    pub fn push_line(&self, line: &str) {
+        let mut g = lock(&self.inner);
+        let cap = g.cap;
+        let mut line = line.to_owned();
+        if line.len() > cap {
+            let mut cut = cap;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+        }
+        g.total += line.len() as u64 + 1;
+        g.bytes += line.len();
+        g.lines.push_back(line);
+        while g.bytes > cap {
+            match g.lines.pop_front() {
+                Some(old) => g.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The last `n` lines, oldest first.
+    pub fn tail(&self, n: usize) -> Vec<String> {
+        let g = lock(&self.inner);
+        let skip = g.lines.len().saturating_sub(n);
+        g.lines.iter().skip(skip).cloned().collect()
+    }
+
+    /// Bytes ever written (including those that fell out).
+    pub fn total_bytes(&self) -> u64 {
+        lock(&self.inner).total
+    }
+}
+
+impl Default for LogRing {
+    fn default() -> Self {
+        LogRing::new(crate::defaults::STDERR_RING_BYTES)
+    }
+}
+
+/// Latency samples kept per kind for percentiles.
+const LATENCY_SAMPLES: usize = 1024;
+
+#[derive(Debug, Default)]
+struct Latencies {
+    samples: VecDeque<u32>, // microseconds
+    max_us: u64,
+}
+
+impl Latencies {
+    fn record(&mut self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.max_us = self.max_us.max(us);
+        if self.samples.len() == LATENCY_SAMPLES {
+            self.samples.pop_front();
+        }
+        self.samples
+            .push_back(u32::try_from(us).unwrap_or(u32::MAX));
+    }
+
+    fn summary(&self) -> LatencySummary {
+        let mut v: Vec<u32> = self.samples.iter().copied().collect();
+        v.sort_unstable();
+        let pick = |q: f64| -> Option<f64> {
+            if v.is_empty() {
+                return None;
+            }
+            let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+            Some(f64::from(v[i.min(v.len() - 1)]) / 1000.0)
+        };
+        LatencySummary {
+            p50_ms: pick(0.5),
+            p95_ms: pick(0.95),
+            max_ms: (self.max_us > 0 || !v.is_empty()).then(|| self.max_us as f64 / 1000.0),
+            samples: v.len(),
+        }
+    }
+}
+
+/// Percentiles over the last samples, in milliseconds (`None` before the first sample).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct LatencySummary {
+    /// Median.
+    pub p50_ms: Option<f64>,
+    /// 95th percentile.
+    pub p95_ms: Option<f64>,
+    /// Largest ever seen.
+    pub max_ms: Option<f64>,
+    /// Samples the percentiles are drawn from (the last 1,024).
+    pub samples: usize,
+}
+
+/// Live counters of one service, shared by its actor (writer) and the registry (reader).
+#[derive(Debug, Clone, Default)]
+pub struct ServiceMetrics {
+    inner: Arc<MetricsInner>,
+}
+
+#[derive(Debug, Default)]
+struct MetricsInner {
+    calls: AtomicU64,
+    call_errors: AtomicU64,
+    probes: AtomicU64,
+    probe_failures: AtomicU64,
+    restarts: AtomicU64,
+    transitions: AtomicU64,
+    up_ms: AtomicU64,
+    down_ms: AtomicU64,
+    call_latency: Mutex<Latencies>,
+    probe_latency: Mutex<Latencies>,
+}
+
+impl ServiceMetrics {
+    /// A finished call: its latency and whether it failed (transport error, timeout or tool
+    /// error).
+    pub fn record_call(&self, latency: Duration, failed: bool) {
+        self.inner.calls.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.inner.call_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        lock(&self.inner.call_latency).record(latency);
+    }
+
+    /// A finished probe.
+    pub fn record_probe(&self, latency: Duration, ok: bool) {
+        self.inner.probes.fetch_add(1, Ordering::Relaxed);
+        if ok {
+            lock(&self.inner.probe_latency).record(latency);
+        } else {
+            self.inner.probe_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A re-establishment of the process or connection after the first.
+    pub fn record_restart(&self) {
+        self.inner.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A state transition; `was_up` and `spent` say how long the previous state lasted and
+    /// whether it counted as available, for the availability figure.
+    pub fn record_transition(&self, was_up: bool, spent: Duration) {
+        self.inner.transitions.fetch_add(1, Ordering::Relaxed);
+        let ms = u64::try_from(spent.as_millis()).unwrap_or(u64::MAX);
+        if was_up {
+            self.inner.up_ms.fetch_add(ms, Ordering::Relaxed);
+        } else {
+            self.inner.down_ms.fetch_add(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Restarts so far.
+    pub fn restarts(&self) -> u64 {
+        self.inner.restarts.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot. `current_up` and `current_for` describe the state the service is in now, so
+    /// availability includes it.
+    pub fn snapshot(&self, current_up: bool, current_for: Duration) -> MetricsSnapshot {
+        let i = &self.inner;
+        let cur = u64::try_from(current_for.as_millis()).unwrap_or(u64::MAX);
+        let up = i.up_ms.load(Ordering::Relaxed) + if current_up { cur } else { 0 };
+        let down = i.down_ms.load(Ordering::Relaxed) + if current_up { 0 } else { cur };
+        MetricsSnapshot {
+            availability_pct: (up + down > 0).then(|| 100.0 * up as f64 / (up + down) as f64),
+            calls: i.calls.load(Ordering::Relaxed),
+            call_errors: i.call_errors.load(Ordering::Relaxed),
+            probes: i.probes.load(Ordering::Relaxed),
+            probe_failures: i.probe_failures.load(Ordering::Relaxed),
+            restarts: i.restarts.load(Ordering::Relaxed),
+            transitions: i.transitions.load(Ordering::Relaxed),
+            call_latency: lock(&i.call_latency).summary(),
+            probe_latency: lock(&i.probe_latency).summary(),
+        }
+    }
+}
+
+/// Metrics of one service at one moment.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MetricsSnapshot {
+    /// Share of time spent `healthy`/`warning` since registration, in percent.
+    pub availability_pct: Option<f64>,
+    /// Calls finished.
+    pub calls: u64,
+    /// Calls that failed.
+    pub call_errors: u64,
+    /// Probes sent.
+    pub probes: u64,
+    /// Probes that failed or timed out.
+    pub probe_failures: u64,
+    /// Re-establishments after the first connection.
+    pub restarts: u64,
+    /// State transitions.
+    pub transitions: u64,
+    /// Call latency.
+    pub call_latency: LatencySummary,
+    /// Probe latency.
+    pub probe_latency: LatencySummary,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ring_keeps_the_newest_lines_within_its_cap() {
+        let r = LogRing::new(10);
+        for i in 0..100 {
+            r.push_line(&format!("l{i}"));
+        }
+        assert_eq!(r.tail(3), vec!["l97", "l98", "l99"]);
+        assert!(r.tail(100).iter().map(String::len).sum::<usize>() <= 10);
+        r.push_line(&"x".repeat(50));
+        assert_eq!(r.tail(1)[0].len(), 10);
+    }
+
+    #[test]
+    fn metrics_percentiles_and_availability() {
+        let m = ServiceMetrics::default();
+        for ms in 1..=100u64 {
+            m.record_call(Duration::from_millis(ms), ms % 10 == 0);
+        }
+        m.record_transition(true, Duration::from_secs(3));
+        m.record_transition(false, Duration::from_secs(1));
+        let s = m.snapshot(true, Duration::ZERO);
+        assert_eq!(s.calls, 100);
+        assert_eq!(s.call_errors, 10);
+        assert_eq!(s.call_latency.p50_ms, Some(51.0));
+        assert_eq!(s.call_latency.max_ms, Some(100.0));
+        assert_eq!(s.availability_pct, Some(75.0));
+        assert_eq!(s.probe_latency.p50_ms, None);
+    }
+}

@@ -1,0 +1,35 @@
+//! What a server offers: its identity and its tools, as plain data (the MCP SDK's own types stay
+//! inside the service actor).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One tool as the server lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    /// The server's own name for the tool.
+    pub name: String,
+    /// Its description, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of its arguments.
+    #[serde(default)]
+    pub input_schema: Map<String, Value>,
+    /// The whole tool object as the server sent it (title, annotations, output schema, ...).
+    #[serde(default)]
+    pub raw: Value,
+}
+
+/// The server's identity from `initialize`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ServerInfo {
+    /// `serverInfo.name`.
+    pub name: String,
+    /// `serverInfo.version`.
+    pub version: String,
+    /// The negotiated protocol version.
+    pub protocol_version: String,
+    /// `instructions`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+}
