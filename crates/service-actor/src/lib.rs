@@ -1,1 +1,24 @@
-//! placeholder
+//! # mcpvisor-service-actor
+//!
+//! One `ractor` actor per MCP server. It owns the server's connection (a child process in its
+//! own process group, or a remote HTTP session), runs the state machine of DESIGN §4
+//! ([`machine`], pure), probes health, reconnects with backoff, keeps the tool list current and
+//! reports every transition to whoever it reports to ([`ServiceReport`]). Tool calls go through
+//! a [`ServiceHandle`] straight to the live peer, never through the mailbox.
+//!
+//! **Invariants:** every child process is a process-group leader and its whole group is killed
+//! when the service stops, the connection is replaced, the actor stops or panics, or its guard is
+//! dropped; stderr is always drained; the actor never blocks on a server (connects, probes and
+//! teardown run in tasks that report back as messages).
+#![warn(missing_docs)]
+
+pub mod actor;
+pub mod connection;
+pub mod handle;
+pub mod machine;
+pub mod process;
+
+pub use actor::{ProbeOutcome, ReportSink, ServiceActor, ServiceArgs, ServiceMsg, ServiceReport};
+pub use handle::{CallError, CallOutcome, ServiceHandle};
+pub use machine::{EndCause, ExitInfo};
+pub use process::{process_identity, ProcessIdentity};

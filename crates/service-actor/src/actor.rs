@@ -1,0 +1,539 @@
+//! The service actor: a thin shell that feeds the [`Machine`] and carries out its actions.
+//!
+//! Shape (as every mcpvisor actor): unit struct [`ServiceActor`], messages [`ServiceMsg`],
+//! arguments [`ServiceArgs`], private state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcpvisor_model::{
+    LogRing, ServerInfo, ServiceConfig, ServiceId, ServiceMetrics, ServiceState, Timestamp,
+    ToolInfo,
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
+
+use crate::connection::{self, Established, Probe};
+use crate::handle::ServiceHandle;
+use crate::machine::{Action, EndCause, Input, Machine, MachineConfig};
+use crate::process::ProcessIdentity;
+
+/// What a service tells whoever it reports to (the registry, the persistence actor, tests).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServiceReport {
+    /// A state transition.
+    State {
+        /// The service.
+        id: ServiceId,
+        /// Previous state.
+        from: ServiceState,
+        /// New state.
+        to: ServiceState,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The tool list (after every connect and every `tools/list_changed`).
+    Tools {
+        /// The service.
+        id: ServiceId,
+        /// The tools.
+        tools: Vec<ToolInfo>,
+        /// Server identity.
+        server: ServerInfo,
+    },
+    /// The server process changed: started (`pid` and identity set) or gone (`None`).
+    Process {
+        /// The service.
+        id: ServiceId,
+        /// Pid (= process group id) of the running server.
+        pid: Option<u32>,
+        /// Its identity for safe reaping.
+        identity: Option<ProcessIdentity>,
+        /// Re-establishments so far.
+        restarts: u64,
+    },
+}
+
+/// Where reports go. Called from the actor's task: it must not block.
+pub type ReportSink = Arc<dyn Fn(ServiceReport) + Send + Sync>;
+
+/// Result of a probe asked for with [`ServiceMsg::Check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeOutcome {
+    /// Whether the server answered in time (always false when it is not connected).
+    pub ok: bool,
+    /// Round-trip time.
+    pub latency: Duration,
+    /// State after the probe.
+    pub state: ServiceState,
+    /// Failure text, or empty.
+    pub detail: String,
+}
+
+/// Messages of the service actor.
+pub enum ServiceMsg {
+    /// Start (or revive from `failed`/`stopped`).
+    Start,
+    /// Stop; replies once `stopped` (process group gone).
+    Stop {
+        /// Skip the graceful steps.
+        force: bool,
+        /// Answered when stopped.
+        reply: Option<RpcReplyPort<()>>,
+    },
+    /// Stop then start.
+    Restart,
+    /// Probe now.
+    Check(RpcReplyPort<ProbeOutcome>),
+    /// Replace health/backoff/timeout settings (no reconnect).
+    Reconfigure(Box<ServiceConfig>),
+    /// Current tools and server info.
+    GetTools(RpcReplyPort<(Vec<ToolInfo>, ServerInfo)>),
+    // ---- internal ----
+    /// A connect attempt finished.
+    #[doc(hidden)]
+    Connected(u64, Result<Box<Established>, EndCause>),
+    /// A connection ended.
+    #[doc(hidden)]
+    Ended {
+        /// Generation.
+        gen: u64,
+        /// Why.
+        cause: EndCause,
+    },
+    /// The server announced a tools change.
+    #[doc(hidden)]
+    ToolsChanged {
+        /// Generation.
+        gen: u64,
+    },
+    /// A re-list finished.
+    #[doc(hidden)]
+    ToolsListed {
+        /// Generation.
+        gen: u64,
+        /// The tools.
+        tools: Vec<ToolInfo>,
+    },
+    /// Probe timer.
+    #[doc(hidden)]
+    ProbeTick {
+        /// Generation.
+        gen: u64,
+    },
+    /// A probe finished.
+    #[doc(hidden)]
+    ProbeDone {
+        /// Generation.
+        gen: u64,
+        /// Result.
+        probe: Probe,
+        /// Whoever asked with `Check`.
+        reply: Option<RpcReplyPort<ProbeOutcome>>,
+    },
+    /// Backoff timer.
+    #[doc(hidden)]
+    RetryDue {
+        /// Timer id.
+        timer: u64,
+    },
+}
+
+/// Spawn arguments.
+pub struct ServiceArgs {
+    /// Identity.
+    pub id: ServiceId,
+    /// Resolved config.
+    pub config: ServiceConfig,
+    /// The handle callers use (kept by the caller across actor restarts).
+    pub handle: ServiceHandle,
+    /// Stderr tail.
+    pub stderr: LogRing,
+    /// Where reports go.
+    pub sink: ReportSink,
+    /// Start at once (otherwise wait for [`ServiceMsg::Start`]).
+    pub autostart: bool,
+}
+
+/// The service actor.
+pub struct ServiceActor;
+
+enum Conn {
+    Connecting {
+        gen: u64,
+        cancel: CancellationToken,
+    },
+    Live {
+        gen: u64,
+        peer: rmcp::Peer<rmcp::service::RoleClient>,
+        stop: mpsc::Sender<bool>,
+    },
+}
+
+/// The actor's state.
+pub struct State {
+    id: ServiceId,
+    name: String,
+    config: ServiceConfig,
+    machine: Machine,
+    handle: ServiceHandle,
+    metrics: ServiceMetrics,
+    stderr: LogRing,
+    sink: ReportSink,
+    conn: Option<Conn>,
+    tools: Vec<ToolInfo>,
+    server: ServerInfo,
+    use_list_probe: bool,
+    probe_in_flight: bool,
+    state_since: Instant,
+    stop_waiters: Vec<RpcReplyPort<()>>,
+    /// Cancels every connection task when the state is dropped (stop, kill or panic).
+    root: CancellationToken,
+    _drop: DropGuard,
+    span: tracing::Span,
+}
+
+impl Actor for ServiceActor {
+    type Msg = ServiceMsg;
+    type State = State;
+    type Arguments = ServiceArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ServiceMsg>,
+        args: ServiceArgs,
+    ) -> Result<State, ActorProcessingErr> {
+        let root = CancellationToken::new();
+        let name = args.id.to_string();
+        let span = tracing::info_span!("service", service = %name);
+        args.handle.set_call_timeout(args.config.timeouts.call);
+        let metrics = args.handle.metrics().clone();
+        let state = State {
+            machine: Machine::new(MachineConfig::from(&args.config)),
+            id: args.id,
+            name,
+            config: args.config,
+            handle: args.handle,
+            metrics,
+            stderr: args.stderr,
+            sink: args.sink,
+            conn: None,
+            tools: Vec::new(),
+            server: ServerInfo::default(),
+            use_list_probe: false,
+            probe_in_flight: false,
+            state_since: Instant::now(),
+            stop_waiters: Vec::new(),
+            _drop: root.clone().drop_guard(),
+            root,
+            span,
+        };
+        if args.autostart && !state.config.disabled {
+            let _ = myself.cast(ServiceMsg::Start);
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<ServiceMsg>,
+        msg: ServiceMsg,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = state.span.clone();
+        async move {
+            state.on_message(&myself, msg);
+        }
+        .instrument(span)
+        .await;
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<ServiceMsg>,
+        state: &mut State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Kills every process group of this service (monitors see the cancellation).
+        state.root.cancel();
+        state.handle.set_peer(None);
+        Ok(())
+    }
+}
+
+impl State {
+    fn feed(&mut self, myself: &ActorRef<ServiceMsg>, input: Input) {
+        let actions = self
+            .machine
+            .handle(input, Instant::now(), rand::random::<f64>());
+        for a in actions {
+            self.act(myself, a);
+        }
+    }
+
+    fn on_message(&mut self, myself: &ActorRef<ServiceMsg>, msg: ServiceMsg) {
+        match msg {
+            ServiceMsg::Start => self.feed(myself, Input::Start),
+            ServiceMsg::Stop { force, reply } => {
+                if let Some(r) = reply {
+                    self.stop_waiters.push(r);
+                }
+                self.feed(myself, Input::Stop { force });
+                self.answer_stop_waiters();
+            }
+            ServiceMsg::Restart => {
+                self.feed(myself, Input::Stop { force: false });
+                self.feed(myself, Input::Start);
+            }
+            ServiceMsg::Check(reply) => match &self.conn {
+                Some(Conn::Live { gen, peer, .. }) => {
+                    self.spawn_probe(myself, *gen, peer.clone(), Some(reply));
+                }
+                _ => {
+                    let _ = reply.send(ProbeOutcome {
+                        ok: false,
+                        latency: Duration::ZERO,
+                        state: self.machine.state(),
+                        detail: format!("not connected ({})", self.machine.state()),
+                    });
+                }
+            },
+            ServiceMsg::Reconfigure(cfg) => {
+                self.machine.set_config(MachineConfig::from(&*cfg));
+                self.handle.set_call_timeout(cfg.timeouts.call);
+                self.config = *cfg;
+            }
+            ServiceMsg::GetTools(reply) => {
+                let _ = reply.send((self.tools.clone(), self.server.clone()));
+            }
+            ServiceMsg::Connected(gen, result) => self.on_connected(myself, gen, result),
+            ServiceMsg::Ended { gen, cause } => {
+                if matches!(&self.conn, Some(Conn::Live { gen: g, .. } | Conn::Connecting { gen: g, .. }) if *g == gen)
+                {
+                    self.conn = None;
+                    self.handle.set_peer(None);
+                    self.report_process(None, None);
+                }
+                tracing::debug!(gen, ?cause, "connection ended");
+                self.feed(myself, Input::Ended { gen, cause });
+                self.answer_stop_waiters();
+            }
+            ServiceMsg::ToolsChanged { gen } => {
+                if let Some(Conn::Live { gen: g, peer, .. }) = &self.conn {
+                    if *g == gen {
+                        let peer = peer.clone();
+                        let me = myself.clone();
+                        tokio::spawn(async move {
+                            if let Ok(tools) = peer.list_all_tools().await {
+                                let tools = tools.iter().map(connection::tool_info).collect();
+                                let _ = me.cast(ServiceMsg::ToolsListed { gen, tools });
+                            }
+                        });
+                    }
+                }
+            }
+            ServiceMsg::ToolsListed { gen, tools } => {
+                if self.machine.live_gen() == Some(gen) {
+                    self.tools = tools;
+                    self.report_tools();
+                }
+            }
+            ServiceMsg::ProbeTick { gen } => {
+                if let Some(Conn::Live { gen: g, peer, .. }) = &self.conn {
+                    if *g == gen && !self.probe_in_flight {
+                        self.probe_in_flight = true;
+                        self.spawn_probe(myself, gen, peer.clone(), None);
+                    }
+                }
+            }
+            ServiceMsg::ProbeDone { gen, probe, reply } => {
+                if reply.is_none() {
+                    self.probe_in_flight = false;
+                }
+                self.metrics.record_probe(probe.latency, probe.ok);
+                if probe.ping_unsupported {
+                    self.use_list_probe = true;
+                }
+                let live = self.machine.live_gen() == Some(gen);
+                self.feed(
+                    myself,
+                    Input::Probe {
+                        gen,
+                        ok: probe.ok,
+                        detail: probe.detail.clone(),
+                    },
+                );
+                if let Some(r) = reply {
+                    let _ = r.send(ProbeOutcome {
+                        ok: probe.ok,
+                        latency: probe.latency,
+                        state: self.machine.state(),
+                        detail: probe.detail,
+                    });
+                } else if live && self.machine.live_gen() == Some(gen) {
+                    let interval = self.config.health.interval;
+                    myself.send_after(interval, move || ServiceMsg::ProbeTick { gen });
+                }
+            }
+            ServiceMsg::RetryDue { timer } => self.feed(myself, Input::RetryDue { timer }),
+        }
+    }
+
+    fn spawn_probe(
+        &self,
+        myself: &ActorRef<ServiceMsg>,
+        gen: u64,
+        peer: rmcp::Peer<rmcp::service::RoleClient>,
+        reply: Option<RpcReplyPort<ProbeOutcome>>,
+    ) {
+        let me = myself.clone();
+        let timeout = self.config.health.timeout;
+        let use_list = self.use_list_probe;
+        tokio::spawn(async move {
+            let probe = connection::probe(peer, timeout, use_list).await;
+            let _ = me.cast(ServiceMsg::ProbeDone { gen, probe, reply });
+        });
+    }
+
+    fn on_connected(
+        &mut self,
+        myself: &ActorRef<ServiceMsg>,
+        gen: u64,
+        result: Result<Box<Established>, EndCause>,
+    ) {
+        match result {
+            Ok(est) => {
+                let current =
+                    matches!(&self.conn, Some(Conn::Connecting { gen: g, .. }) if *g == gen);
+                if !current {
+                    // Abandoned while connecting: tear it down; its monitor reports the end.
+                    let _ = est.stop.try_send(true);
+                    return;
+                }
+                let est = *est;
+                self.conn = Some(Conn::Live {
+                    gen,
+                    peer: est.peer.clone(),
+                    stop: est.stop,
+                });
+                self.use_list_probe = false;
+                self.tools = est.tools;
+                self.server = est.server;
+                self.handle.set_peer(Some(est.peer));
+                self.report_process(est.pid, est.identity);
+                self.report_tools();
+                let detail = format!(
+                    "connected to {} {}, {} tools",
+                    if self.server.name.is_empty() {
+                        "server"
+                    } else {
+                        &self.server.name
+                    },
+                    self.server.version,
+                    self.tools.len()
+                );
+                self.feed(myself, Input::Connected { gen, detail });
+            }
+            Err(cause) => {
+                if matches!(&self.conn, Some(Conn::Connecting { gen: g, .. }) if *g == gen) {
+                    self.conn = None;
+                }
+                self.feed(myself, Input::Ended { gen, cause });
+                self.answer_stop_waiters();
+            }
+        }
+    }
+
+    fn act(&mut self, myself: &ActorRef<ServiceMsg>, action: Action) {
+        match action {
+            Action::Transition { from, to, reason } => {
+                let now = Instant::now();
+                self.metrics
+                    .record_transition(from.is_up(), now.duration_since(self.state_since));
+                self.state_since = now;
+                tracing::info!(from = %from, to = %to, %reason, "transition");
+                self.handle.set_state(to, &reason);
+                (self.sink)(ServiceReport::State {
+                    id: self.id.clone(),
+                    from,
+                    to,
+                    reason,
+                    at: Timestamp::now(),
+                });
+            }
+            Action::Connect { gen, restart } => {
+                if restart {
+                    self.metrics.record_restart();
+                }
+                let cancel = self.root.child_token();
+                self.conn = Some(Conn::Connecting {
+                    gen,
+                    cancel: cancel.clone(),
+                });
+                let me = myself.clone();
+                let cfg = self.config.clone();
+                let ring = self.stderr.clone();
+                let name = self.name.clone();
+                let span = self.span.clone();
+                tokio::spawn(
+                    async move {
+                        let r = connection::connect(gen, name, cfg, ring, me.clone(), cancel).await;
+                        let _ = me.cast(ServiceMsg::Connected(gen, r.map(Box::new)));
+                    }
+                    .instrument(span),
+                );
+            }
+            Action::Disconnect { gen, force } => {
+                self.handle.set_peer(None);
+                match &self.conn {
+                    Some(Conn::Connecting { gen: g, cancel }) if *g == gen => cancel.cancel(),
+                    Some(Conn::Live { gen: g, stop, .. }) if *g == gen => {
+                        let _ = stop.try_send(force);
+                    }
+                    _ => {}
+                }
+            }
+            Action::ScheduleRetry { timer, after } => {
+                tracing::debug!(?after, "retry scheduled");
+                myself.send_after(after, move || ServiceMsg::RetryDue { timer });
+            }
+            Action::StartProbes { gen } => {
+                let interval = self.config.health.interval;
+                myself.send_after(interval, move || ServiceMsg::ProbeTick { gen });
+            }
+        }
+    }
+
+    fn answer_stop_waiters(&mut self) {
+        if matches!(
+            self.machine.state(),
+            ServiceState::Stopped | ServiceState::NotStarted | ServiceState::Failed
+        ) && self.conn.is_none()
+        {
+            for w in self.stop_waiters.drain(..) {
+                let _ = w.send(());
+            }
+        }
+    }
+
+    fn report_tools(&self) {
+        (self.sink)(ServiceReport::Tools {
+            id: self.id.clone(),
+            tools: self.tools.clone(),
+            server: self.server.clone(),
+        });
+    }
+
+    fn report_process(&self, pid: Option<u32>, identity: Option<ProcessIdentity>) {
+        (self.sink)(ServiceReport::Process {
+            id: self.id.clone(),
+            pid,
+            identity,
+            restarts: self.metrics.restarts(),
+        });
+    }
+}

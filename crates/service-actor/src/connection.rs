@@ -1,0 +1,465 @@
+//! Establishing and watching one connection: spawn (or dial), `initialize`, first `tools/list`,
+//! then a monitor task that notices the end of the connection at once (child exit, EOF, closed
+//! session) and carries out the stop sequence when asked. Everything here runs in tasks that
+//! report back to the actor by message; nothing blocks the actor.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
+
+use mcpvisor_model::{Endpoint, LogRing, ServerInfo, ServiceConfig, ToolInfo};
+use nix::sys::signal::Signal;
+use ractor::ActorRef;
+use rmcp::model::{ClientRequest, ErrorCode, PingRequest, ServerResult};
+use rmcp::service::{
+    NotificationContext, PeerRequestOptions, RoleClient, RunningService, ServiceError,
+};
+use rmcp::{ClientHandler, Peer, ServiceExt};
+use tokio::process::Child;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::actor::ServiceMsg;
+use crate::machine::{EndCause, ExitInfo};
+use crate::process::{self, group_alive, signal_group, GroupGuard, ProcessIdentity, SpawnSpec};
+
+/// Our MCP client: forwards `notifications/tools/list_changed` to the actor.
+pub(crate) struct Client {
+    actor: ActorRef<ServiceMsg>,
+    gen: u64,
+}
+
+impl ClientHandler for Client {
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.actor.cast(ServiceMsg::ToolsChanged { gen: self.gen });
+    }
+
+    fn get_info(&self) -> rmcp::model::ClientConfig {
+        let mut info = rmcp::model::ClientConfig::default();
+        info.client_info.name = "mcpvisor".into();
+        info.client_info.version = env!("CARGO_PKG_VERSION").into();
+        info
+    }
+}
+
+type Running = RunningService<RoleClient, Client>;
+
+/// A connection that reached `initialize` + `tools/list`.
+pub struct Established {
+    /// Generation.
+    pub gen: u64,
+    /// The peer for requests.
+    pub peer: Peer<RoleClient>,
+    /// Server identity.
+    pub server: ServerInfo,
+    /// Tools.
+    pub tools: Vec<ToolInfo>,
+    /// Pid (= process group) of a stdio server.
+    pub pid: Option<u32>,
+    /// Its identity, for reaping after a crash.
+    pub identity: Option<ProcessIdentity>,
+    /// Stop requests to the monitor: `false` graceful, `true` force.
+    pub stop: mpsc::Sender<bool>,
+}
+
+/// Shutdown grace periods.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grace {
+    pub shutdown: Duration,
+}
+
+/// Connects generation `gen`. On success the monitor is already running and will send
+/// `ServiceMsg::Ended` when the connection ends; on failure everything is cleaned up and the
+/// cause is returned.
+pub(crate) async fn connect(
+    gen: u64,
+    service: String,
+    config: ServiceConfig,
+    ring: LogRing,
+    actor: ActorRef<ServiceMsg>,
+    cancel: CancellationToken,
+) -> Result<Established, EndCause> {
+    let grace = Grace {
+        shutdown: config.timeouts.shutdown,
+    };
+    let client = Client {
+        actor: actor.clone(),
+        gen,
+    };
+    let deadline = config.timeouts.connect;
+    match &config.endpoint {
+        Endpoint::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
+            let spec = SpawnSpec {
+                command: command.clone(),
+                args: args.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+            };
+            let spawned = process::spawn(&spec).map_err(|e| {
+                EndCause::ConnectFailed(match e.kind() {
+                    std::io::ErrorKind::NotFound => {
+                        format!("command '{command}' not found (check the path or PATH, and 'cwd')")
+                    }
+                    std::io::ErrorKind::PermissionDenied => {
+                        format!("command '{command}' is not executable: {e}")
+                    }
+                    _ => format!("cannot start '{command}': {e}"),
+                })
+            })?;
+            let process::Spawned {
+                mut child,
+                stdin,
+                stdout,
+                stderr,
+                pid,
+                guard,
+            } = spawned;
+            tokio::spawn(process::drain_stderr(stderr, ring, service.clone()));
+            let identity = process::process_identity(pid);
+            let init = async {
+                let running = client
+                    .serve((stdout, stdin))
+                    .await
+                    .map_err(|e| format!("initialize failed: {e}"))?;
+                let tools = running
+                    .peer()
+                    .list_all_tools()
+                    .await
+                    .map_err(|e| format!("tools/list failed: {e}"))?;
+                Ok::<_, String>((running, tools))
+            };
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(deadline, init) => match r {
+                    Ok(Ok(ok)) => Ok(ok),
+                    Ok(Err(why)) => Err(Some(why)),
+                    Err(_) => Err(Some(format!(
+                        "no answer to initialize/tools/list within {} (timeouts.connect)",
+                        humantime::format_duration(deadline)
+                    ))),
+                },
+                status = child.wait() => {
+                    let exit = exit_info(status);
+                    teardown(&mut child, guard, true, grace).await;
+                    return Err(EndCause::Exited(exit));
+                }
+                _ = cancel.cancelled() => Err(None),
+            };
+            match outcome {
+                Ok((running, tools)) => {
+                    let peer = running.peer().clone();
+                    let server = server_info(&running);
+                    let (stop_tx, stop_rx) = mpsc::channel(2);
+                    tokio::spawn(monitor_stdio(
+                        gen, child, guard, running, stop_rx, cancel, actor, grace,
+                    ));
+                    Ok(Established {
+                        gen,
+                        peer,
+                        server,
+                        tools: tools.iter().map(tool_info).collect(),
+                        pid: Some(pid),
+                        identity,
+                        stop: stop_tx,
+                    })
+                }
+                Err(why) => {
+                    // The failure may be the process dying: give it a moment to be reaped.
+                    let exited = tokio::time::timeout(Duration::from_millis(100), child.wait())
+                        .await
+                        .ok()
+                        .map(exit_info);
+                    teardown(&mut child, guard, true, grace).await;
+                    Err(match (exited, why) {
+                        (Some(exit), _) => EndCause::Exited(exit),
+                        (None, None) => EndCause::Cancelled,
+                        (None, Some(why)) => EndCause::ConnectFailed(why),
+                    })
+                }
+            }
+        }
+        Endpoint::Remote {
+            transport,
+            url,
+            headers,
+        } => {
+            use mcpvisor_model::TransportKind;
+            if *transport == TransportKind::Sse {
+                return Err(EndCause::ConnectFailed(
+                    "the legacy SSE transport is not supported yet; use the server's streamable-http endpoint".into(),
+                ));
+            }
+            let config = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                url.clone(),
+            )
+            .custom_headers(header_map(headers).map_err(EndCause::ConnectFailed)?);
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
+            let init = async {
+                let running = client
+                    .serve(transport)
+                    .await
+                    .map_err(|e| format!("initialize failed: {e}"))?;
+                let tools = running
+                    .peer()
+                    .list_all_tools()
+                    .await
+                    .map_err(|e| format!("tools/list failed: {e}"))?;
+                Ok::<_, String>((running, tools))
+            };
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(deadline, init) => match r {
+                    Ok(r) => r.map_err(Some),
+                    Err(_) => Err(Some(format!("no answer within {} (timeouts.connect)", humantime::format_duration(deadline)))),
+                },
+                _ = cancel.cancelled() => Err(None),
+            };
+            match outcome {
+                Ok((running, tools)) => {
+                    let peer = running.peer().clone();
+                    let server = server_info(&running);
+                    let (stop_tx, stop_rx) = mpsc::channel(2);
+                    tokio::spawn(monitor_remote(gen, running, stop_rx, cancel, actor));
+                    Ok(Established {
+                        gen,
+                        peer,
+                        server,
+                        tools: tools.iter().map(tool_info).collect(),
+                        pid: None,
+                        identity: None,
+                        stop: stop_tx,
+                    })
+                }
+                Err(None) => Err(EndCause::Cancelled),
+                Err(Some(why)) => Err(EndCause::ConnectFailed(why)),
+            }
+        }
+    }
+}
+
+fn header_map(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::HashMap<http::HeaderName, http::HeaderValue>, String> {
+    let mut map = std::collections::HashMap::new();
+    for (k, v) in headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| format!("header name '{k}' is invalid: {e}"))?;
+        let value = http::HeaderValue::from_str(v)
+            .map_err(|e| format!("header '{k}' has an invalid value: {e}"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+pub(crate) fn exit_info(status: std::io::Result<std::process::ExitStatus>) -> ExitInfo {
+    match status {
+        Ok(s) => ExitInfo {
+            code: s.code(),
+            signal: s.signal(),
+        },
+        Err(_) => ExitInfo {
+            code: None,
+            signal: None,
+        },
+    }
+}
+
+/// Kills what is left of the group, reaps the leader, waits (bounded) for the group to empty,
+/// and only then disarms the guard — a group id is never signalled after it could be reused.
+async fn teardown(child: &mut Child, mut guard: GroupGuard, force: bool, grace: Grace) {
+    let Some(pgid) = guard.pgid() else { return };
+    if !force {
+        signal_group(pgid, Signal::SIGTERM);
+        let _ = tokio::time::timeout(grace.shutdown, child.wait()).await;
+    }
+    signal_group(pgid, Signal::SIGKILL);
+    let _ = child.wait().await;
+    // Grandchildren are reaped by init; wait for the group to vanish.
+    let start = Instant::now();
+    while group_alive(pgid) && start.elapsed() < Duration::from_secs(2) {
+        signal_group(pgid, Signal::SIGKILL);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if !group_alive(pgid) {
+        guard.disarm();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn monitor_stdio(
+    gen: u64,
+    mut child: Child,
+    guard: GroupGuard,
+    running: Running,
+    mut stop_rx: mpsc::Receiver<bool>,
+    cancel: CancellationToken,
+    actor: ActorRef<ServiceMsg>,
+    grace: Grace,
+) {
+    let ct = running.cancellation_token();
+    let mut waiting = Box::pin(running.waiting());
+    let cause = tokio::select! {
+        status = child.wait() => {
+            let exit = exit_info(status);
+            teardown(&mut child, guard, true, grace).await;
+            ct.cancel();
+            EndCause::Exited(exit)
+        }
+        _ = &mut waiting => {
+            // Output closed. If the process is dying too, report its exit.
+            match tokio::time::timeout(Duration::from_millis(50), child.wait()).await {
+                Ok(status) => {
+                    let exit = exit_info(status);
+                    teardown(&mut child, guard, true, grace).await;
+                    EndCause::Exited(exit)
+                }
+                Err(_) => {
+                    teardown(&mut child, guard, true, grace).await;
+                    EndCause::Closed("the server closed its stdout".into())
+                }
+            }
+        }
+        force = stop_rx.recv() => {
+            let mut force = force.unwrap_or(true);
+            if !force {
+                // 1. Close stdin (ending the MCP session drops the transport), wait.
+                ct.cancel();
+                let _ = tokio::time::timeout(grace.shutdown, &mut waiting).await;
+                tokio::select! {
+                    _ = tokio::time::timeout(grace.shutdown, child.wait()) => {}
+                    f = stop_rx.recv() => force = f.unwrap_or(true),
+                }
+            } else {
+                ct.cancel();
+            }
+            // 2. SIGTERM the group, wait; 3. SIGKILL the group.
+            teardown(&mut child, guard, force, grace).await;
+            EndCause::Cancelled
+        }
+        _ = cancel.cancelled() => {
+            ct.cancel();
+            teardown(&mut child, guard, true, grace).await;
+            EndCause::Cancelled
+        }
+    };
+    let _ = actor.cast(ServiceMsg::Ended { gen, cause });
+}
+
+async fn monitor_remote(
+    gen: u64,
+    running: Running,
+    mut stop_rx: mpsc::Receiver<bool>,
+    cancel: CancellationToken,
+    actor: ActorRef<ServiceMsg>,
+) {
+    let ct = running.cancellation_token();
+    let mut waiting = Box::pin(running.waiting());
+    let cause = tokio::select! {
+        _ = &mut waiting => EndCause::Closed("the HTTP session ended".into()),
+        _ = stop_rx.recv() => {
+            ct.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), &mut waiting).await;
+            EndCause::Cancelled
+        }
+        _ = cancel.cancelled() => {
+            ct.cancel();
+            EndCause::Cancelled
+        }
+    };
+    let _ = actor.cast(ServiceMsg::Ended { gen, cause });
+}
+
+fn server_info(running: &Running) -> ServerInfo {
+    let Some(info) = running.peer().peer_info() else {
+        return ServerInfo::default();
+    };
+    let v = serde_json::to_value(&*info).unwrap_or_default();
+    let s = |p: &str| v.pointer(p).and_then(|x| x.as_str()).map(str::to_owned);
+    ServerInfo {
+        name: s("/serverInfo/name").unwrap_or_default(),
+        version: s("/serverInfo/version").unwrap_or_default(),
+        protocol_version: s("/protocolVersion").unwrap_or_default(),
+        instructions: s("/instructions"),
+    }
+}
+
+/// Converts the SDK's tool into plain data.
+pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
+    let raw = serde_json::to_value(t).unwrap_or_default();
+    ToolInfo {
+        name: t.name.to_string(),
+        description: t.description.as_ref().map(|d| d.to_string()),
+        input_schema: (*t.input_schema).clone(),
+        raw,
+    }
+}
+
+/// Result of one probe.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Answered in time.
+    pub ok: bool,
+    /// Failure text.
+    pub detail: String,
+    /// Round trip.
+    pub latency: Duration,
+    /// The server answered `ping` with "method not found": use `tools/list` from now on.
+    pub ping_unsupported: bool,
+}
+
+/// One health probe: `ping`, or `tools/list` for servers without ping.
+pub(crate) async fn probe(peer: Peer<RoleClient>, timeout: Duration, use_list: bool) -> Probe {
+    let started = Instant::now();
+    let request = if use_list {
+        ClientRequest::ListToolsRequest(Default::default())
+    } else {
+        ClientRequest::PingRequest(PingRequest::default())
+    };
+    let res = async {
+        peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
+            .await?
+            .await_response()
+            .await
+    }
+    .await;
+    let latency = started.elapsed();
+    match res {
+        Ok(ServerResult::EmptyResult(_)) | Ok(ServerResult::ListToolsResult(_)) => Probe {
+            ok: true,
+            detail: String::new(),
+            latency,
+            ping_unsupported: false,
+        },
+        Ok(_) => Probe {
+            ok: true,
+            detail: "unexpected probe response".into(),
+            latency,
+            ping_unsupported: false,
+        },
+        Err(ServiceError::McpError(e)) if !use_list && e.code == ErrorCode::METHOD_NOT_FOUND => {
+            Probe {
+                ok: true,
+                detail: "ping not supported; probing with tools/list".into(),
+                latency,
+                ping_unsupported: true,
+            }
+        }
+        Err(ServiceError::Timeout { .. }) => Probe {
+            ok: false,
+            detail: format!(
+                "no answer within {} (health.timeout)",
+                humantime::format_duration(timeout)
+            ),
+            latency,
+            ping_unsupported: false,
+        },
+        Err(e) => Probe {
+            ok: false,
+            detail: e.to_string(),
+            latency,
+            ping_unsupported: false,
+        },
+    }
+}

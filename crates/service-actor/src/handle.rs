@@ -1,0 +1,259 @@
+//! [`ServiceHandle`]: the cloneable way in to one service for callers. Tool calls go straight to
+//! the live MCP peer from the caller's own task — they never queue in the actor's mailbox — so a
+//! slow call blocks neither probes nor other calls.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use mcpvisor_model::{ServiceId, ServiceMetrics, ServiceState};
+use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest, ServerResult};
+use rmcp::service::{PeerRequestOptions, RoleClient, ServiceError};
+use rmcp::Peer;
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+
+/// The result of a tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallOutcome {
+    /// Whether the tool reported an error (`isError`).
+    pub is_error: bool,
+    /// The whole `CallToolResult` as JSON (`content`, `structuredContent`, ...).
+    pub result: Value,
+}
+
+/// Why a tool call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The service is not `healthy`/`warning`.
+    #[error("service '{service}' is {state}, not accepting calls ({reason})")]
+    NotUp {
+        /// The service.
+        service: String,
+        /// Its state.
+        state: ServiceState,
+        /// Why it is in that state.
+        reason: String,
+    },
+    /// No answer within the timeout; `notifications/cancelled` was sent.
+    #[error("call of '{tool}' on service '{service}' timed out after {}; the request was cancelled", humantime::format_duration(*after))]
+    Timeout {
+        /// The service.
+        service: String,
+        /// The tool.
+        tool: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The server answered with a JSON-RPC error (unknown tool, bad arguments, ...).
+    #[error("service '{service}' rejected the call of '{tool}': {message} (code {code})")]
+    Rejected {
+        /// The service.
+        service: String,
+        /// The tool.
+        tool: String,
+        /// JSON-RPC error code.
+        code: i32,
+        /// Its message.
+        message: String,
+    },
+    /// The connection broke during the call.
+    #[error("service '{service}': connection failed during the call of '{tool}': {message}")]
+    Transport {
+        /// The service.
+        service: String,
+        /// The tool.
+        tool: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+#[derive(Debug)]
+struct Live {
+    state: ServiceState,
+    reason: String,
+    peer: Option<Peer<RoleClient>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    id: ServiceId,
+    name: String,
+    live: RwLock<Live>,
+    state_tx: watch::Sender<ServiceState>,
+    call_timeout_ms: AtomicU64,
+    metrics: ServiceMetrics,
+}
+
+/// A cloneable handle to one service: its state, and tool calls.
+#[derive(Debug, Clone)]
+pub struct ServiceHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServiceHandle {
+    /// A handle for service `id` whose calls time out after `call_timeout` by default and are
+    /// counted in `metrics`.
+    pub fn new(id: ServiceId, call_timeout: Duration, metrics: ServiceMetrics) -> Self {
+        let (state_tx, _) = watch::channel(ServiceState::NotStarted);
+        ServiceHandle {
+            shared: Arc::new(Shared {
+                name: id.to_string(),
+                id,
+                live: RwLock::new(Live {
+                    state: ServiceState::NotStarted,
+                    reason: "registered".into(),
+                    peer: None,
+                }),
+                state_tx,
+                call_timeout_ms: AtomicU64::new(ms(call_timeout)),
+                metrics,
+            }),
+        }
+    }
+
+    /// The service's id.
+    pub fn id(&self) -> &ServiceId {
+        &self.shared.id
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ServiceState {
+        *self.shared.state_tx.borrow()
+    }
+
+    /// A receiver that sees every state change (latest value semantics).
+    pub fn watch_state(&self) -> watch::Receiver<ServiceState> {
+        self.shared.state_tx.subscribe()
+    }
+
+    /// Waits until `pred(state)` holds or `timeout` passes; returns the last state seen.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(ServiceState) -> bool,
+    ) -> Result<ServiceState, ServiceState> {
+        let mut rx = self.watch_state();
+        let res = tokio::time::timeout(timeout, rx.wait_for(|s| pred(*s))).await;
+        match res {
+            Ok(Ok(s)) => Ok(*s),
+            _ => Err(self.state()),
+        }
+    }
+
+    /// The metrics counters.
+    pub fn metrics(&self) -> &ServiceMetrics {
+        &self.shared.metrics
+    }
+
+    /// Changes the default call timeout.
+    pub fn set_call_timeout(&self, t: Duration) {
+        self.shared.call_timeout_ms.store(ms(t), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_state(&self, state: ServiceState, reason: &str) {
+        {
+            let mut l = self.shared.live.write().unwrap_or_else(|p| p.into_inner());
+            l.state = state;
+            l.reason = reason.to_owned();
+            if !state.is_up() {
+                l.peer = None;
+            }
+        }
+        self.shared.state_tx.send_replace(state);
+    }
+
+    pub(crate) fn set_peer(&self, peer: Option<Peer<RoleClient>>) {
+        self.shared
+            .live
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .peer = peer;
+    }
+
+    fn peer(&self) -> Result<Peer<RoleClient>, CallError> {
+        let l = self.shared.live.read().unwrap_or_else(|p| p.into_inner());
+        match (&l.peer, l.state.is_up()) {
+            (Some(p), true) => Ok(p.clone()),
+            _ => Err(CallError::NotUp {
+                service: self.shared.name.clone(),
+                state: l.state,
+                reason: l.reason.clone(),
+            }),
+        }
+    }
+
+    /// Calls `tool` with `arguments`. Fails fast when the service is not up. `timeout` overrides
+    /// the service's `timeouts.call`; on timeout `notifications/cancelled` is sent to the server.
+    pub async fn call_tool(
+        &self,
+        tool: &str,
+        arguments: Option<Map<String, Value>>,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutcome, CallError> {
+        let peer = self.peer()?;
+        let timeout = timeout.unwrap_or_else(|| {
+            Duration::from_millis(self.shared.call_timeout_ms.load(Ordering::Relaxed))
+        });
+        let mut params = CallToolRequestParams::new(tool.to_owned());
+        params.arguments = arguments;
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let started = Instant::now();
+        let result = async {
+            peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
+                .await?
+                .await_response()
+                .await
+        }
+        .await;
+        let outcome = match result {
+            Ok(ServerResult::CallToolResult(r)) => {
+                let is_error = r.is_error.unwrap_or(false);
+                Ok(CallOutcome {
+                    is_error,
+                    result: serde_json::to_value(&r).unwrap_or(Value::Null),
+                })
+            }
+            Ok(other) => Err(CallError::Transport {
+                service: self.shared.name.clone(),
+                tool: tool.to_owned(),
+                message: format!(
+                    "unexpected response {}",
+                    serde_json::to_string(&other).unwrap_or_default()
+                ),
+            }),
+            Err(e) => Err(self.map_error(tool, timeout, e)),
+        };
+        let failed = !matches!(&outcome, Ok(o) if !o.is_error);
+        self.shared.metrics.record_call(started.elapsed(), failed);
+        outcome
+    }
+
+    fn map_error(&self, tool: &str, timeout: Duration, e: ServiceError) -> CallError {
+        let service = self.shared.name.clone();
+        let tool = tool.to_owned();
+        match e {
+            ServiceError::Timeout { .. } => CallError::Timeout {
+                service,
+                tool,
+                after: timeout,
+            },
+            ServiceError::McpError(err) => CallError::Rejected {
+                service,
+                tool,
+                code: err.code.0,
+                message: err.message.to_string(),
+            },
+            other => CallError::Transport {
+                service,
+                tool,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,223 @@
+//! Child processes in their own process group: spawn, signal the group, guard against leaks,
+//! drain stderr, and identify a process for safe reaping (start time and command line from
+//! `/proc`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use mcpvisor_model::LogRing;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    /// Program.
+    pub command: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+}
+
+/// A spawned server: the leader of its own process group.
+pub struct Spawned {
+    /// The child (its pid is the group id).
+    pub child: Child,
+    /// Its stdin.
+    pub stdin: ChildStdin,
+    /// Its stdout.
+    pub stdout: ChildStdout,
+    /// Its stderr.
+    pub stderr: ChildStderr,
+    /// Pid = process group id.
+    pub pid: u32,
+    /// Kills the group when dropped.
+    pub guard: GroupGuard,
+}
+
+/// Spawns `spec` as the leader of a new process group with all three pipes.
+pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
+    let mut cmd = Command::new(&spec.command);
+    cmd.args(&spec.args)
+        .envs(&spec.env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd.spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| std::io::Error::other("child exited before its pid was read"))?;
+    let guard = GroupGuard::new(pid);
+    let (Some(stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return Err(std::io::Error::other("child pipes missing"));
+    };
+    Ok(Spawned {
+        child,
+        stdin,
+        stdout,
+        stderr,
+        pid,
+        guard,
+    })
+}
+
+/// Sends `sig` to every process of group `pgid`. Returns false when the group is empty.
+pub fn signal_group(pgid: u32, sig: Signal) -> bool {
+    match i32::try_from(pgid) {
+        Ok(p) if p > 1 => killpg(Pid::from_raw(p), sig).is_ok(),
+        _ => false,
+    }
+}
+
+/// Whether any process of group `pgid` still exists (zombies included until reaped).
+pub fn group_alive(pgid: u32) -> bool {
+    match i32::try_from(pgid) {
+        Ok(p) if p > 1 => killpg(Pid::from_raw(p), None).is_ok(),
+        _ => false,
+    }
+}
+
+/// SIGKILLs a process group when dropped, unless disarmed: nothing leaks on drop or panic.
+#[derive(Debug)]
+pub struct GroupGuard {
+    pgid: Option<u32>,
+}
+
+impl GroupGuard {
+    /// Guards group `pgid`.
+    pub fn new(pgid: u32) -> Self {
+        GroupGuard { pgid: Some(pgid) }
+    }
+    /// The guarded group.
+    pub fn pgid(&self) -> Option<u32> {
+        self.pgid
+    }
+    /// Stops guarding (the group is known to be gone).
+    pub fn disarm(&mut self) {
+        self.pgid = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.pgid.take() {
+            signal_group(p, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Reads stderr until EOF into `ring`, line by line (lines over 8 KiB are split), and logs each
+/// line at debug level. Never stalls the child: reading is unconditional.
+pub async fn drain_stderr(mut stderr: ChildStderr, ring: LogRing, service: String) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut line: Vec<u8> = Vec::new();
+    const MAX_LINE: usize = 8 * 1024;
+    loop {
+        let n = match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for &b in &buf[..n] {
+            if b == b'\n' || line.len() >= MAX_LINE {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim_end_matches('\r');
+                tracing::debug!(service = %service, stderr = %text);
+                ring.push_line(text);
+                line.clear();
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            line.push(b);
+        }
+    }
+    if !line.is_empty() {
+        ring.push_line(&String::from_utf8_lossy(&line));
+    }
+}
+
+/// Identity of a running process, for reaping after a crash without ever signalling a recycled
+/// pid: its start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`) and command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessIdentity {
+    /// Start time in clock ticks after boot.
+    pub start_time_ticks: u64,
+    /// argv.
+    pub cmdline: Vec<String>,
+}
+
+/// Reads the identity of `pid` from `/proc`, if it is running.
+pub fn process_identity(pid: u32) -> Option<ProcessIdentity> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields follow the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // rest starts with " state ppid ..."; start time is field 22 overall = index 19 here.
+    let start_time_ticks = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmdline = raw
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    Some(ProcessIdentity {
+        start_time_ticks,
+        cmdline,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_of_this_process_is_readable() {
+        let me = process_identity(std::process::id()).expect("own /proc entry");
+        assert!(me.start_time_ticks > 0);
+        assert!(!me.cmdline.is_empty());
+        assert!(process_identity(u32::MAX - 1).is_none());
+    }
+
+    #[test]
+    fn group_signals_refuse_init_and_bad_ids() {
+        assert!(!signal_group(0, Signal::SIGKILL));
+        assert!(!signal_group(1, Signal::SIGKILL));
+        assert!(!group_alive(u32::MAX));
+    }
+
+    #[tokio::test]
+    async fn spawned_child_leads_its_own_group_and_the_guard_kills_it() {
+        let s = spawn(&SpawnSpec {
+            command: "sleep".into(),
+            args: vec!["30".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+        })
+        .unwrap();
+        let pgid = nix::unistd::getpgid(Some(Pid::from_raw(s.pid as i32))).unwrap();
+        assert_eq!(pgid.as_raw() as u32, s.pid);
+        assert!(group_alive(s.pid));
+        let Spawned {
+            mut child, guard, ..
+        } = s;
+        drop(guard);
+        let status = tokio::time::timeout(std::time::Duration::from_secs(5), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9));
+    }
+}
