@@ -1,0 +1,119 @@
+//! Low-level fault primitives of `chaos-mcp`: raw writes to stdout/stderr, fd games, signals
+//! and processes. Nothing here knows about MCP.
+
+use std::{
+    io::Write,
+    os::fd::AsRawFd,
+    process::{Command, Stdio},
+};
+
+/// Write one log line to stderr (`chaos-mcp[<pid>]: ...`). Blocks if stderr is a full pipe;
+/// errors (e.g. a closed stderr) are ignored.
+pub fn log(args: std::fmt::Arguments<'_>) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "chaos-mcp[{}]: {}", std::process::id(), args);
+}
+
+/// Write `line` plus a newline to stdout as one locked write, then flush.
+pub fn write_garbage(line: &str) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(line.len() + 1);
+    buf.extend_from_slice(line.as_bytes());
+    buf.push(b'\n');
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&buf)?;
+    stdout.flush()?;
+    drop(stdout);
+    log(format_args!("wrote a garbage line to stdout"));
+    Ok(())
+}
+
+/// Replace fd 1 by `/dev/null`: the pipe's write end is closed (the reader sees EOF), and later
+/// writes to stdout succeed silently instead of hitting a reused descriptor.
+pub fn close_stdout() -> std::io::Result<()> {
+    let stdout = std::io::stdout();
+    // Holding the lock keeps std's (and so tokio's) stdout writers out while fd 1 changes.
+    let mut lock = stdout.lock();
+    let _ = lock.flush();
+    let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    // SAFETY: dup2 on two valid descriptors; fd 1 is atomically replaced.
+    let rc = unsafe { libc::dup2(devnull.as_raw_fd(), libc::STDOUT_FILENO) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    drop(devnull);
+    drop(lock);
+    log(format_args!("closed stdout"));
+    Ok(())
+}
+
+/// Write `bytes` bytes to stderr from a background thread, with blocking writes.
+pub fn stderr_flood(bytes: u64) {
+    log(format_args!("flooding stderr with {bytes} bytes"));
+    let spawned = std::thread::Builder::new()
+        .name("stderr-flood".into())
+        .spawn(move || {
+            let mut line = b"chaos-mcp flood ".to_vec();
+            line.resize(63, b'x');
+            line.push(b'\n');
+            let chunk: Vec<u8> = line.iter().copied().cycle().take(64 * 64).collect();
+            let mut remaining = bytes;
+            while remaining > 0 {
+                let n = remaining.min(chunk.len() as u64) as usize;
+                if std::io::stderr().lock().write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+                remaining -= n as u64;
+            }
+        });
+    if let Err(error) = spawned {
+        log(format_args!("could not start the stderr flood: {error}"));
+    }
+}
+
+/// Write `count` short numbered log lines to stderr.
+pub fn stderr_lines(count: u64) {
+    for i in 0..count {
+        log(format_args!("log line {i}"));
+    }
+}
+
+/// Ignore SIGTERM from now on (also inherited by children spawned later).
+pub fn ignore_sigterm() {
+    // SAFETY: installing SIG_IGN has no handler code to be unsafe in.
+    unsafe {
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+    log(format_args!("ignoring SIGTERM"));
+}
+
+/// Spawn `sleep 100000` in our process group and forget it: it is neither killed nor waited
+/// for, so it outlives us. Returns its pid (also logged as `grandchild pid N`).
+pub fn spawn_grandchild(keep_stdio: bool) -> std::io::Result<u32> {
+    let mut command = Command::new("sleep");
+    command.arg("100000").stdin(Stdio::null());
+    if keep_stdio {
+        command.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    } else {
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    let child = command.spawn()?;
+    let pid = child.id();
+    // Dropping a std Child neither kills nor reaps it.
+    drop(child);
+    log(format_args!("grandchild pid {pid}"));
+    Ok(pid)
+}
+
+/// Our pid, parent pid and process group id.
+pub fn own_ids() -> (u32, u32, u32) {
+    // SAFETY: these calls cannot fail and touch no memory.
+    let (ppid, pgid) = unsafe { (libc::getppid(), libc::getpgid(0)) };
+    (std::process::id(), ppid as u32, pgid as u32)
+}
+
+/// Block the calling thread forever.
+pub fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}

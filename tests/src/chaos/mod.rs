@@ -1,0 +1,263 @@
+//! `chaos-mcp`: a fault-injecting MCP server used by mcpvisor's integration tests.
+//!
+//! The binary (`src/bin/chaos-mcp.rs`) only calls [`run`]. The server is a hand-written
+//! [`rmcp::ServerHandler`] (no `#[tool]` macros) so that its tool set can change at run time.
+//! Its `serverInfo.name` is `chaos-mcp`; it advertises `tools.listChanged = true`.
+//!
+//! Nothing but MCP frames is ever written to stdout (plus, in HTTP mode, the address line and
+//! any garbage that was asked for). Logs go to stderr, one line per event, each prefixed with
+//! `chaos-mcp[<pid>]: `. Every request (initialize, ping, tools/list, tools/call) is logged to
+//! stderr *synchronously*, so a server whose stderr nobody drains blocks, as real servers do.
+//! Other useful log lines: `stdin closed` (EOF on stdin, stdio mode), `grandchild pid N`,
+//! `exiting with code C`, `closed stdout`, and `stdin closed, but a fault keeps this process
+//! alive` (after a hang or a closed stdout the process never exits on its own).
+//!
+//! # Transports
+//!
+//! * stdio (default): newline-delimited JSON-RPC on stdin/stdout.
+//! * `--http ADDR` (e.g. `--http 127.0.0.1:0`): streamable HTTP on `http://ADDR/mcp`. Only
+//!   loopback addresses are accepted (anything else exits with code 2). The bound URL, e.g.
+//!   `http://127.0.0.1:43121/mcp`, is the first line of stdout and is flushed at once.
+//!
+//! # Tools
+//!
+//! | tool | arguments | result |
+//! |---|---|---|
+//! | `echo` | `{text: string}` | `text` |
+//! | `add` | `{a: number, b: number}` | the sum as text (integer if both are integers) |
+//! | `sleep` | `{ms: integer}` | sleeps, then `slept <ms>` |
+//! | `fail` | `{message?: string}` | a tool error (`isError: true`) carrying `message` |
+//! | `pids` | `{}` | JSON `{"pid", "ppid", "pgid", "grandchild", "grandchildren"}` |
+//! | `chaos` | `{action: string, ...}` | control tool, see below |
+//! | `tool_0`..`tool_{N-1}` | any object | (with `--tools N`) the arguments as JSON text |
+//!
+//! Tools added at run time with `add_tool` behave like `tool_i`. Bad arguments give a tool
+//! error (`isError: true`), never a panic; an unknown tool name is a JSON-RPC invalid-params
+//! error.
+//!
+//! # Faults
+//!
+//! "After N calls" means: once the N-th `tools/call` (any tool, counted from 1) has been
+//! answered. In stdio mode, actions that must follow a response (exit, close stdout) run at the
+//! first completed stdout flush after the line carrying that response's id was written (with a
+//! 5 s fallback timer), so the client always receives the response first; in HTTP mode they
+//! run 100 ms after the response is produced. Tool calls arriving once an exit is scheduled are
+//! never answered.
+//!
+//! | fault | start flag | `chaos` action (arguments) |
+//! |---|---|---|
+//! | exit now | — | `exit` (`code`: integer, default 1; `after_response`: bool, default false — when false the process exits before answering) |
+//! | exit at start | `--exit-at-start C` (before reading anything) | — (use `exit`) |
+//! | exit after N calls | `--exit-after-calls N` (code from `--exit-code C`, default 1) | — |
+//! | exit after a time | `--exit-after-ms MS` (code from `--exit-code`) | — |
+//! | hang | `--hang-after-calls N`, `--hang-at-start` | `hang` |
+//! | close stdout | `--close-stdout-after-calls N` (0 = before serving) | `close_stdout` |
+//! | garbage line on stdout | `--garbage-at-start` (text from `--garbage-text`) | `garbage` (`text`: string) |
+//! | flood stderr | `--stderr-flood BYTES` | `stderr_flood` (`bytes`: integer) |
+//! | log lines on stderr | `--stderr-lines N` | `stderr_lines` (`count`: integer) |
+//! | ignore SIGTERM | `--ignore-sigterm` | `ignore_sigterm` |
+//! | grandchild | `--spawn-grandchild` (+ `--grandchild-keep-stdio`) | `spawn_grandchild` (`keep_stdio`: bool) |
+//! | slow startup | `--startup-delay-ms MS` | — |
+//! | tool list change | `--add-tool-after-calls N` (adds `late_tool`) | `add_tool` (`name`), `remove_tool` (`name`) |
+//! | no ping | `--no-ping` | `no_ping` (`enabled`: bool, default true) |
+//!
+//! Details:
+//!
+//! * **hang**: every later request (ping, initialize, tools/list, tools/call, anything) awaits
+//!   forever; the process stays alive and does not exit when stdin closes. Pings are answered
+//!   by our own `ping` handler (rmcp's default is overridden), and in stdio mode a wrapper
+//!   around the whole request dispatch also blocks requests rmcp would answer itself.
+//!   `--hang-at-start` in stdio mode never reads stdin at all.
+//! * **close stdout**: fd 1 is replaced by `/dev/null` (`dup2`), so the pipe's write end is
+//!   closed and the client reads EOF, while the process keeps running (also after stdin
+//!   closes) until killed.
+//! * **garbage**: one line of non-JSON text is written to the same stdout the transport uses,
+//!   under the stdout lock, as a whole line.
+//! * **stderr flood**: BYTES bytes are written to stderr by a background thread with blocking
+//!   writes. If nobody drains stderr, the flood fills the pipe and every later request blocks
+//!   on its log line.
+//! * **grandchild**: `sleep 100000`, spawned with `std::process::Command` in our process group
+//!   and never killed or waited for by us: when `chaos-mcp` dies (even by SIGKILL), it lives
+//!   on. Its pid goes to stderr as `grandchild pid N`. Its stdio is `/dev/null` unless
+//!   `--grandchild-keep-stdio`/`keep_stdio` is given, in which case it inherits our stdout and
+//!   stderr and keeps those pipes open. It inherits an already ignored SIGTERM.
+//! * **tool list change**: the tool set changes and `notifications/tools/list_changed` is sent
+//!   (from the `add_tool`/`remove_tool` call, before its response). `chaos` cannot be removed.
+//! * **no ping**: `ping` is answered with JSON-RPC method-not-found (-32601).
+//!
+//! Start-up order: `--stderr-lines`, `--spawn-grandchild`, `--ignore-sigterm`,
+//! `--exit-at-start`, `--stderr-flood`, `--startup-delay-ms`, then serving (`--garbage-at-start`
+//! and `--close-stdout-after-calls 0` just before the first read).
+
+macro_rules! chaos_log {
+    ($($arg:tt)*) => {
+        $crate::chaos::faults::log(format_args!($($arg)*))
+    };
+}
+
+pub mod args;
+pub mod faults;
+pub mod harness;
+pub mod server;
+pub mod tools;
+
+use std::{io::Write, sync::Arc};
+
+use clap::Parser;
+use rmcp::{
+    transport::{
+        streamable_http_server::session::local::LocalSessionManager, StreamableHttpServerConfig,
+        StreamableHttpService,
+    },
+    ServiceExt,
+};
+
+pub use args::Args;
+use server::{ChaosServer, Gate, HookedStdin, HookedStdout, Shared};
+
+/// Entry point of the `chaos-mcp` binary: parse the flags, inject the start-time faults, serve.
+pub fn run() -> ! {
+    let args = Args::parse();
+    init_tracing();
+    let code = match run_with(args) {
+        Ok(()) => 0,
+        Err(error) => {
+            chaos_log!("fatal: {error:#}");
+            1
+        }
+    };
+    // Exit explicitly: a blocking stdin read on tokio's blocking pool would otherwise keep the
+    // runtime from shutting down.
+    std::process::exit(code)
+}
+
+fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+    }
+}
+
+/// Run the server with already parsed flags. Returns when the service ends (stdin closed),
+/// unless a fault keeps the process alive.
+pub fn run_with(args: Args) -> anyhow::Result<()> {
+    if let Some(addr) = args.http {
+        if !addr.ip().is_loopback() {
+            chaos_log!("refusing to listen on non-loopback address {addr}");
+            std::process::exit(2);
+        }
+    }
+    if let Some(count) = args.stderr_lines {
+        faults::stderr_lines(count);
+    }
+    let mut grandchildren = Vec::new();
+    if args.spawn_grandchild {
+        grandchildren.push(faults::spawn_grandchild(args.grandchild_keep_stdio)?);
+    }
+    if args.ignore_sigterm {
+        faults::ignore_sigterm();
+    }
+    if let Some(code) = args.exit_at_start {
+        chaos_log!("exiting at start with code {code}");
+        std::process::exit(code);
+    }
+    if let Some(bytes) = args.stderr_flood {
+        faults::stderr_flood(bytes);
+    }
+    if let Some(ms) = args.startup_delay_ms {
+        chaos_log!("delaying startup by {ms} ms");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    if args.hang_at_start && args.http.is_none() {
+        chaos_log!("hanging at start: never reading stdin");
+        faults::park_forever();
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let http = args.http;
+        let shared = Arc::new(Shared::new(args, http.is_none()));
+        shared.add_grandchildren(&grandchildren);
+        match http {
+            Some(addr) => serve_http(shared, addr).await,
+            None => serve_stdio(shared).await,
+        }
+    })
+}
+
+fn spawn_timed_exit(shared: &Arc<Shared>) {
+    if let Some(ms) = shared.args.exit_after_ms {
+        let code = shared.args.exit_code;
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            chaos_log!("exiting after {ms} ms with code {code}");
+            std::process::exit(code);
+        });
+    }
+}
+
+async fn serve_stdio(shared: Arc<Shared>) -> anyhow::Result<()> {
+    if shared.args.garbage_at_start {
+        faults::write_garbage(shared.args.garbage_line())?;
+    }
+    if shared.args.close_stdout_after_calls == Some(0) {
+        shared.close_stdout_now();
+    }
+    spawn_timed_exit(&shared);
+    let transport = (
+        HookedStdin::new(tokio::io::stdin()),
+        HookedStdout::new(tokio::io::stdout(), shared.clone()),
+    );
+    chaos_log!("serving stdio");
+    match Gate(ChaosServer::new(shared.clone()))
+        .serve(transport)
+        .await
+    {
+        Ok(running) => {
+            let reason = running.waiting().await;
+            chaos_log!("service ended: {reason:?}");
+        }
+        Err(error) => chaos_log!("initialization failed: {error}"),
+    }
+    if shared.stay_alive() {
+        chaos_log!("stdin closed, but a fault keeps this process alive");
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+async fn serve_http(shared: Arc<Shared>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "http://{local}/mcp")?;
+        stdout.flush()?;
+    }
+    if shared.args.garbage_at_start {
+        faults::write_garbage(shared.args.garbage_line())?;
+    }
+    if shared.args.hang_at_start {
+        shared.set_hung();
+    }
+    if shared.args.close_stdout_after_calls == Some(0) {
+        shared.close_stdout_now();
+    }
+    spawn_timed_exit(&shared);
+    let factory_shared = shared.clone();
+    let service: StreamableHttpService<ChaosServer, LocalSessionManager> =
+        StreamableHttpService::new(
+            move || Ok(ChaosServer::new(factory_shared.clone())),
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default(),
+        );
+    let router = axum::Router::new().nest_service("/mcp", service);
+    chaos_log!("serving streamable HTTP on http://{local}/mcp");
+    axum::serve(listener, router).await?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! mcpvisor's fault-injection integration suite: the `chaos-mcp` server ([`chaos`]) and
+//! support helpers shared by the integration tests of this package.
+//!
+//! Process helpers here are Linux-specific (they read `/proc`).
+
+pub mod chaos;
+
+use std::{
+    future::Future,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+pub use chaos::harness::{ChaosProcess, StderrCapture, ToolListWatcher};
+
+/// Path of the `chaos-mcp` binary built next to the running test executable.
+///
+/// `CARGO_BIN_EXE_chaos-mcp` only exists when compiling this package's integration tests, so
+/// this looks for the binary beside `current_exe()` (`target/<profile>/deps/<test>` →
+/// `target/<profile>/chaos-mcp`). `CHAOS_MCP_BIN` overrides the lookup.
+///
+/// # Panics
+///
+/// If the binary is not there (build it with `cargo build -p mcpvisor-tests --bin chaos-mcp`).
+pub fn chaos_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("CHAOS_MCP_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe
+        .parent()
+        .expect("the test executable has a parent directory")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join(format!("chaos-mcp{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "chaos-mcp not found at {}; build it with `cargo build -p mcpvisor-tests --bin chaos-mcp`",
+        bin.display()
+    );
+    bin
+}
+
+/// The state letter of `/proc/<pid>/stat` (`R`, `S`, `D`, `Z`, `T`, ...), `None` if no such
+/// process.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().next()?.chars().next()
+}
+
+/// Whether `pid` is a live process: it exists and is neither a zombie nor dead.
+pub fn pid_alive(pid: u32) -> bool {
+    matches!(process_state(pid), Some(state) if state != 'Z' && state != 'X' && state != 'x')
+}
+
+/// The process group of `pid`, from `/proc/<pid>/stat`.
+pub fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Fields after the name: state, ppid, pgrp.
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Send `signal` to `pid`.
+pub fn send_signal(pid: u32, signal: i32) -> std::io::Result<()> {
+    let pid = i32::try_from(pid).map_err(std::io::Error::other)?;
+    // SAFETY: kill(2) has no memory-safety requirements.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// SIGKILL every process in process group `pgid`; a missing group is not an error.
+pub fn kill_process_group(pgid: u32) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        if pgid > 1 {
+            // SAFETY: killpg(2) has no memory-safety requirements.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// SIGKILL `pid` if it is alive; errors (already gone) are ignored.
+pub fn kill_pid(pid: u32) {
+    if pid_alive(pid) {
+        let _ = send_signal(pid, libc::SIGKILL);
+    }
+}
+
+/// Poll `condition` every 5 ms until it holds (true) or `timeout` passes (false).
+pub async fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Wait until `pid` is no longer alive (gone or zombie).
+pub async fn wait_for_pid_exit(pid: u32, timeout: Duration) -> bool {
+    wait_until(timeout, || !pid_alive(pid)).await
+}
+
+/// Run `future` with a deadline, panicking with `what` if it elapses.
+pub async fn deadline<T>(timeout: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(timeout, future).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {timeout:?}: {what}"),
+    }
+}
