@@ -2,6 +2,36 @@
 //!
 //! The config file and the state snapshot on disk.
 //!
+//! The [`PersistenceActor`] holds the latest configuration and the state snapshot (last-known
+//! tools, child process groups) and writes them in the background: bursts of changes coalesce
+//! into one write of the latest data, failed writes are kept and retried with backoff, and
+//! failures are reported as [`mcpvisor_model::Event::PersistenceError`] /
+//! [`mcpvisor_model::Event::PersistenceRecovered`] events — the runtime keeps serving.
+//! The file functions ([`write_atomic`], [`write_config`], [`load_config`], [`load_state`],
+//! [`write_state`]) work without the actor.
+//!
 //! **Invariant:** a file on disk is always either the previous or the next complete version
-//! (temp file, fsync, rename, fsync directory), and a file that does not parse is never
-//! overwritten. (Filled by issue #4.)
+//! (temp file, fsync, rename, fsync directory; the previous one kept as `<file>.bak`), and a
+//! config file that does not parse is never overwritten. The actor never stops on an I/O error.
+#![warn(missing_docs)]
+
+mod actor;
+mod error;
+mod file;
+mod state;
+mod streak;
+
+#[doc(hidden)]
+pub use actor::Due;
+pub use actor::{
+    PersistStats, PersistenceActor, PersistenceArgs, PersistenceMsg, PersistenceState,
+};
+pub use error::{LoadError, PersistError};
+pub use file::{
+    backup_path, check_overwritable, is_temp_file_of, load_config, remove_stale_temp_files,
+    write_atomic, write_config,
+};
+pub use state::{
+    load_state, state_path, write_state, ProcessRecord, ServiceSnapshot, StateSnapshot, STATE_FILE,
+};
+pub use streak::{RetryPolicy, DEFAULT_COALESCE, DEFAULT_RETRY_INITIAL, DEFAULT_RETRY_MAX};
