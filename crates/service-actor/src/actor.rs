@@ -93,6 +93,11 @@ pub enum ServiceMsg {
     Reconfigure(Box<ServiceConfig>),
     /// Current tools and server info.
     GetTools(RpcReplyPort<(Vec<ToolInfo>, ServerInfo)>),
+    /// Report the current state, tools and process again (after the registry was rebuilt).
+    Resend,
+    /// Fault injection for tests: the actor panics while handling this.
+    #[doc(hidden)]
+    PanicForTest,
     // ---- internal ----
     /// A connect attempt finished.
     #[doc(hidden)]
@@ -187,6 +192,8 @@ pub struct State {
     conn: Option<Conn>,
     tools: Vec<ToolInfo>,
     server: ServerInfo,
+    pid: Option<u32>,
+    identity: Option<ProcessIdentity>,
     use_list_probe: bool,
     probe_in_flight: bool,
     state_since: Instant,
@@ -224,6 +231,8 @@ impl Actor for ServiceActor {
             conn: None,
             tools: Vec::new(),
             server: ServerInfo::default(),
+            pid: None,
+            identity: None,
             use_list_probe: false,
             probe_in_flight: false,
             state_since: Instant::now(),
@@ -310,12 +319,29 @@ impl State {
             ServiceMsg::GetTools(reply) => {
                 let _ = reply.send((self.tools.clone(), self.server.clone()));
             }
+            ServiceMsg::Resend => {
+                let st = self.machine.state();
+                (self.sink)(ServiceReport::State {
+                    id: self.id.clone(),
+                    from: st,
+                    to: st,
+                    reason: "re-reported".into(),
+                    at: Timestamp::now(),
+                });
+                if self.machine.live_gen().is_some() {
+                    self.report_tools();
+                    self.report_process(self.pid, self.identity.clone());
+                }
+            }
+            ServiceMsg::PanicForTest => panic!("fault injection: service actor panic requested"),
             ServiceMsg::Connected(gen, result) => self.on_connected(myself, gen, result),
             ServiceMsg::Ended { gen, cause } => {
                 if matches!(&self.conn, Some(Conn::Live { gen: g, .. } | Conn::Connecting { gen: g, .. }) if *g == gen)
                 {
                     self.conn = None;
                     self.handle.set_peer(None);
+                    self.pid = None;
+                    self.identity = None;
                     self.report_process(None, None);
                 }
                 tracing::debug!(gen, ?cause, "connection ended");
@@ -424,6 +450,8 @@ impl State {
                 self.tools = est.tools;
                 self.server = est.server;
                 self.handle.set_peer(Some(est.peer));
+                self.pid = est.pid;
+                self.identity = est.identity.clone();
                 self.report_process(est.pid, est.identity);
                 self.report_tools();
                 let detail = format!(

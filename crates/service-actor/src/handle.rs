@@ -152,7 +152,9 @@ impl ServiceHandle {
         self.shared.call_timeout_ms.store(ms(t), Ordering::Relaxed);
     }
 
-    pub(crate) fn set_state(&self, state: ServiceState, reason: &str) {
+    /// Sets the state callers see. The actor does this on every transition; the supervisor
+    /// does it when the actor itself is gone (panicked, or given up on).
+    pub fn set_state(&self, state: ServiceState, reason: &str) {
         {
             let mut l = self.shared.live.write().unwrap_or_else(|p| p.into_inner());
             l.state = state;
@@ -164,7 +166,8 @@ impl ServiceHandle {
         self.shared.state_tx.send_replace(state);
     }
 
-    pub(crate) fn set_peer(&self, peer: Option<Peer<RoleClient>>) {
+    /// Sets or clears the live peer calls go to.
+    pub fn set_peer(&self, peer: Option<Peer<RoleClient>>) {
         self.shared
             .live
             .write()

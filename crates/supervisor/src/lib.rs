@@ -1,7 +1,41 @@
 //! # mcpvisor-supervisor
 //!
-//! The root supervisor (restart policies, intensity, dependency order) and the embedded `Store`
-//! API.
+//! The root of the supervision tree and the public embedding API, [`Store`].
 //!
-//! **Invariant:** nothing outlives the supervisor: every child process group is stopped on
-//! shutdown, on drop and on panic. (Filled by issue #5.)
+//! The root actor owns the configuration; it spawns (linked) the registry actor, the
+//! persistence actor and one service actor per service, starts services in dependency order
+//! (topological levels, a dependent once each dependency meets its condition), respawns a
+//! panicked service actor within its restart intensity, and respawns and rebuilds the registry
+//! or persistence actor if either dies. On open it reaps process groups a killed previous run
+//! left behind — only after checking each still belongs to that run (pid, start time and command
+//! line from `/proc`).
+//!
+//! **Invariant:** nothing outlives the supervisor: `shutdown()` stops every service in reverse
+//! dependency order and returns when every process group is gone; dropping the last `Store`
+//! without it kills every group at once; a panicking service actor's groups die with its state.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mcpvisor_supervisor::StoreError> {
+//! use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+//! let store = Store::open(StoreOptions::new().config_file("mcp.json").state_dir("/tmp/mcpvisor")).await?;
+//! let out = store.call_tool("time__get_current_time", None, None).await?;
+//! println!("{}", out.result);
+//! store.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod reaper;
+mod root;
+mod store;
+
+pub use error::StoreError;
+pub use root::AddReport;
+pub use store::{ServiceInput, Store, StoreOptions, Wait};
+
+pub use mcpvisor_model as model;
+pub use mcpvisor_registry_actor::{
+    EventStream, LookupError, Scope, ServiceView, ToolEntry, ToolTarget,
+};
+pub use mcpvisor_service_actor::{CallError, CallOutcome, ProbeOutcome};

@@ -1,0 +1,55 @@
+//! The errors of the Store API. Each names the service (and field, through the config error)
+//! and says what to do.
+
+use mcpvisor_model::{ConfigErrors, ServiceState};
+use mcpvisor_registry_actor::LookupError;
+use mcpvisor_service_actor::CallError;
+
+/// What can go wrong in a [`crate::Store`] call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The config (or the service given) is invalid; nothing was changed.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The config file could not be loaded.
+    #[error("cannot load {path}: {message}")]
+    Load {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// A service of that name already exists.
+    #[error("service '{0}' already exists; use update_service to change it")]
+    AlreadyExists(String),
+    /// No such service or tool.
+    #[error("{0}")]
+    Lookup(#[from] LookupError),
+    /// Other services depend on the one to remove.
+    #[error("service '{service}' cannot be removed: {} depend on it; remove or change them first", dependents.join(", "))]
+    InUse {
+        /// The service.
+        service: String,
+        /// Who depends on it.
+        dependents: Vec<String>,
+    },
+    /// A tool call failed.
+    #[error("{0}")]
+    Call(#[from] CallError),
+    /// `wait_for` timed out.
+    #[error("timed out waiting for {}", waiting.iter().map(|(n, s)| format!("'{n}' (still {s})")).collect::<Vec<_>>().join(", "))]
+    WaitTimeout {
+        /// The services not there yet with their states.
+        waiting: Vec<(String, ServiceState)>,
+    },
+    /// The supervisor is not running (shut down, or an actor could not be reached).
+    #[error("the supervisor is not running ({0})")]
+    NotRunning(String),
+}
+
+impl StoreError {
+    pub(crate) fn gone(e: impl std::fmt::Display) -> Self {
+        StoreError::NotRunning(e.to_string())
+    }
+}

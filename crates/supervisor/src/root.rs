@@ -1,0 +1,996 @@
+//! The root supervisor actor: owns the configuration, spawns and links the registry, the
+//! persistence actor and one service actor per service, starts services in dependency order,
+//! respawns what dies, and routes service reports to the registry and the state file.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use mcpvisor_model::env::Env;
+use mcpvisor_model::{
+    resolve_service, AgentId, ConfigError, ConfigErrors, DependencyCondition, DependencyGraph,
+    Event, LogRing, RestartVerdict, RestartWindow, ServiceId, ServiceMetrics, ServiceName,
+    ServiceSpec, ServiceState, ServicesConfig, Timestamp,
+};
+use mcpvisor_persistence_actor::{
+    PersistenceActor, PersistenceArgs, PersistenceMsg, ProcessRecord,
+};
+use mcpvisor_registry_actor::{RegistryActor, RegistryArgs, RegistryMsg};
+use mcpvisor_service_actor::{ServiceActor, ServiceArgs, ServiceHandle, ServiceMsg, ServiceReport};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use serde_json::{Map, Value};
+
+use crate::error::StoreError;
+
+/// State shared between the root actor and every [`crate::Store`] clone, read without a
+/// mailbox hop.
+pub(crate) struct Shared {
+    /// Call handles by service.
+    pub handles: RwLock<HashMap<ServiceId, ServiceHandle>>,
+    /// Live process groups, for killing on drop without a runtime.
+    pub pgids: Mutex<HashMap<ServiceId, u32>>,
+    /// The current registry.
+    pub registry: RwLock<Option<ActorRef<RegistryMsg>>>,
+    /// The current persistence actor.
+    pub persistence: RwLock<Option<ActorRef<PersistenceMsg>>>,
+}
+
+impl Shared {
+    pub(crate) fn registry(&self) -> Result<ActorRef<RegistryMsg>, StoreError> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::gone("registry not running"))
+    }
+    pub(crate) fn handle(&self, id: &ServiceId) -> Option<ServiceHandle> {
+        self.handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
+/// One entry to add: scope, name as written, object as written.
+pub(crate) type NewEntry = (Option<AgentId>, String, Map<String, Value>);
+
+/// What a batch add did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AddReport {
+    /// Services registered (now `starting`, or `not_started` if disabled or waiting for
+    /// dependencies).
+    pub added: Vec<String>,
+    /// Entries refused, each with every reason.
+    pub failed: Vec<(String, Vec<String>)>,
+}
+
+/// Messages of the root actor.
+pub(crate) enum RootMsg {
+    Add {
+        items: Vec<NewEntry>,
+        reply: RpcReplyPort<Result<AddReport, StoreError>>,
+    },
+    Remove {
+        id: ServiceId,
+        reply: RpcReplyPort<Result<Option<ActorRef<ServiceMsg>>, StoreError>>,
+    },
+    Update {
+        id: ServiceId,
+        raw: Map<String, Value>,
+        reply: RpcReplyPort<Result<bool, StoreError>>,
+    },
+    /// Marks a service wanted (start) or not (stop) and returns its actor.
+    Want {
+        id: ServiceId,
+        wanted: bool,
+        reply: RpcReplyPort<Result<Option<ActorRef<ServiceMsg>>, StoreError>>,
+    },
+    /// Actors in stop order (dependents first), by level.
+    StopLevels {
+        reply: RpcReplyPort<Vec<Vec<(ServiceId, ActorRef<ServiceMsg>)>>>,
+    },
+    /// All actors of a scope.
+    Actors {
+        reply: RpcReplyPort<Vec<(ServiceId, ActorRef<ServiceMsg>)>>,
+    },
+    /// The current configuration.
+    Config {
+        reply: RpcReplyPort<ServicesConfig>,
+    },
+    Report(ServiceReport),
+    Publish(Event),
+}
+
+pub(crate) struct RootArgs {
+    pub config: ServicesConfig,
+    pub config_path: Option<std::path::PathBuf>,
+    pub state_dir: Option<std::path::PathBuf>,
+    pub env: Arc<dyn Env + Send + Sync>,
+    pub shared: Arc<Shared>,
+    pub autostart: bool,
+    pub stale_tools: Vec<(ServiceId, Vec<mcpvisor_model::ToolInfo>)>,
+}
+
+struct Entry {
+    spec: ServiceSpec,
+    handle: ServiceHandle,
+    stderr: LogRing,
+    actor: Option<ActorRef<ServiceMsg>>,
+    panics: RestartWindow,
+    wanted: bool,
+    started: bool,
+    blocked: String,
+}
+
+pub(crate) struct RootState {
+    config: ServicesConfig,
+    entries: IndexMap<ServiceId, Entry>,
+    args: RootArgs,
+    persist: bool,
+}
+
+pub(crate) struct RootActor;
+
+fn id_of(agent: &Option<AgentId>, name: ServiceName) -> ServiceId {
+    ServiceId {
+        agent: agent.clone(),
+        name,
+    }
+}
+
+impl Actor for RootActor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RootMsg>,
+        args: RootArgs,
+    ) -> Result<RootState, ActorProcessingErr> {
+        let mut state = RootState {
+            config: args.config.clone(),
+            entries: IndexMap::new(),
+            persist: args.config_path.is_some() || args.state_dir.is_some(),
+            args,
+        };
+        state.spawn_registry(&myself).await?;
+        if state.persist {
+            state.spawn_persistence(&myself).await?;
+        }
+        let mut all: Vec<(ServiceId, ServiceSpec)> = state
+            .config
+            .services
+            .values()
+            .map(|s| (ServiceId::global(s.name.clone()), s.clone()))
+            .collect();
+        for (agent, a) in &state.config.agents {
+            for s in a.services.values() {
+                all.push((ServiceId::agent(agent.clone(), s.name.clone()), s.clone()));
+            }
+        }
+        let autostart = state.args.autostart;
+        for (id, spec) in all {
+            state.register(&myself, id, spec, autostart).await?;
+        }
+        for (id, tools) in std::mem::take(&mut state.args.stale_tools) {
+            if state.entries.contains_key(&id) {
+                state.to_registry(RegistryMsg::Tools {
+                    id,
+                    tools,
+                    server: None,
+                    stale: true,
+                });
+            }
+        }
+        state.evaluate();
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        msg: RootMsg,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RootMsg::Add { items, reply } => {
+                let r = state.add(&myself, items).await;
+                let _ = reply.send(r);
+            }
+            RootMsg::Remove { id, reply } => {
+                let _ = reply.send(state.remove(&id));
+            }
+            RootMsg::Update { id, raw, reply } => {
+                let r = state.update(&id, raw);
+                let _ = reply.send(r);
+            }
+            RootMsg::Want { id, wanted, reply } => {
+                let r = match state.entries.get_mut(&id) {
+                    None => Err(unknown(&id, &state.entries)),
+                    Some(e) => {
+                        e.wanted = wanted;
+                        if !wanted {
+                            e.started = false;
+                        }
+                        if wanted && e.actor.is_none() {
+                            // Revive a service given up on after panics.
+                            e.panics.reset();
+                            let spec = e.spec.clone();
+                            state
+                                .spawn_service(&myself, id.clone(), &spec, false)
+                                .await?;
+                        }
+                        Ok(state.entries.get(&id).and_then(|e| e.actor.clone()))
+                    }
+                };
+                if wanted {
+                    if let Some(e) = state.entries.get_mut(&id) {
+                        // A manual start bypasses dependency gating only when they are met.
+                        e.started = false;
+                    }
+                    state.evaluate();
+                }
+                let _ = reply.send(r);
+            }
+            RootMsg::StopLevels { reply } => {
+                let _ = reply.send(state.stop_levels());
+            }
+            RootMsg::Actors { reply } => {
+                let all = state
+                    .entries
+                    .iter()
+                    .filter_map(|(id, e)| e.actor.clone().map(|a| (id.clone(), a)))
+                    .collect();
+                let _ = reply.send(all);
+            }
+            RootMsg::Config { reply } => {
+                let _ = reply.send(state.config.clone());
+            }
+            RootMsg::Report(r) => state.on_report(r),
+            RootMsg::Publish(e) => state.to_registry(RegistryMsg::Publish(e)),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        evt: SupervisionEvent,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                state
+                    .on_child_down(&myself, cell, format!("panicked: {err}"))
+                    .await?;
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let why = reason.unwrap_or_else(|| "stopped".into());
+                state.on_child_down(&myself, cell, why).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RootMsg>,
+        state: &mut RootState,
+    ) -> Result<(), ActorProcessingErr> {
+        for e in state.entries.values() {
+            if let Some(a) = &e.actor {
+                a.stop(Some("supervisor stopping".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn unknown(id: &ServiceId, entries: &IndexMap<ServiceId, Entry>) -> StoreError {
+    let names: Vec<String> = entries
+        .keys()
+        .filter(|k| k.agent == id.agent)
+        .map(|k| k.name.to_string())
+        .collect();
+    StoreError::Lookup(mcpvisor_registry_actor::LookupError::UnknownService {
+        name: id.name.to_string(),
+        suggestions: mcpvisor_model::suggest(id.name.as_str(), names.iter().map(String::as_str), 3),
+    })
+}
+
+impl RootState {
+    fn to_registry(&self, msg: RegistryMsg) {
+        if let Ok(r) = self.args.shared.registry() {
+            let _ = r.cast(msg);
+        }
+    }
+
+    fn to_persistence(&self, msg: PersistenceMsg) {
+        let p = self
+            .args
+            .shared
+            .persistence
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(p) = p {
+            let _ = p.cast(msg);
+        }
+    }
+
+    fn save_config(&self) {
+        if self.args.config_path.is_some() {
+            self.to_persistence(PersistenceMsg::SaveConfig(Box::new(self.config.clone())));
+        }
+    }
+
+    async fn spawn_registry(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let args = RegistryArgs {
+            tool_separator: self.config.supervisor.tool_separator.clone(),
+        };
+        let (r, _) = Actor::spawn_linked(None, RegistryActor, args, myself.get_cell()).await?;
+        *self
+            .args
+            .shared
+            .registry
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(r);
+        Ok(())
+    }
+
+    async fn spawn_persistence(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+    ) -> Result<(), ActorProcessingErr> {
+        let me = myself.clone();
+        let state_dir = self
+            .args
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("mcpvisor-unused-state"));
+        let config_path = self
+            .args
+            .config_path
+            .clone()
+            .unwrap_or_else(|| state_dir.join("unused-mcp.json"));
+        let args = PersistenceArgs::new(config_path, state_dir, move |e| {
+            let _ = me.cast(RootMsg::Publish(e));
+        });
+        let (p, _) = Actor::spawn_linked(None, PersistenceActor, args, myself.get_cell()).await?;
+        *self
+            .args
+            .shared
+            .persistence
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(p);
+        Ok(())
+    }
+
+    /// Registers a resolved service in every place and spawns its actor (not started).
+    async fn register(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        id: ServiceId,
+        spec: ServiceSpec,
+        wanted: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        let metrics = ServiceMetrics::default();
+        let handle = ServiceHandle::new(id.clone(), spec.config.timeouts.call, metrics.clone());
+        let stderr = LogRing::default();
+        self.args
+            .shared
+            .handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), handle.clone());
+        let disabled = spec.config.disabled;
+        self.to_registry(RegistryMsg::Upsert {
+            spec: spec.clone(),
+            id: id.clone(),
+            state: ServiceState::NotStarted,
+            stderr: stderr.clone(),
+            metrics,
+        });
+        self.entries.insert(
+            id.clone(),
+            Entry {
+                spec: spec.clone(),
+                handle,
+                stderr,
+                actor: None,
+                panics: RestartWindow::new(spec.config.intensity),
+                wanted: wanted && !disabled,
+                started: false,
+                blocked: String::new(),
+            },
+        );
+        self.spawn_service(myself, id, &spec, false).await
+    }
+
+    async fn spawn_service(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        id: ServiceId,
+        spec: &ServiceSpec,
+        autostart: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(entry) = self.entries.get(&id) else {
+            return Ok(());
+        };
+        let me = myself.clone();
+        let shared = self.args.shared.clone();
+        let args = ServiceArgs {
+            id: id.clone(),
+            config: spec.config.clone(),
+            handle: entry.handle.clone(),
+            stderr: entry.stderr.clone(),
+            sink: Arc::new(move |r: ServiceReport| {
+                if let ServiceReport::Process { id, pid, .. } = &r {
+                    let mut g = shared.pgids.lock().unwrap_or_else(|p| p.into_inner());
+                    match pid {
+                        Some(p) => g.insert(id.clone(), *p),
+                        None => g.remove(id),
+                    };
+                }
+                let _ = me.cast(RootMsg::Report(r));
+            }),
+            autostart,
+        };
+        let (actor, _) = Actor::spawn_linked(None, ServiceActor, args, myself.get_cell()).await?;
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.actor = Some(actor);
+            e.started = autostart;
+        }
+        Ok(())
+    }
+
+    async fn add(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        items: Vec<NewEntry>,
+    ) -> Result<AddReport, StoreError> {
+        let mut report = AddReport::default();
+        let mut accepted: Vec<(ServiceId, ServiceSpec)> = Vec::new();
+        let single = items.len() == 1;
+        let mut all_errors = Vec::new();
+        for (agent, name, raw) in items {
+            let shown = match &agent {
+                Some(a) => format!("{a}/{name}"),
+                None => name.clone(),
+            };
+            let spec = match resolve_service(
+                &name,
+                &raw,
+                &self.config.defaults,
+                &self.config.supervisor,
+                &*self.args.env,
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    report
+                        .failed
+                        .push((shown, e.iter().map(ToString::to_string).collect()));
+                    all_errors.extend(e.0);
+                    continue;
+                }
+            };
+            let id = id_of(&agent, spec.name.clone());
+            if self.entries.contains_key(&id) || accepted.iter().any(|(i, _)| *i == id) {
+                let e = ConfigError::DuplicateName {
+                    service: shown.clone(),
+                };
+                report
+                    .failed
+                    .push((shown, vec![format!("{e}; use update_service to change it")]));
+                all_errors.push(e);
+                continue;
+            }
+            accepted.push((id, spec));
+        }
+        // Dependencies: checked per scope against existing services plus this batch.
+        let mut rejected: Vec<ServiceId> = Vec::new();
+        loop {
+            let mut bad = Vec::new();
+            for (id, spec) in &accepted {
+                if rejected.contains(id) {
+                    continue;
+                }
+                let scope_specs = self
+                    .entries
+                    .iter()
+                    .filter(|(k, _)| k.agent == id.agent)
+                    .map(|(_, e)| &e.spec)
+                    .chain(
+                        accepted
+                            .iter()
+                            .filter(|(k, _)| k.agent == id.agent && !rejected.contains(k))
+                            .map(|(_, s)| s),
+                    );
+                let graph = DependencyGraph::from_specs(scope_specs);
+                let errs: Vec<ConfigError> = graph
+                    .check()
+                    .into_iter()
+                    .filter(|e| match e {
+                        ConfigError::UnknownDependency { service, .. } => {
+                            service == spec.name.as_str()
+                        }
+                        ConfigError::DependencyCycle { cycle, .. } => {
+                            cycle.iter().any(|c| c == spec.name.as_str())
+                        }
+                        _ => false,
+                    })
+                    .collect();
+                if !errs.is_empty() {
+                    bad.push((id.clone(), errs));
+                }
+            }
+            if bad.is_empty() {
+                break;
+            }
+            for (id, errs) in bad {
+                report.failed.push((
+                    id.to_string(),
+                    errs.iter().map(ToString::to_string).collect(),
+                ));
+                all_errors.extend(errs);
+                rejected.push(id);
+            }
+        }
+        accepted.retain(|(id, _)| !rejected.contains(id));
+        if accepted.is_empty() && (single || !all_errors.is_empty()) && !all_errors.is_empty() {
+            return Err(StoreError::Config(ConfigErrors(all_errors)));
+        }
+        for (id, spec) in accepted {
+            // Config first (phase 1), then persistence and connection in the background.
+            match &id.agent {
+                None => {
+                    self.config.services.insert(spec.name.clone(), spec.clone());
+                }
+                Some(a) => {
+                    self.config
+                        .agents
+                        .entry(a.clone())
+                        .or_default()
+                        .services
+                        .insert(spec.name.clone(), spec.clone());
+                }
+            }
+            report.added.push(id.to_string());
+            self.register(myself, id, spec, true)
+                .await
+                .map_err(StoreError::gone)?;
+        }
+        self.save_config();
+        self.evaluate();
+        Ok(report)
+    }
+
+    fn scope_graph(&self, agent: &Option<AgentId>) -> DependencyGraph {
+        DependencyGraph::from_specs(
+            self.entries
+                .iter()
+                .filter(|(k, _)| k.agent == *agent)
+                .map(|(_, e)| &e.spec),
+        )
+    }
+
+    fn remove(&mut self, id: &ServiceId) -> Result<Option<ActorRef<ServiceMsg>>, StoreError> {
+        if !self.entries.contains_key(id) {
+            return Err(unknown(id, &self.entries));
+        }
+        let dependents: Vec<String> = self
+            .scope_graph(&id.agent)
+            .dependents(&id.name)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if !dependents.is_empty() {
+            return Err(StoreError::InUse {
+                service: id.to_string(),
+                dependents,
+            });
+        }
+        let entry = self.entries.shift_remove(id);
+        match &id.agent {
+            None => {
+                self.config.services.shift_remove(&id.name);
+            }
+            Some(a) => {
+                if let Some(ag) = self.config.agents.get_mut(a) {
+                    ag.services.shift_remove(&id.name);
+                }
+            }
+        }
+        self.args
+            .shared
+            .handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.to_registry(RegistryMsg::Remove { id: id.clone() });
+        self.to_persistence(PersistenceMsg::RemoveService {
+            service: id.to_string(),
+        });
+        self.save_config();
+        Ok(entry.and_then(|e| e.actor))
+    }
+
+    fn update(&mut self, id: &ServiceId, raw: Map<String, Value>) -> Result<bool, StoreError> {
+        let Some(entry) = self.entries.get(id) else {
+            return Err(unknown(id, &self.entries));
+        };
+        let spec = resolve_service(
+            id.name.as_str(),
+            &raw,
+            &self.config.defaults,
+            &self.config.supervisor,
+            &*self.args.env,
+        )?;
+        // The new dependencies must be valid in the scope.
+        let others = self
+            .entries
+            .iter()
+            .filter(|(k, _)| k.agent == id.agent && *k != id)
+            .map(|(_, e)| &e.spec);
+        let errs: Vec<ConfigError> =
+            DependencyGraph::from_specs(others.chain(std::iter::once(&spec)))
+                .check()
+                .into_iter()
+                .filter(|e| match e {
+                    ConfigError::UnknownDependency { service, .. } => service == id.name.as_str(),
+                    ConfigError::DependencyCycle { .. } => true,
+                    _ => false,
+                })
+                .collect();
+        if !errs.is_empty() {
+            return Err(StoreError::Config(ConfigErrors(errs)));
+        }
+        let old = &entry.spec.config;
+        let restart = old.endpoint != spec.config.endpoint;
+        let changed = *old != spec.config || entry.spec.raw != spec.raw;
+        if !changed {
+            return Ok(false);
+        }
+        let actor = entry.actor.clone();
+        match &id.agent {
+            None => {
+                self.config.services.insert(spec.name.clone(), spec.clone());
+            }
+            Some(a) => {
+                self.config
+                    .agents
+                    .entry(a.clone())
+                    .or_default()
+                    .services
+                    .insert(spec.name.clone(), spec.clone());
+            }
+        }
+        if let Some(e) = self.entries.get_mut(id) {
+            e.spec = spec.clone();
+            e.wanted = !spec.config.disabled;
+        }
+        self.to_registry(RegistryMsg::Upsert {
+            spec: spec.clone(),
+            id: id.clone(),
+            state: self
+                .entries
+                .get(id)
+                .map(|e| e.handle.state())
+                .unwrap_or(ServiceState::NotStarted),
+            stderr: self
+                .entries
+                .get(id)
+                .map(|e| e.stderr.clone())
+                .unwrap_or_default(),
+            metrics: self
+                .entries
+                .get(id)
+                .map(|e| e.handle.metrics().clone())
+                .unwrap_or_default(),
+        });
+        if let Some(a) = &actor {
+            let _ = a.cast(ServiceMsg::Reconfigure(Box::new(spec.config.clone())));
+            if spec.config.disabled {
+                let _ = a.cast(ServiceMsg::Stop {
+                    force: false,
+                    reply: None,
+                });
+            } else if restart && self.entries.get(id).is_some_and(|e| e.started) {
+                let _ = a.cast(ServiceMsg::Restart);
+            }
+        }
+        self.save_config();
+        self.evaluate();
+        Ok(restart)
+    }
+
+    fn stop_levels(&self) -> Vec<Vec<(ServiceId, ActorRef<ServiceMsg>)>> {
+        let mut agents: Vec<Option<AgentId>> = vec![None];
+        for k in self.entries.keys() {
+            if !agents.contains(&k.agent) {
+                agents.push(k.agent.clone());
+            }
+        }
+        let mut levels: Vec<Vec<(ServiceId, ActorRef<ServiceMsg>)>> = Vec::new();
+        for agent in agents {
+            let g = self.scope_graph(&agent);
+            for (depth, level) in g.start_levels().into_iter().enumerate() {
+                if levels.len() <= depth {
+                    levels.resize_with(depth + 1, Vec::new);
+                }
+                for name in level {
+                    let id = id_of(&agent, name);
+                    if let Some(a) = self.entries.get(&id).and_then(|e| e.actor.clone()) {
+                        levels[depth].push((id, a));
+                    }
+                }
+            }
+        }
+        levels.reverse();
+        levels
+    }
+
+    /// Starts every wanted, not yet started service whose dependencies meet their condition;
+    /// records why the others wait.
+    fn evaluate(&mut self) {
+        let ids: Vec<ServiceId> = self.entries.keys().cloned().collect();
+        for id in ids {
+            let Some(e) = self.entries.get(&id) else {
+                continue;
+            };
+            if !e.wanted || e.started || e.actor.is_none() {
+                continue;
+            }
+            let mut waiting = Vec::new();
+            for d in &e.spec.config.depends_on {
+                let dep_id = id_of(&id.agent, d.name.clone());
+                let st = self
+                    .entries
+                    .get(&dep_id)
+                    .map(|x| x.handle.state())
+                    .unwrap_or(ServiceState::NotStarted);
+                let ok = match d.condition {
+                    DependencyCondition::Healthy => st.is_up(),
+                    DependencyCondition::Started => matches!(
+                        st,
+                        ServiceState::Healthy | ServiceState::Warning | ServiceState::Reconnecting
+                    ),
+                };
+                if !ok {
+                    waiting.push(format!("{} ({st})", d.name));
+                }
+            }
+            if waiting.is_empty() {
+                if let Some(e) = self.entries.get_mut(&id) {
+                    e.started = true;
+                    e.blocked.clear();
+                    if let Some(a) = &e.actor {
+                        let _ = a.cast(ServiceMsg::Start);
+                    }
+                }
+            } else {
+                let reason = format!("waiting for {}", waiting.join(", "));
+                let changed = self.entries.get(&id).is_some_and(|e| e.blocked != reason);
+                if changed {
+                    let st = self.entries[&id].handle.state();
+                    if st == ServiceState::NotStarted {
+                        self.entries[&id].handle.set_state(st, &reason);
+                        self.to_registry(RegistryMsg::State {
+                            id: id.clone(),
+                            from: st,
+                            to: st,
+                            reason: reason.clone(),
+                            at: Timestamp::now(),
+                        });
+                    }
+                    if let Some(e) = self.entries.get_mut(&id) {
+                        e.blocked = reason;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_report(&mut self, r: ServiceReport) {
+        match r {
+            ServiceReport::State {
+                id,
+                from,
+                to,
+                reason,
+                at,
+            } => {
+                if !self.entries.contains_key(&id) {
+                    return;
+                }
+                self.to_registry(RegistryMsg::State {
+                    id,
+                    from,
+                    to,
+                    reason,
+                    at,
+                });
+                self.evaluate();
+            }
+            ServiceReport::Tools { id, tools, server } => {
+                if !self.entries.contains_key(&id) {
+                    return;
+                }
+                self.to_persistence(PersistenceMsg::SetTools {
+                    service: id.to_string(),
+                    tools: tools.clone(),
+                    server: Some(server.clone()),
+                });
+                self.to_registry(RegistryMsg::Tools {
+                    id,
+                    tools,
+                    server: Some(server),
+                    stale: false,
+                });
+            }
+            ServiceReport::Process {
+                id,
+                pid,
+                identity,
+                restarts,
+            } => {
+                let records = match (pid, identity) {
+                    (Some(pid), Some(ident)) => vec![ProcessRecord {
+                        service: id.to_string(),
+                        pid,
+                        pgid: pid,
+                        start_time_ticks: ident.start_time_ticks,
+                        cmdline: ident.cmdline,
+                    }],
+                    _ => Vec::new(),
+                };
+                self.to_persistence(PersistenceMsg::SetProcesses {
+                    service: id.to_string(),
+                    records,
+                });
+                if self.entries.contains_key(&id) {
+                    self.to_registry(RegistryMsg::Process { id, pid, restarts });
+                }
+            }
+        }
+    }
+
+    async fn on_child_down(
+        &mut self,
+        myself: &ActorRef<RootMsg>,
+        cell: ActorCell,
+        why: String,
+    ) -> Result<(), ActorProcessingErr> {
+        let cid = cell.get_id();
+        let is_registry = self
+            .args
+            .shared
+            .registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|r| r.get_id() == cid);
+        if is_registry {
+            tracing::warn!(%why, "registry actor down; respawning and rebuilding");
+            self.spawn_registry(myself).await?;
+            self.rebuild_registry();
+            return Ok(());
+        }
+        let is_persistence = self
+            .args
+            .shared
+            .persistence
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|r| r.get_id() == cid);
+        if is_persistence {
+            tracing::warn!(%why, "persistence actor down; respawning");
+            self.spawn_persistence(myself).await?;
+            self.save_config();
+            for e in self.entries.values() {
+                if let Some(a) = &e.actor {
+                    let _ = a.cast(ServiceMsg::Resend);
+                }
+            }
+            return Ok(());
+        }
+        let Some(id) = self
+            .entries
+            .iter()
+            .find(|(_, e)| e.actor.as_ref().is_some_and(|a| a.get_id() == cid))
+            .map(|(k, _)| k.clone())
+        else {
+            return Ok(()); // a removed service's actor finishing
+        };
+        let now = Instant::now();
+        let (verdict, spec, wanted, handle) = {
+            let e = &mut self.entries[&id];
+            e.actor = None;
+            e.started = false;
+            (
+                e.panics.record(now),
+                e.spec.clone(),
+                e.wanted,
+                e.handle.clone(),
+            )
+        };
+        // The dead actor's state was dropped: its guards killed its process groups.
+        handle.set_peer(None);
+        self.args
+            .shared
+            .pgids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let old = handle.state();
+        if why == "stopped" || !wanted && old == ServiceState::Stopped {
+            return Ok(());
+        }
+        match verdict {
+            RestartVerdict::Restart => {
+                tracing::warn!(service = %id, %why, "service actor down; respawning");
+                handle.set_state(ServiceState::Reconnecting, &format!("service actor {why}"));
+                self.to_registry(RegistryMsg::State {
+                    id: id.clone(),
+                    from: old,
+                    to: ServiceState::Reconnecting,
+                    reason: format!("service actor {why}; respawned"),
+                    at: Timestamp::now(),
+                });
+                self.spawn_service(myself, id.clone(), &spec, false).await?;
+                // It restarts from not_started: let dependency gating start it.
+                handle.set_state(ServiceState::NotStarted, "respawned");
+                self.evaluate();
+            }
+            RestartVerdict::GiveUp => {
+                let i = spec.config.intensity;
+                let reason = format!(
+                    "service actor {why}; more than {} restarts within {}: giving up until started by hand",
+                    i.max_restarts,
+                    humantime_fmt(i.within)
+                );
+                handle.set_state(ServiceState::Failed, &reason);
+                self.to_registry(RegistryMsg::State {
+                    id,
+                    from: old,
+                    to: ServiceState::Failed,
+                    reason,
+                    at: Timestamp::now(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn rebuild_registry(&self) {
+        for (id, e) in &self.entries {
+            self.to_registry(RegistryMsg::Upsert {
+                spec: e.spec.clone(),
+                id: id.clone(),
+                state: e.handle.state(),
+                stderr: e.stderr.clone(),
+                metrics: e.handle.metrics().clone(),
+            });
+            if let Some(a) = &e.actor {
+                let _ = a.cast(ServiceMsg::Resend);
+            }
+        }
+    }
+}
+
+fn humantime_fmt(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs > 0 && d.subsec_nanos() == 0 {
+        format!("{secs}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}

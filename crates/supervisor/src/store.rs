@@ -1,0 +1,663 @@
+//! [`Store`]: the embedding surface. A cloneable handle to a running supervision tree.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcpvisor_model::env::{Env, ProcessEnv};
+use mcpvisor_model::{
+    split_services, AgentId, ConfigError, ConfigErrors, MetricsSnapshot, ServiceId, ServiceName,
+    ServiceState, ServicesConfig,
+};
+use mcpvisor_persistence_actor::{load_config, load_state, LoadError, PersistenceMsg};
+use mcpvisor_registry_actor::{
+    EventStream, LookupError, RegistryMsg, Scope, ServiceView, ToolEntry,
+};
+use mcpvisor_service_actor::{CallOutcome, ProbeOutcome, ServiceMsg};
+use ractor::{Actor, ActorRef};
+use serde_json::{Map, Value};
+
+use crate::error::StoreError;
+use crate::reaper;
+use crate::root::{AddReport, RootActor, RootArgs, RootMsg, Shared};
+
+/// How long `add_service` waits after registering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wait {
+    /// Return after phase 1 (registered, `starting`).
+    #[default]
+    None,
+    /// Wait up to this long for the new services to be up (or to fail).
+    For(Duration),
+    /// Wait up to each service's `timeouts.connect`.
+    Auto,
+}
+
+/// How to open a [`Store`].
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// Config file to load and keep up to date; `None` keeps the config in memory only.
+    pub config_path: Option<PathBuf>,
+    /// State dir for the state file (last-known tools, process groups for reaping); `None`
+    /// keeps no state file.
+    pub state_dir: Option<PathBuf>,
+    /// Initial services when there is no config file (or it does not exist yet).
+    pub config: Option<ServicesConfig>,
+    /// Where `${VAR}`s come from.
+    pub env: Arc<dyn Env + Send + Sync>,
+    /// Start services at open (default true).
+    pub autostart: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            config_path: None,
+            state_dir: None,
+            config: None,
+            env: Arc::new(ProcessEnv),
+            autostart: true,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// In-memory options with no file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Loads and persists `path`.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_path = Some(path.into());
+        self
+    }
+    /// Uses `dir` for the state file.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+    /// Starts from this config (when no file is given or it does not exist).
+    pub fn with_config(mut self, config: ServicesConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+    /// Uses this environment for `${VAR}` expansion.
+    pub fn env(mut self, env: impl Env + Send + Sync + 'static) -> Self {
+        self.env = Arc::new(env);
+        self
+    }
+}
+
+struct Inner {
+    root: ActorRef<RootMsg>,
+    shared: Arc<Shared>,
+    closed: Mutex<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let closed = *self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        if !closed {
+            // No shutdown(): kill every child process group now, synchronously.
+            let pgids = self.shared.pgids.lock().unwrap_or_else(|p| p.into_inner());
+            for pgid in pgids.values() {
+                reaper::kill_group_now(*pgid);
+            }
+            self.root.stop(Some("store dropped".into()));
+        }
+    }
+}
+
+/// A handle to a running supervision tree: register, control and call MCP servers.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), mcpvisor_supervisor::StoreError> {
+/// use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+/// use serde_json::json;
+/// let store = Store::open(StoreOptions::new()).await?;
+/// store
+///     .add_service(json!({"name": "time", "command": "uvx", "args": ["mcp-server-time"]}), Wait::Auto)
+///     .await?;
+/// for tool in store.list_tools().await? {
+///     println!("{}", tool.name);
+/// }
+/// store.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+    scope: Scope,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("scope", &self.scope).finish()
+    }
+}
+
+impl Store {
+    /// Loads the config (if any), reaps process groups a killed previous run left behind
+    /// (only those whose pid, start time and command line still match), spawns the tree and
+    /// starts services in dependency order. Returns once every service is registered.
+    pub async fn open(options: StoreOptions) -> Result<Store, StoreError> {
+        let mut config = options.config.clone().unwrap_or_default();
+        if let Some(path) = &options.config_path {
+            match load_config(path, &*options.env) {
+                Ok(c) => config = c,
+                Err(LoadError::NotFound { .. }) => {}
+                Err(LoadError::Config { errors, .. }) => return Err(StoreError::Config(errors)),
+                Err(e) => {
+                    return Err(StoreError::Load {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        let mut stale_tools = Vec::new();
+        let mut old_process_owners: Vec<String> = Vec::new();
+        if let Some(dir) = &options.state_dir {
+            let (snapshot, problem) = load_state(dir);
+            if let Some(p) = problem {
+                tracing::warn!("state file ignored: {p}");
+            }
+            let reaped = reaper::reap(&snapshot.processes);
+            old_process_owners = snapshot
+                .processes
+                .iter()
+                .map(|r| r.service.clone())
+                .collect();
+            if reaped > 0 {
+                tracing::warn!(reaped, "killed process groups left by a previous run");
+            }
+            for (name, snap) in snapshot.services {
+                if let Some(id) = parse_id(&name) {
+                    stale_tools.push((id, snap.tools));
+                }
+            }
+        }
+        let shared = Arc::new(Shared {
+            handles: Default::default(),
+            pgids: Default::default(),
+            registry: Default::default(),
+            persistence: Default::default(),
+        });
+        let args = RootArgs {
+            config,
+            config_path: options.config_path.clone(),
+            state_dir: options.state_dir.clone(),
+            env: options.env.clone(),
+            shared: shared.clone(),
+            autostart: options.autostart,
+            stale_tools,
+        };
+        let (root, _) = Actor::spawn(None, RootActor, args)
+            .await
+            .map_err(StoreError::gone)?;
+        if let Ok(p) = shared
+            .persistence
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(())
+        {
+            // The previous run's records were reaped: forget them (this run records its own).
+            for service in old_process_owners {
+                let _ = p.cast(PersistenceMsg::SetProcesses {
+                    service,
+                    records: Vec::new(),
+                });
+            }
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                root,
+                shared,
+                closed: Mutex::new(false),
+            }),
+            scope: Scope::Store,
+        })
+    }
+
+    /// The same store seen by agent `agent`: it sees and manages only its own services, by
+    /// their local names.
+    pub fn for_agent(&self, agent: &str) -> Result<Store, StoreError> {
+        let id = AgentId::parse(agent).map_err(|e| {
+            StoreError::Config(ConfigErrors(vec![ConfigError::InvalidName {
+                service: format!("agents.{agent}"),
+                reason: e.to_string(),
+            }]))
+        })?;
+        Ok(Store {
+            inner: self.inner.clone(),
+            scope: Scope::Agent(id),
+        })
+    }
+
+    /// The store seen across every scope (services named `name` or `agent/name`), as status
+    /// listings show it.
+    pub fn all_scopes(&self) -> Store {
+        Store {
+            inner: self.inner.clone(),
+            scope: Scope::All,
+        }
+    }
+
+    fn agent(&self) -> Option<AgentId> {
+        match &self.scope {
+            Scope::Agent(a) => Some(a.clone()),
+            _ => None,
+        }
+    }
+
+    fn id(&self, name: &str) -> Result<ServiceId, StoreError> {
+        if let Scope::All = self.scope {
+            if let Some(id) = parse_id(name) {
+                return Ok(id);
+            }
+        }
+        let n = ServiceName::parse(name).map_err(|_| {
+            StoreError::Lookup(LookupError::UnknownService {
+                name: name.to_owned(),
+                suggestions: Vec::new(),
+            })
+        })?;
+        Ok(ServiceId {
+            agent: self.agent(),
+            name: n,
+        })
+    }
+
+    /// Registers one or many services (any input form of the config: `{"name":..}`,
+    /// `{"mcpServers": {...}}`, a map, a list, JSON text or a file path). Returns after phase 1
+    /// — registered and `starting` — unless `wait` says otherwise. A batch reports each entry
+    /// refused with its reasons; one bad entry never blocks the good ones. A single invalid
+    /// service is an error and changes nothing.
+    pub async fn add_service(
+        &self,
+        input: impl Into<ServiceInput>,
+        wait: Wait,
+    ) -> Result<AddReport, StoreError> {
+        let value = input.into().into_value()?;
+        let entries = split_services(value)?;
+        let agent = self.agent();
+        let items = entries
+            .into_iter()
+            .map(|(n, m)| (agent.clone(), n, m))
+            .collect();
+        let report = ractor::call!(self.inner.root, |reply| RootMsg::Add { items, reply })
+            .map_err(StoreError::gone)??;
+        let limit = match wait {
+            Wait::None => None,
+            Wait::For(d) => Some(d),
+            Wait::Auto => Some(Duration::from_secs(35)),
+        };
+        if let Some(limit) = limit {
+            let names: Vec<String> = report
+                .added
+                .iter()
+                .map(|n| n.rsplit('/').next().unwrap_or(n).to_owned())
+                .collect();
+            let settled = |s: ServiceState| {
+                s.is_up()
+                    || matches!(
+                        s,
+                        ServiceState::Failed | ServiceState::Unreachable | ServiceState::Stopped
+                    )
+            };
+            for n in &names {
+                if let Some(h) = self.inner.shared.handle(&self.id(n)?) {
+                    let _ = h.wait_until(limit, settled).await;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stops a service (its process group is gone when this returns) and forgets it and its
+    /// tools. Refused while other services depend on it.
+    pub async fn remove_service(&self, name: &str) -> Result<(), StoreError> {
+        let id = self.id(name)?;
+        let actor = ractor::call!(self.inner.root, |reply| RootMsg::Remove { id, reply })
+            .map_err(StoreError::gone)??;
+        if let Some(a) = actor {
+            let _ = ractor::call!(a, |r| ServiceMsg::Stop {
+                force: false,
+                reply: Some(r)
+            });
+            a.stop(Some("removed".into()));
+        }
+        Ok(())
+    }
+
+    /// Replaces a service's config (`raw` as it would be written in `mcpServers`). Restarts it
+    /// only when where or how it runs changed (command, args, env, cwd, url, headers,
+    /// transport); probe, backoff and timeout changes apply live. Returns whether it restarted.
+    pub async fn update_service(&self, name: &str, raw: Value) -> Result<bool, StoreError> {
+        let id = self.id(name)?;
+        let Value::Object(raw) = raw else {
+            return Err(StoreError::Config(ConfigErrors(vec![
+                ConfigError::InvalidValue {
+                    service: name.to_owned(),
+                    field: String::new(),
+                    expected: "an object with \"command\" or \"url\"".into(),
+                    found: "another JSON value".into(),
+                },
+            ])));
+        };
+        ractor::call!(self.inner.root, |reply| RootMsg::Update { id, raw, reply })
+            .map_err(StoreError::gone)?
+    }
+
+    /// Starts (or revives from `failed`) a service; dependencies still gate it.
+    pub async fn start_service(&self, name: &str) -> Result<(), StoreError> {
+        let id = self.id(name)?;
+        ractor::call!(self.inner.root, |reply| RootMsg::Want {
+            id,
+            wanted: true,
+            reply
+        })
+        .map_err(StoreError::gone)??;
+        Ok(())
+    }
+
+    /// Stops a service: stdin closed, `timeouts.shutdown`, SIGTERM to the group, the same
+    /// wait, SIGKILL to the group; `force` goes straight to SIGKILL. Returns once it is stopped.
+    pub async fn stop_service(&self, name: &str, force: bool) -> Result<(), StoreError> {
+        let id = self.id(name)?;
+        let actor = ractor::call!(self.inner.root, |reply| RootMsg::Want {
+            id,
+            wanted: false,
+            reply
+        })
+        .map_err(StoreError::gone)??;
+        if let Some(a) = actor {
+            ractor::call!(a, |r| ServiceMsg::Stop {
+                force,
+                reply: Some(r)
+            })
+            .map_err(StoreError::gone)?;
+        }
+        Ok(())
+    }
+
+    /// Stops then starts a service.
+    pub async fn restart_service(&self, name: &str) -> Result<(), StoreError> {
+        self.stop_service(name, false).await?;
+        self.start_service(name).await
+    }
+
+    fn registry(&self) -> Result<ActorRef<RegistryMsg>, StoreError> {
+        self.inner.shared.registry()
+    }
+
+    /// A service's state.
+    pub async fn get_service_status(&self, name: &str) -> Result<ServiceState, StoreError> {
+        let id = self.id(name)?;
+        match self.inner.shared.handle(&id) {
+            Some(h) => Ok(h.state()),
+            None => Err(self
+                .get_service_info(name)
+                .await
+                .err()
+                .unwrap_or_else(|| StoreError::gone("service vanished"))),
+        }
+    }
+
+    /// Everything about a service: config (secrets redacted), state and reason, tools count,
+    /// pid, restarts, last error, stderr tail, metrics.
+    pub async fn get_service_info(&self, name: &str) -> Result<ServiceView, StoreError> {
+        let scope = self.scope.clone();
+        let name = name.to_owned();
+        ractor::call!(self.registry()?, |reply| RegistryMsg::Get {
+            scope,
+            name,
+            reply
+        })
+        .map_err(StoreError::gone)?
+        .map_err(StoreError::Lookup)
+    }
+
+    /// Every service in this scope.
+    pub async fn list_services(&self) -> Result<Vec<ServiceView>, StoreError> {
+        let scope = self.scope.clone();
+        ractor::call!(self.registry()?, |reply| RegistryMsg::List { scope, reply })
+            .map_err(StoreError::gone)
+    }
+
+    /// Every tool in this scope, namespaced `service__tool`. Last-known tools of services not
+    /// connected yet are included, marked stale.
+    pub async fn list_tools(&self) -> Result<Vec<ToolEntry>, StoreError> {
+        let scope = self.scope.clone();
+        ractor::call!(self.registry()?, |reply| RegistryMsg::ListTools {
+            scope,
+            reply
+        })
+        .map_err(StoreError::gone)
+    }
+
+    /// Calls a tool by namespaced (`service__tool`) or unique bare name. Runs concurrently
+    /// with every other call; fails fast when the service is not up; `timeout` overrides the
+    /// service's `timeouts.call` and sends `notifications/cancelled` when it fires.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Option<Map<String, Value>>,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutcome, StoreError> {
+        let scope = self.scope.clone();
+        let n = name.to_owned();
+        let target = ractor::call!(self.registry()?, |reply| RegistryMsg::ResolveTool {
+            scope,
+            name: n,
+            reply
+        })
+        .map_err(StoreError::gone)??;
+        let handle = self
+            .inner
+            .shared
+            .handle(&target.service)
+            .ok_or_else(|| StoreError::gone("service removed during the call"))?;
+        Ok(handle.call_tool(&target.tool, arguments, timeout).await?)
+    }
+
+    /// Probes every service of this scope now; not-connected services answer `ok: false`.
+    pub async fn check_services(&self) -> Result<Vec<(String, ProbeOutcome)>, StoreError> {
+        let actors = ractor::call!(self.inner.root, |reply| RootMsg::Actors { reply })
+            .map_err(StoreError::gone)?;
+        let probes = actors
+            .into_iter()
+            .filter(|(id, _)| self.scope.contains(id))
+            .map(|(id, a)| async move {
+                let out = ractor::call_t!(a, ServiceMsg::Check, 30_000).map_err(StoreError::gone);
+                (self.scope.name_of(&id), out)
+            });
+        let mut out = Vec::new();
+        for (name, r) in futures_join_all(probes).await {
+            out.push((name, r?));
+        }
+        Ok(out)
+    }
+
+    /// Waits until each named service is in `state` (`healthy` also accepts `warning`).
+    pub async fn wait_for(
+        &self,
+        names: &[&str],
+        state: ServiceState,
+        timeout: Duration,
+    ) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut waiting = Vec::new();
+        for n in names {
+            let id = self.id(n)?;
+            let Some(h) = self.inner.shared.handle(&id) else {
+                return Err(StoreError::Lookup(LookupError::UnknownService {
+                    name: (*n).to_owned(),
+                    suggestions: Vec::new(),
+                }));
+            };
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let pred = |s: ServiceState| {
+                s == state || (state == ServiceState::Healthy && s == ServiceState::Warning)
+            };
+            if let Err(now) = h.wait_until(left, pred).await {
+                waiting.push(((*n).to_owned(), now));
+            }
+        }
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::WaitTimeout { waiting })
+        }
+    }
+
+    /// Every event from now on: transitions, tool changes, config changes, persistence errors.
+    /// A slow subscriber loses the oldest events and is told how many.
+    pub async fn subscribe(&self) -> Result<EventStream, StoreError> {
+        ractor::call!(self.registry()?, |reply| RegistryMsg::Subscribe { reply })
+            .map_err(StoreError::gone)
+    }
+
+    /// Per-service metrics: availability, probe and call latency percentiles, calls, errors,
+    /// restarts, transitions.
+    pub async fn metrics(&self) -> Result<Vec<(String, MetricsSnapshot)>, StoreError> {
+        Ok(self
+            .list_services()
+            .await?
+            .into_iter()
+            .map(|v| (v.name, v.metrics))
+            .collect())
+    }
+
+    /// The current configuration (as it would be written to the config file).
+    pub async fn config(&self) -> Result<ServicesConfig, StoreError> {
+        ractor::call!(self.inner.root, |reply| RootMsg::Config { reply }).map_err(StoreError::gone)
+    }
+
+    /// Fault injection for tests: makes a service's actor panic.
+    #[doc(hidden)]
+    pub async fn inject_actor_panic(&self, name: &str) -> Result<(), StoreError> {
+        let id = self.id(name)?;
+        let actors = ractor::call!(self.inner.root, |reply| RootMsg::Actors { reply })
+            .map_err(StoreError::gone)?;
+        if let Some((_, a)) = actors.into_iter().find(|(i, _)| *i == id) {
+            let _ = a.cast(ServiceMsg::PanicForTest);
+        }
+        Ok(())
+    }
+
+    /// Fault injection for tests: kills the registry actor.
+    #[doc(hidden)]
+    pub fn inject_registry_death(&self) -> Result<(), StoreError> {
+        self.registry()?.kill();
+        Ok(())
+    }
+
+    /// Stops every service in reverse dependency order and returns once every process is
+    /// gone; flushes the config and state files.
+    pub async fn shutdown(&self) {
+        *self.inner.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        if let Ok(levels) = ractor::call!(self.inner.root, |reply| RootMsg::StopLevels { reply }) {
+            for level in levels {
+                let stops = level.into_iter().map(|(_, a)| async move {
+                    let _ = ractor::call_t!(
+                        a,
+                        |r| ServiceMsg::Stop {
+                            force: false,
+                            reply: Some(r)
+                        },
+                        120_000
+                    );
+                });
+                futures_join_all(stops).await;
+            }
+        }
+        let persistence = self
+            .inner
+            .shared
+            .persistence
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(p) = persistence {
+            let _ = ractor::call_t!(p, PersistenceMsg::Flush, 10_000);
+        }
+        let _ = self
+            .inner
+            .root
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
+            .await;
+    }
+}
+
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    futures::future::join_all(futs).await
+}
+
+fn parse_id(display: &str) -> Option<ServiceId> {
+    match display.split_once('/') {
+        Some((a, n)) => Some(ServiceId::agent(
+            AgentId::parse(a).ok()?,
+            ServiceName::parse(n).ok()?,
+        )),
+        None => Some(ServiceId::global(ServiceName::parse(display).ok()?)),
+    }
+}
+
+/// What `add_service` accepts.
+#[derive(Debug, Clone)]
+pub enum ServiceInput {
+    /// A JSON value of any accepted form.
+    Json(Value),
+    /// JSON text, or a path to a file holding JSON.
+    Text(String),
+}
+
+impl ServiceInput {
+    fn into_value(self) -> Result<Value, StoreError> {
+        match self {
+            ServiceInput::Json(v) => Ok(v),
+            ServiceInput::Text(t) => {
+                let trimmed = t.trim_start();
+                let text = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+                    t
+                } else {
+                    std::fs::read_to_string(&t).map_err(|e| {
+                        StoreError::Config(ConfigErrors(vec![ConfigError::Io {
+                            path: t.clone(),
+                            message: e.to_string(),
+                        }]))
+                    })?
+                };
+                serde_json::from_str(&text).map_err(|e| {
+                    StoreError::Config(ConfigErrors(vec![ConfigError::Syntax {
+                        line: e.line(),
+                        column: e.column(),
+                        message: e.to_string(),
+                    }]))
+                })
+            }
+        }
+    }
+}
+
+impl From<Value> for ServiceInput {
+    fn from(v: Value) -> Self {
+        ServiceInput::Json(v)
+    }
+}
+
+impl From<&str> for ServiceInput {
+    fn from(s: &str) -> Self {
+        ServiceInput::Text(s.to_owned())
+    }
+}
+
+impl From<String> for ServiceInput {
+    fn from(s: String) -> Self {
+        ServiceInput::Text(s)
+    }
+}
