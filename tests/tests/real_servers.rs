@@ -1,0 +1,261 @@
+//! mcpvisor against real MCP servers nobody here wrote: npm server-everything (stdio and
+//! streamable HTTP) and server-memory, PyPI mcp-server-time. They are installed into
+//! `.test-servers/` by `scripts/install-test-servers.sh` (run by the README's test command).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mcpvisor_model::ServiceState;
+use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+use mcpvisor_tests::{deadline, pid_alive, wait_for_pid_exit};
+use serde_json::{json, Value};
+
+use ServiceState as S;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn servers_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.test-servers");
+    assert!(
+        dir.join("node_modules").exists() && dir.join("venv").exists(),
+        "real test servers missing in {}; run `bash scripts/install-test-servers.sh` (the README's test command does)",
+        dir.display()
+    );
+    dir
+}
+
+fn node_server(pkg: &str) -> String {
+    servers_dir()
+        .join("node_modules/@modelcontextprotocol")
+        .join(pkg)
+        .join("dist/index.js")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn loopback_preload() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("support/loopback.cjs")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn text(out: &Value) -> String {
+    out["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn store() -> Store {
+    Store::open(StoreOptions::new()).await.unwrap()
+}
+
+#[tokio::test]
+async fn server_everything_over_stdio_survives_sigkill_with_its_tools() {
+    let store = store().await;
+    store
+        .add_service(
+            json!({"name": "everything", "command": "node", "args": [node_server("server-everything"), "stdio"]}),
+            Wait::Auto,
+        )
+        .await
+        .unwrap();
+    store
+        .wait_for(&["everything"], S::Healthy, LONG)
+        .await
+        .unwrap();
+    let info = store.get_service_info("everything").await.unwrap();
+    assert!(info.tools >= 5, "only {} tools", info.tools);
+    let out = store
+        .call_tool(
+            "everything__echo",
+            json!({"message": "hi"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&out.result), "Echo: hi");
+    // SIGKILL: back with every tool, not zero.
+    let pid = info.pid.unwrap();
+    mcpvisor_tests::kill_pid(pid);
+    assert!(wait_for_pid_exit(pid, LONG).await);
+    let mut events = store.subscribe().await.unwrap();
+    let _ = deadline(LONG, "reconnect", async {
+        loop {
+            let v = store.get_service_info("everything").await.unwrap();
+            if v.state == S::Healthy && v.pid.is_some_and(|p| p != pid) {
+                return v;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(200), events.next()).await;
+        }
+    })
+    .await;
+    let after = store.get_service_info("everything").await.unwrap();
+    assert_eq!(after.tools, info.tools, "tools after restart differ");
+    assert_eq!(after.restarts, 1);
+    let out = store
+        .call_tool(
+            "echo",
+            json!({"message": "again"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&out.result), "Echo: again");
+    store.shutdown().await;
+    assert!(!pid_alive(after.pid.unwrap()));
+}
+
+#[tokio::test]
+async fn server_memory_and_python_time_server_work_side_by_side() {
+    let store = store().await;
+    let time = servers_dir().join("venv/bin/mcp-server-time");
+    let report = store
+        .add_service(
+            json!({"mcpServers": {
+                "memory": {"command": "node", "args": [node_server("server-memory")],
+                           "env": {"MEMORY_FILE_PATH": std::env::temp_dir().join(format!("mcpvisor-memory-{}.jsonl", std::process::id())).to_string_lossy()}},
+                "time": {"command": time.to_string_lossy(), "args": ["--local-timezone", "UTC"]}
+            }}),
+            Wait::Auto,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.added.len(), 2, "{report:?}");
+    store
+        .wait_for(&["memory", "time"], S::Healthy, LONG)
+        .await
+        .unwrap();
+    let tools: Vec<String> = store
+        .list_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert!(
+        tools.contains(&"memory__read_graph".to_string()),
+        "{tools:?}"
+    );
+    assert!(
+        tools.contains(&"time__get_current_time".to_string()),
+        "{tools:?}"
+    );
+    let out = store
+        .call_tool("memory__read_graph", None, None)
+        .await
+        .unwrap();
+    assert!(!out.is_error, "{}", out.result);
+    let out = store
+        .call_tool(
+            "time__get_current_time",
+            json!({"timezone": "UTC"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.is_error);
+    assert!(text(&out.result).contains("UTC"), "{}", out.result);
+    store.shutdown().await;
+}
+
+/// A server-everything streamable HTTP server on a loopback port, killed on drop.
+struct HttpServer {
+    child: tokio::process::Child,
+}
+
+impl HttpServer {
+    async fn start(port: u16) -> HttpServer {
+        let mut child = tokio::process::Command::new("node")
+            .arg("-r")
+            .arg(loopback_preload())
+            .arg(node_server("server-everything"))
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Ready when it says it listens.
+        use tokio::io::AsyncBufReadExt;
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        deadline(LONG, "http server listening", async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                if l.contains("listening") {
+                    break;
+                }
+            }
+        })
+        .await;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        HttpServer { child }
+    }
+
+    async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn streamable_http_server_goes_away_and_returns() {
+    let port = free_port();
+    let server = HttpServer::start(port).await;
+    let store = store().await;
+    store
+        .add_service(
+            json!({"name": "remote", "url": format!("http://127.0.0.1:{port}/mcp"),
+                   "health": {"interval": "200ms", "timeout": "1s", "reconnect_after": 2},
+                   "backoff": {"initial": "50ms", "max": "300ms"}}),
+            Wait::Auto,
+        )
+        .await
+        .unwrap();
+    store.wait_for(&["remote"], S::Healthy, LONG).await.unwrap();
+    let info = store.get_service_info("remote").await.unwrap();
+    assert_eq!(info.transport.as_str(), "streamable-http");
+    let out = store
+        .call_tool(
+            "remote__echo",
+            json!({"message": "over http"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&out.result), "Echo: over http");
+    server.kill().await;
+    store
+        .wait_for(&["remote"], S::Reconnecting, LONG)
+        .await
+        .unwrap();
+    let err = store
+        .call_tool("remote__echo", None, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("reconnecting"), "{err}");
+    let server = HttpServer::start(port).await;
+    store.wait_for(&["remote"], S::Healthy, LONG).await.unwrap();
+    let out = store
+        .call_tool(
+            "remote__echo",
+            json!({"message": "back"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&out.result), "Echo: back");
+    store.shutdown().await;
+    server.kill().await;
+}
