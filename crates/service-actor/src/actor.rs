@@ -74,7 +74,9 @@ pub struct ProbeOutcome {
     pub detail: String,
 }
 
-/// Messages of the service actor.
+/// Messages of the service actor. The hidden variants are the actor's own internal messages
+/// (tasks reporting back), not a non-exhaustive marker.
+#[allow(clippy::manual_non_exhaustive)]
 pub enum ServiceMsg {
     /// Start (or revive from `failed`/`stopped`).
     Start,

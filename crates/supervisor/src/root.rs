@@ -66,6 +66,9 @@ pub struct AddReport {
     pub failed: Vec<(String, Vec<String>)>,
 }
 
+/// A service and its actor.
+pub(crate) type Member = (ServiceId, ActorRef<ServiceMsg>);
+
 /// Messages of the root actor.
 pub(crate) enum RootMsg {
     Add {
@@ -89,11 +92,11 @@ pub(crate) enum RootMsg {
     },
     /// Actors in stop order (dependents first), by level.
     StopLevels {
-        reply: RpcReplyPort<Vec<Vec<(ServiceId, ActorRef<ServiceMsg>)>>>,
+        reply: RpcReplyPort<Vec<Vec<Member>>>,
     },
     /// All actors of a scope.
     Actors {
-        reply: RpcReplyPort<Vec<(ServiceId, ActorRef<ServiceMsg>)>>,
+        reply: RpcReplyPort<Vec<Member>>,
     },
     /// The current configuration.
     Config {
@@ -711,14 +714,14 @@ impl RootState {
         Ok(restart)
     }
 
-    fn stop_levels(&self) -> Vec<Vec<(ServiceId, ActorRef<ServiceMsg>)>> {
+    fn stop_levels(&self) -> Vec<Vec<Member>> {
         let mut agents: Vec<Option<AgentId>> = vec![None];
         for k in self.entries.keys() {
             if !agents.contains(&k.agent) {
                 agents.push(k.agent.clone());
             }
         }
-        let mut levels: Vec<Vec<(ServiceId, ActorRef<ServiceMsg>)>> = Vec::new();
+        let mut levels: Vec<Vec<Member>> = Vec::new();
         for agent in agents {
             let g = self.scope_graph(&agent);
             for (depth, level) in g.start_levels().into_iter().enumerate() {
