@@ -34,7 +34,13 @@ pub(crate) struct Shared {
     pub registry: RwLock<Option<ActorRef<RegistryMsg>>>,
     /// The current persistence actor.
     pub persistence: RwLock<Option<ActorRef<PersistenceMsg>>>,
+    /// Namespaced tool name → (service, the server's tool name), per scope: the fast path of
+    /// `call_tool` (no mailbox hop). Bare, shortened and unknown names go to the registry.
+    pub routes: RwLock<HashMap<Route, (ServiceId, String)>>,
 }
+
+/// A namespaced tool name within a scope (`None` = the store's own services).
+pub(crate) type Route = (Option<AgentId>, String);
 
 impl Shared {
     pub(crate) fn registry(&self) -> Result<ActorRef<RegistryMsg>, StoreError> {
@@ -104,6 +110,10 @@ pub(crate) enum RootMsg {
     },
     Report(ServiceReport),
     Publish(Event),
+    /// Answers once every message sent before it was handled (a barrier).
+    Sync {
+        reply: RpcReplyPort<()>,
+    },
 }
 
 pub(crate) struct RootArgs {
@@ -180,6 +190,7 @@ impl Actor for RootActor {
         }
         for (id, tools) in std::mem::take(&mut state.args.stale_tools) {
             if state.entries.contains_key(&id) {
+                state.set_routes(&id, &tools);
                 state.to_registry(RegistryMsg::Tools {
                     id,
                     tools,
@@ -253,6 +264,9 @@ impl Actor for RootActor {
                 let _ = reply.send(state.config.clone());
             }
             RootMsg::Report(r) => state.on_report(r),
+            RootMsg::Sync { reply } => {
+                let _ = reply.send(());
+            }
             RootMsg::Publish(e) => state.to_registry(RegistryMsg::Publish(e)),
         }
         Ok(())
@@ -601,6 +615,7 @@ impl RootState {
             });
         }
         let entry = self.entries.shift_remove(id);
+        self.set_routes(id, &[]);
         match &id.agent {
             None => {
                 self.config.services.shift_remove(&id.name);
@@ -826,6 +841,7 @@ impl RootState {
                 if !self.entries.contains_key(&id) {
                     return;
                 }
+                self.set_routes(&id, &tools);
                 self.to_persistence(PersistenceMsg::SetTools {
                     service: id.to_string(),
                     tools: tools.clone(),
@@ -971,6 +987,23 @@ impl RootState {
             }
         }
         Ok(())
+    }
+
+    fn set_routes(&self, id: &ServiceId, tools: &[mcpvisor_model::ToolInfo]) {
+        let sep = &self.config.supervisor.tool_separator;
+        let mut routes = self
+            .args
+            .shared
+            .routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        routes.retain(|_, (svc, _)| svc != id);
+        for t in tools {
+            let name = format!("{}{sep}{}", id.name, t.name);
+            if name.len() <= mcpvisor_model::defaults::MAX_TOOL_NAME_LEN {
+                routes.insert((id.agent.clone(), name), (id.clone(), t.name.clone()));
+            }
+        }
     }
 
     fn rebuild_registry(&self) {

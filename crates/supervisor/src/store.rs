@@ -182,6 +182,7 @@ impl Store {
             pgids: Default::default(),
             registry: Default::default(),
             persistence: Default::default(),
+            routes: Default::default(),
         });
         let args = RootArgs {
             config,
@@ -311,6 +312,7 @@ impl Store {
                     let _ = h.wait_until(limit, settled).await;
                 }
             }
+            self.settle().await;
         }
         Ok(report)
     }
@@ -388,6 +390,17 @@ impl Store {
         self.start_service(name).await
     }
 
+    /// Waits until every report sent so far has reached the registry: reports go service →
+    /// root → registry, each hop in order, so a round trip through both is a barrier. Used
+    /// after waiting on a state so that what the registry answers next agrees with it.
+    async fn settle(&self) {
+        let _ = ractor::call!(self.inner.root, |reply| RootMsg::Sync { reply });
+        if let Ok(r) = self.registry() {
+            let scope = Scope::All;
+            let _ = ractor::call!(r, |reply| RegistryMsg::List { scope, reply });
+        }
+    }
+
     fn registry(&self) -> Result<ActorRef<RegistryMsg>, StoreError> {
         self.inner.shared.registry()
     }
@@ -446,6 +459,21 @@ impl Store {
         arguments: Option<Map<String, Value>>,
         timeout: Option<Duration>,
     ) -> Result<CallOutcome, StoreError> {
+        if !matches!(self.scope, Scope::All) {
+            let route = self
+                .inner
+                .shared
+                .routes
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&(self.agent(), name.to_owned()))
+                .cloned();
+            if let Some((id, tool)) = route {
+                if let Some(handle) = self.inner.shared.handle(&id) {
+                    return Ok(handle.call_tool(&tool, arguments, timeout).await?);
+                }
+            }
+        }
         let scope = self.scope.clone();
         let n = name.to_owned();
         let target = ractor::call!(self.registry()?, |reply| RegistryMsg::ResolveTool {
@@ -505,6 +533,7 @@ impl Store {
                 waiting.push(((*n).to_owned(), now));
             }
         }
+        self.settle().await;
         if waiting.is_empty() {
             Ok(())
         } else {

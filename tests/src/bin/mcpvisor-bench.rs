@@ -1,0 +1,461 @@
+//! mcpvisor's benchmarks (DESIGN §12): each scenario measured for mcpvisor and, where it
+//! applies, for a bare rmcp client doing the same work with no supervision, in one run.
+//!
+//! ```text
+//! bash scripts/install-test-servers.sh
+//! cargo run --release -p mcpvisor-tests --bin mcpvisor-bench -- all
+//! ```
+//! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add` (or `all`). The MCP
+//! server is npm server-everything over stdio (`--server chaos` uses the workspace's chaos
+//! server instead).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcpvisor_model::{Event, ServiceState};
+use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{json, Map, Value};
+
+struct Server {
+    command: String,
+    args: Vec<String>,
+    tool: &'static str,
+    arguments: Map<String, Value>,
+}
+
+fn server(kind: &str) -> Server {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    if kind == "chaos" {
+        let exe = std::env::current_exe().expect("current exe");
+        let bin = exe.with_file_name("chaos-mcp");
+        return Server {
+            command: bin.to_string_lossy().into_owned(),
+            args: vec![],
+            tool: "echo",
+            arguments: json!({"text": "hi"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        };
+    }
+    let js = root
+        .join(".test-servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    if !js.exists() {
+        eprintln!("server-everything not installed: run `bash scripts/install-test-servers.sh`");
+        std::process::exit(2);
+    }
+    Server {
+        command: "node".into(),
+        args: vec![js.to_string_lossy().into_owned(), "stdio".into()],
+        tool: "echo",
+        arguments: json!({"message": "hi"})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
+fn service_json(s: &Server, name: &str) -> Value {
+    json!({"name": name, "command": s.command, "args": s.args})
+}
+
+async fn bare_client(s: &Server) -> RunningService<RoleClient, ()> {
+    let mut cmd = tokio::process::Command::new(&s.command);
+    cmd.args(&s.args);
+    let (t, _) = TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    ().serve(t).await.expect("initialize")
+}
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn row(what: &str, ours: f64, bare: Option<f64>, unit: &str, target: &str) {
+    match bare {
+        Some(b) => println!(
+            "{what:<44} {ours:>10.3} {unit:<4} bare {b:>10.3} {unit:<4} ratio {:>5.2}   target {target}",
+            ours / b
+        ),
+        None => println!("{what:<44} {ours:>10.3} {unit:<4} {:>27}   target {target}", ""),
+    }
+}
+
+async fn open() -> Store {
+    Store::open(StoreOptions::new()).await.expect("open store")
+}
+
+async fn cold_start(s: &Server, n: usize) {
+    // Bare: N clients concurrently, initialize + tools/list each.
+    let t = Instant::now();
+    let clients = futures::future::join_all((0..n).map(|_| async {
+        let c = bare_client(s).await;
+        let tools = c.peer().list_all_tools().await.expect("tools");
+        assert!(!tools.is_empty());
+        c
+    }))
+    .await;
+    let bare = t.elapsed().as_secs_f64() * 1000.0;
+    for c in clients {
+        let _ = c.cancel().await;
+    }
+    // Ours.
+    let store = open().await;
+    let t = Instant::now();
+    let batch: Vec<Value> = (0..n).map(|i| service_json(s, &format!("s{i}"))).collect();
+    store
+        .add_service(Value::Array(batch), Wait::None)
+        .await
+        .expect("add");
+    let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    store
+        .wait_for(&refs, ServiceState::Healthy, Duration::from_secs(120))
+        .await
+        .expect("healthy");
+    let ours = t.elapsed().as_secs_f64() * 1000.0;
+    assert!(store.list_tools().await.expect("tools").len() >= n);
+    store.shutdown().await;
+    row(
+        &format!("cold start of {n} servers -> tools listed"),
+        ours,
+        Some(bare),
+        "ms",
+        "<= 1.10x bare",
+    );
+}
+
+async fn call_latency(s: &Server) {
+    const N: usize = 2000;
+    let bare_c = bare_client(s).await;
+    let mut bare = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t = Instant::now();
+        let p = CallToolRequestParams::new(s.tool).with_arguments(s.arguments.clone());
+        bare_c.peer().call_tool(p).await.expect("call");
+        bare.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = bare_c.cancel().await;
+    let store = open().await;
+    store
+        .add_service(service_json(s, "svc"), Wait::Auto)
+        .await
+        .expect("add");
+    let name = format!("svc__{}", s.tool);
+    let mut ours = Vec::with_capacity(N);
+    for _ in 0..N {
+        let t = Instant::now();
+        store
+            .call_tool(&name, Some(s.arguments.clone()), None)
+            .await
+            .expect("call");
+        ours.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    store.shutdown().await;
+    let (b50, o50) = (pct(&mut bare, 0.5), pct(&mut ours, 0.5));
+    row(
+        "call_tool p50, sequential",
+        o50,
+        Some(b50),
+        "ms",
+        "<= 1.10x bare",
+    );
+    row(
+        "call_tool p99, sequential",
+        pct(&mut ours, 0.99),
+        Some(pct(&mut bare, 0.99)),
+        "ms",
+        "-",
+    );
+}
+
+async fn throughput(s: &Server) {
+    const IN_FLIGHT: usize = 16;
+    let window = Duration::from_secs(3);
+    let bare_c = Arc::new(bare_client(s).await);
+    let done = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let c = bare_c.clone();
+            let d = done.clone();
+            let args = s.arguments.clone();
+            let tool = s.tool;
+            tokio::spawn(async move {
+                while t.elapsed() < window {
+                    let p = CallToolRequestParams::new(tool).with_arguments(args.clone());
+                    c.peer().call_tool(p).await.expect("call");
+                    d.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for x in tasks {
+        let _ = x.await;
+    }
+    let bare = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
+    if let Ok(c) = Arc::try_unwrap(bare_c) {
+        let _ = c.cancel().await;
+    }
+    let store = open().await;
+    store
+        .add_service(service_json(s, "svc"), Wait::Auto)
+        .await
+        .expect("add");
+    let name = Arc::new(format!("svc__{}", s.tool));
+    let done = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let st = store.clone();
+            let d = done.clone();
+            let args = s.arguments.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                while t.elapsed() < window {
+                    st.call_tool(&name, Some(args.clone()), None)
+                        .await
+                        .expect("call");
+                    d.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for x in tasks {
+        let _ = x.await;
+    }
+    let ours = done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64();
+    store.shutdown().await;
+    row(
+        "throughput, 16 calls in flight (calls/s)",
+        ours,
+        Some(bare),
+        "/s",
+        ">= 0.90x bare",
+    );
+}
+
+async fn kill_recovery(s: &Server) {
+    // Ten services, each SIGKILLed once: every kill meets the default backoff from its start
+    // (repeated kills of one service within `reset_after` rightly back off further).
+    let store = open().await;
+    let batch: Vec<Value> = (0..10).map(|i| service_json(s, &format!("k{i}"))).collect();
+    store
+        .add_service(Value::Array(batch), Wait::None)
+        .await
+        .expect("add");
+    let names: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    store
+        .wait_for(&refs, ServiceState::Healthy, Duration::from_secs(120))
+        .await
+        .expect("healthy");
+    let mut to_reconnecting = Vec::new();
+    let mut to_healthy = Vec::new();
+    for name in &names {
+        let before = store.get_service_info(name).await.expect("info");
+        let pid = before.pid.expect("pid");
+        let mut events = store.subscribe().await.expect("subscribe");
+        let t = Instant::now();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), events.next()).await {
+                Ok(Some(Event::StateChanged { service, to, .. }))
+                    if service.name.as_str() == name =>
+                {
+                    match to {
+                        ServiceState::Reconnecting => {
+                            to_reconnecting.push(t.elapsed().as_secs_f64() * 1000.0)
+                        }
+                        ServiceState::Healthy => {
+                            to_healthy.push(t.elapsed().as_secs_f64() * 1000.0);
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(Some(_)) => {}
+                _ => panic!("no recovery after killing pid {pid}"),
+            }
+        }
+        let info = store.get_service_info(name).await.expect("info");
+        assert_eq!(
+            info.tools, before.tools,
+            "restarted server reports other tools"
+        );
+    }
+    store.shutdown().await;
+    row(
+        "SIGKILL -> reconnecting event (median of 10)",
+        pct(&mut to_reconnecting, 0.5),
+        None,
+        "ms",
+        "< 20 ms",
+    );
+    row(
+        "SIGKILL -> reconnecting event (max of 10)",
+        pct(&mut to_reconnecting, 1.0),
+        None,
+        "ms",
+        "-",
+    );
+    row(
+        "SIGKILL -> healthy, tools listed (median)",
+        pct(&mut to_healthy, 0.5),
+        None,
+        "ms",
+        "< 600 ms",
+    );
+    row(
+        "SIGKILL -> healthy, tools listed (max)",
+        pct(&mut to_healthy, 1.0),
+        None,
+        "ms",
+        "-",
+    );
+}
+
+fn own_status(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn own_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0);
+    let stime: u64 = f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0);
+    utime + stime
+}
+
+async fn thirty(s: &Server) -> Store {
+    let store = open().await;
+    let batch: Vec<Value> = (0..30).map(|i| service_json(s, &format!("s{i}"))).collect();
+    store
+        .add_service(Value::Array(batch), Wait::None)
+        .await
+        .expect("add");
+    let names: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    store
+        .wait_for(&refs, ServiceState::Healthy, Duration::from_secs(120))
+        .await
+        .expect("healthy");
+    store
+}
+
+async fn rss_and_idle(s: &Server, rss: bool, idle: bool) {
+    let store = thirty(s).await;
+    if rss {
+        let kb = own_status("VmHWM:").unwrap_or(0) as f64;
+        row(
+            "supervisor peak RSS, 30 services",
+            kb / 1024.0,
+            None,
+            "MiB",
+            "<= 15 MiB",
+        );
+    }
+    if idle {
+        let secs = 10.0;
+        let t0 = own_cpu_ticks();
+        tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+        let ticks = (own_cpu_ticks() - t0) as f64;
+        let hz = 100.0; // USER_HZ on Linux
+        row(
+            "supervisor idle CPU, 30 services (% of a core)",
+            100.0 * ticks / hz / secs,
+            None,
+            "%",
+            "< 0.5 %",
+        );
+    }
+    store.shutdown().await;
+}
+
+async fn add_latency() {
+    let store = open().await;
+    let mut lat = Vec::with_capacity(1000);
+    for i in 0..1000 {
+        let v = json!({"name": format!("svc{i}"), "command": "true", "disabled": true});
+        let t = Instant::now();
+        store.add_service(v, Wait::None).await.expect("add");
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut last: Vec<f64> = lat[900..].to_vec();
+    row(
+        "add_service phase 1 p50 (1,000 adds)",
+        pct(&mut lat, 0.5),
+        None,
+        "ms",
+        "-",
+    );
+    row(
+        "add_service phase 1 p99 at ~1,000 services",
+        pct(&mut last, 0.99),
+        None,
+        "ms",
+        "p99 < 1 ms",
+    );
+    store.shutdown().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let kind = args
+        .iter()
+        .position(|a| a == "--server")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "everything".into());
+    let what: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--") && *a != kind)
+        .collect();
+    let all = what.is_empty() || what.contains(&"all");
+    let want = |w: &str| all || what.contains(&w);
+    let s = server(&kind);
+    println!("mcpvisor bench, server: {} {}", s.command, s.args.join(" "));
+    if want("add") {
+        add_latency().await;
+    }
+    if want("start") {
+        cold_start(&s, 10).await;
+        cold_start(&s, 30).await;
+    }
+    if want("call") {
+        call_latency(&s).await;
+    }
+    if want("throughput") {
+        throughput(&s).await;
+    }
+    if want("kill") {
+        kill_recovery(&s).await;
+    }
+    if want("rss") || want("idle") {
+        rss_and_idle(&s, want("rss"), want("idle")).await;
+    }
+}
