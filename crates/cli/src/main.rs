@@ -1,6 +1,5 @@
-//! The `mcpvisor` command line (filled by issue #6).
+//! The `mcpvisor` binary: everything lives in the library (`mcpvisor_cli`).
 
-fn main() {
-    eprintln!("mcpvisor: the command line is not built yet (issue #6); the library crates and the test suite are usable now");
-    std::process::exit(1);
+fn main() -> std::process::ExitCode {
+    mcpvisor_cli::main()
 }

@@ -1,0 +1,487 @@
+//! The client commands: turn arguments into a [`Request`], get it answered by the running
+//! instance (or, for `status`, `tools`, `call` and `check` with `--config` and no instance, by a
+//! one-shot embedded supervisor), and print the answer.
+
+use std::time::Duration;
+
+use mcpvisor_model::ServiceState;
+use mcpvisor_supervisor::{ServiceView, ToolEntry};
+use serde_json::{json, Map, Value};
+
+use crate::args::{
+    AddArgs, CallArgs, CheckArgs, GlobalArgs, JsonArgs, LogsArgs, NameArgs, StartArgs, StatusArgs,
+    StopArgs, ToolsArgs,
+};
+use crate::client::{Client, ConnectError};
+use crate::error::{CliError, CliResult, Exit};
+use crate::oneshot;
+use crate::output::{self, println};
+use crate::paths;
+use crate::protocol::Request;
+
+/// Gets `req` answered: by the instance of the state dir, else (when `oneshot` allows it and
+/// `--config` is given) by an embedded supervisor.
+async fn answer(global: &GlobalArgs, req: Request, oneshot: Option<Duration>) -> CliResult<Value> {
+    let can_oneshot = oneshot.is_some() && global.config.is_some();
+    let located = paths::state_dir(global.state_dir.as_deref())
+        .and_then(|dir| paths::socket_path(&dir).map(|socket| (dir, socket)));
+    let dir = match located {
+        Ok((dir, socket)) => match Client::connect(&socket).await {
+            Ok(mut c) => return c.request(&req).await,
+            Err(ConnectError::Other(e)) => return Err(e),
+            Err(ConnectError::NotRunning) => dir.display().to_string(),
+        },
+        Err(e) if !can_oneshot => return Err(e),
+        Err(_) => String::new(),
+    };
+    match (oneshot, &global.config) {
+        (Some(wait), Some(config)) => oneshot::answer(config, req, wait).await,
+        (Some(_), None) => Err(CliError::failed(format!(
+            "no mcpvisor is running with the state dir {dir}; start one with `mcpvisor run \
+             --config FILE`, or pass --config FILE to answer from a one-shot supervisor"
+        ))),
+        (None, _) => Err(CliError::failed(format!(
+            "no mcpvisor is running with the state dir {dir}; this command needs one: start it \
+             with `mcpvisor run --config FILE` (or pass the --state-dir it uses)"
+        ))),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(v: Value) -> CliResult<T> {
+    serde_json::from_value(v).map_err(|e| {
+        CliError::failed(format!(
+            "the instance answered in a form this version cannot read ({e}); is it another \
+             version of mcpvisor?"
+        ))
+    })
+}
+
+/// `status [NAME]`.
+pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult<Exit> {
+    let v = answer(
+        g,
+        Request::Status {
+            name: a.name.clone(),
+        },
+        Some(a.oneshot.wait),
+    )
+    .await?;
+    if a.json {
+        output::print_json(&v);
+    } else if a.name.is_some() {
+        println(&output::service_detail(
+            &parse::<ServiceView>(v)?,
+            output::color_stdout(),
+        ));
+    } else {
+        println(&output::status_table(
+            &parse::<Vec<ServiceView>>(v)?,
+            output::color_stdout(),
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `tools [SERVICE]`.
+pub async fn tools(g: &GlobalArgs, a: ToolsArgs) -> CliResult<Exit> {
+    let v = answer(
+        g,
+        Request::Tools { service: a.service },
+        Some(a.oneshot.wait),
+    )
+    .await?;
+    if a.json {
+        output::print_json(&v);
+    } else {
+        println(&output::tools_table(
+            &parse::<Vec<ToolEntry>>(v)?,
+            output::color_stdout(),
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// The `--args` of `call`: a JSON object.
+pub fn call_arguments(text: Option<&str>) -> CliResult<Option<Map<String, Value>>> {
+    let Some(text) = text else { return Ok(None) };
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(other) => Err(CliError::bad_input(format!(
+            "--args must be a JSON object like '{{\"text\": \"hi\"}}', not {}",
+            match other {
+                Value::Array(_) => "an array",
+                Value::String(_) => "a string",
+                Value::Number(_) => "a number",
+                Value::Bool(_) => "a boolean",
+                _ => "null",
+            }
+        ))),
+        Err(e) => Err(CliError::bad_input(format!(
+            "--args is not valid JSON at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        ))),
+    }
+}
+
+/// `call TOOL`.
+pub async fn call(g: &GlobalArgs, a: CallArgs) -> CliResult<Exit> {
+    let args = call_arguments(a.args.as_deref())?;
+    let req = Request::Call {
+        tool: a.tool.clone(),
+        args,
+        timeout_ms: a
+            .timeout
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    };
+    let v = answer(g, req, Some(a.oneshot.wait)).await?;
+    let is_error = v["is_error"].as_bool().unwrap_or(false);
+    if a.json {
+        output::print_json(&v);
+    } else {
+        let text = output::call_text(&v["result"]);
+        if !text.is_empty() {
+            println(&text);
+        }
+    }
+    if is_error {
+        eprintln!("mcpvisor: the tool '{}' reported an error", a.tool);
+        return Ok(Exit::Failed);
+    }
+    Ok(Exit::Ok)
+}
+
+fn pairs(flag: &str, items: &[String]) -> CliResult<Map<String, Value>> {
+    let mut m = Map::new();
+    for item in items {
+        match item.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                m.insert(k.trim().to_owned(), Value::String(v.to_owned()));
+            }
+            _ => {
+                return Err(CliError::bad_input(format!(
+                    "{flag} '{item}' is not KEY=VALUE"
+                )))
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// The config `add` sends: the file's JSON, or one service built from the flags.
+pub fn add_config(a: &AddArgs) -> CliResult<Value> {
+    if let Some(file) = &a.file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| CliError::bad_input(format!("cannot read {}: {e}", file.display())))?;
+        return serde_json::from_str(&text).map_err(|e| {
+            CliError::bad_input(format!(
+                "{}: not valid JSON at line {}, column {}: {e}",
+                file.display(),
+                e.line(),
+                e.column()
+            ))
+        });
+    }
+    let Some(name) = &a.name else {
+        return Err(CliError::bad_input(
+            "give the service a NAME, or use --file",
+        ));
+    };
+    let mut obj = Map::new();
+    obj.insert("name".into(), json!(name));
+    match (&a.url, a.command.split_first()) {
+        (Some(url), None) => {
+            if !a.env.is_empty() || a.cwd.is_some() {
+                return Err(CliError::bad_input(
+                    "--env and --cwd are for local servers (a command after --), not for --url",
+                ));
+            }
+            obj.insert("url".into(), json!(url));
+            if !a.header.is_empty() {
+                obj.insert(
+                    "headers".into(),
+                    Value::Object(pairs("--header", &a.header)?),
+                );
+            }
+        }
+        (None, Some((command, args))) => {
+            obj.insert("command".into(), json!(command));
+            obj.insert("args".into(), json!(args));
+            if !a.env.is_empty() {
+                obj.insert("env".into(), Value::Object(pairs("--env", &a.env)?));
+            }
+            if let Some(cwd) = &a.cwd {
+                obj.insert("cwd".into(), json!(cwd));
+            }
+        }
+        (Some(_), Some(_)) => {
+            return Err(CliError::bad_input(
+                "give either --url URL or a command after --, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(CliError::bad_input(format!(
+                "say how to reach '{name}': `mcpvisor add {name} -- COMMAND ARGS...` for a local \
+                 server, or `mcpvisor add {name} --url URL` for a remote one"
+            )))
+        }
+    }
+    if !a.depends_on.is_empty() {
+        obj.insert("depends_on".into(), json!(a.depends_on));
+    }
+    Ok(Value::Object(obj))
+}
+
+fn state_summary(v: &ServiceView) -> String {
+    let mut s = format!("{}: {}", v.name, v.state);
+    if v.state.is_up() {
+        s.push_str(&format!(" ({} tools)", v.tools));
+    } else if !v.reason.is_empty() && v.reason != v.state.as_str() {
+        s.push_str(&format!(" ({})", v.reason));
+    }
+    s
+}
+
+fn not_up(views: &[ServiceView]) -> Option<CliError> {
+    let down: Vec<String> = views
+        .iter()
+        .filter(|v| !v.state.is_up())
+        .map(state_summary)
+        .collect();
+    (!down.is_empty()).then(|| {
+        CliError::failed(format!(
+            "did not come up: {}; see `mcpvisor logs NAME`",
+            down.join("; ")
+        ))
+    })
+}
+
+/// `add`.
+pub async fn add(g: &GlobalArgs, a: AddArgs) -> CliResult<Exit> {
+    let config = add_config(&a)?;
+    let wait = !a.no_wait;
+    let v = answer(g, Request::Add { config, wait }, None).await?;
+    if a.json {
+        output::print_json(&v);
+    }
+    let added: Vec<String> = parse(v["added"].clone())?;
+    let failed: Vec<(String, Vec<String>)> = parse(v["failed"].clone())?;
+    let views: Vec<ServiceView> = parse(v["services"].clone())?;
+    if !a.json {
+        for n in &added {
+            match views.iter().find(|v| &v.name == n) {
+                Some(v) => println(&format!("added {}", state_summary(v))),
+                None => println(&format!("added {n}")),
+            }
+        }
+    }
+    for (n, why) in &failed {
+        eprintln!("mcpvisor: cannot add {n}: {}", why.join("; "));
+    }
+    if !failed.is_empty() {
+        return Ok(Exit::BadInput);
+    }
+    if wait {
+        if let Some(e) = not_up(&views) {
+            return Err(e);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// `remove NAME`.
+pub async fn remove(g: &GlobalArgs, a: NameArgs) -> CliResult<Exit> {
+    answer(
+        g,
+        Request::Remove {
+            name: a.name.clone(),
+        },
+        None,
+    )
+    .await?;
+    println(&format!("removed {}", a.name));
+    Ok(Exit::Ok)
+}
+
+/// `start NAME` / `restart NAME`.
+pub async fn start(g: &GlobalArgs, a: StartArgs, restart: bool) -> CliResult<Exit> {
+    let wait = !a.no_wait;
+    let req = if restart {
+        Request::Restart { name: a.name, wait }
+    } else {
+        Request::Start { name: a.name, wait }
+    };
+    let v: ServiceView = parse(answer(g, req, None).await?)?;
+    println(&state_summary(&v));
+    if wait {
+        if let Some(e) = not_up(std::slice::from_ref(&v)) {
+            return Err(e);
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// `stop NAME`.
+pub async fn stop(g: &GlobalArgs, a: StopArgs) -> CliResult<Exit> {
+    let v: ServiceView = parse(
+        answer(
+            g,
+            Request::Stop {
+                name: a.name,
+                force: a.force,
+            },
+            None,
+        )
+        .await?,
+    )?;
+    println(&state_summary(&v));
+    Ok(Exit::Ok)
+}
+
+/// `check`: exit 1 when a service meant to run failed its probe.
+pub async fn check(g: &GlobalArgs, a: CheckArgs) -> CliResult<Exit> {
+    let v = answer(g, Request::Check, Some(a.oneshot.wait)).await?;
+    let rows: Vec<Value> = parse(v.clone())?;
+    if a.json {
+        output::print_json(&v);
+    } else {
+        println(&output::check_table(&rows, output::color_stdout()));
+    }
+    let failed = rows.iter().any(|r| {
+        !r["ok"].as_bool().unwrap_or(false)
+            && !r["state"]
+                .as_str()
+                .and_then(ServiceState::parse)
+                .is_some_and(output::check_skipped)
+    });
+    Ok(if failed { Exit::Failed } else { Exit::Ok })
+}
+
+/// `logs SERVICE`.
+pub async fn logs(g: &GlobalArgs, a: LogsArgs) -> CliResult<Exit> {
+    let v = answer(
+        g,
+        Request::Logs {
+            name: a.service.clone(),
+            lines: Some(a.lines),
+        },
+        None,
+    )
+    .await?;
+    if a.json {
+        output::print_json(&v);
+        return Ok(Exit::Ok);
+    }
+    let lines: Vec<String> = parse(v["lines"].clone())?;
+    if lines.is_empty() {
+        eprintln!("mcpvisor: {} has written nothing to stderr", a.service);
+    }
+    for l in lines {
+        println(&l);
+    }
+    Ok(Exit::Ok)
+}
+
+/// `events`: streams until the instance stops (or the command is interrupted).
+pub async fn events(g: &GlobalArgs, a: JsonArgs) -> CliResult<Exit> {
+    let dir = paths::state_dir(g.state_dir.as_deref())?;
+    let socket = paths::socket_path(&dir)?;
+    let client = match Client::connect(&socket).await {
+        Ok(c) => c,
+        Err(ConnectError::Other(e)) => return Err(e),
+        Err(ConnectError::NotRunning) => {
+            return Err(CliError::failed(format!(
+                "no mcpvisor is running with the state dir {}; start one with `mcpvisor run`",
+                dir.display()
+            )))
+        }
+    };
+    let color = output::color_stdout();
+    client
+        .events(
+            || {
+                eprintln!(
+                    "mcpvisor: following the events of {} (interrupt to stop)",
+                    socket.display()
+                )
+            },
+            |e| {
+                if a.json {
+                    output::print_json_line(&e);
+                } else {
+                    println(&output::event_line(&e, color));
+                }
+            },
+        )
+        .await?;
+    Ok(Exit::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::{Cli, Command};
+    use clap::Parser;
+
+    fn add_args(argv: &[&str]) -> AddArgs {
+        let mut full = vec!["mcpvisor", "add"];
+        full.extend_from_slice(argv);
+        match Cli::try_parse_from(full).unwrap().command {
+            Command::Add(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn add_builds_one_service_from_the_flags() {
+        let v = add_config(&add_args(&[
+            "time",
+            "--env",
+            "TZ=UTC",
+            "--depends-on",
+            "db",
+            "--",
+            "uvx",
+            "mcp-server-time",
+        ]))
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"name": "time", "command": "uvx", "args": ["mcp-server-time"],
+                   "env": {"TZ": "UTC"}, "depends_on": ["db"]})
+        );
+        let v = add_config(&add_args(&[
+            "api",
+            "--url",
+            "http://127.0.0.1:1/mcp",
+            "--header",
+            "Authorization=Bearer x=y",
+        ]))
+        .unwrap();
+        assert_eq!(v["headers"]["Authorization"], "Bearer x=y");
+    }
+
+    #[test]
+    fn add_without_a_way_to_reach_the_server_is_bad_input() {
+        let e = add_config(&add_args(&["lonely"])).unwrap_err();
+        assert_eq!(e.code, Exit::BadInput);
+        assert!(
+            e.message.contains("mcpvisor add lonely -- COMMAND"),
+            "{}",
+            e.message
+        );
+        let e = add_config(&add_args(&["x", "--env", "NOEQUALS", "--", "cmd"])).unwrap_err();
+        assert!(e.message.contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn call_arguments_must_be_a_json_object() {
+        assert_eq!(call_arguments(None).unwrap(), None);
+        assert!(call_arguments(Some(r#"{"a": 1}"#)).unwrap().is_some());
+        let e = call_arguments(Some("[1]")).unwrap_err();
+        assert_eq!(e.code, Exit::BadInput);
+        let e = call_arguments(Some("{oops")).unwrap_err();
+        assert_eq!(e.code, Exit::BadInput);
+        assert!(e.message.contains("line 1, column 2"), "{}", e.message);
+    }
+}

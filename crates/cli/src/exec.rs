@@ -1,0 +1,157 @@
+//! Carrying out one [`Request`] against a [`Store`]: the same code answers the control socket
+//! and the one-shot mode, so both give the same results.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mcpvisor_model::ServiceState;
+use mcpvisor_supervisor::{ServiceInput, ServiceView, Store, Wait};
+use serde_json::{json, Value};
+
+use crate::error::{CliError, CliResult};
+use crate::protocol::Request;
+use crate::settle;
+
+/// The longest `add`, `start` or `restart` waits for services to come up.
+pub const MAX_START_WAIT: Duration = Duration::from_secs(600);
+
+/// What `ping` tells about the instance.
+#[derive(Debug, Clone, Default)]
+pub struct Instance {
+    /// The config file it keeps.
+    pub config: Option<PathBuf>,
+    /// Its state dir.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Carries out `req` (anything but `events`, which is a stream) and returns its result.
+pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliResult<Value> {
+    let all = store.all_scopes();
+    match req {
+        Request::Ping => Ok(json!({
+            "pid": std::process::id(),
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": instance.config.as_ref().map(|p| p.display().to_string()),
+            "state_dir": instance.state_dir.as_ref().map(|p| p.display().to_string()),
+        })),
+        Request::Status { name: None } => to_json(&all.list_services().await?),
+        Request::Status { name: Some(n) } => to_json(&all.get_service_info(&n).await?),
+        Request::Tools { service } => {
+            let mut tools = store.list_tools().await?;
+            if let Some(s) = service {
+                // An unknown service is an error, not an empty list.
+                let v = all.get_service_info(&s).await?;
+                tools.retain(|t| t.service == v.id);
+            }
+            to_json(&tools)
+        }
+        Request::Call {
+            tool,
+            args,
+            timeout_ms,
+        } => {
+            let out = store
+                .call_tool(&tool, args, timeout_ms.map(Duration::from_millis))
+                .await?;
+            Ok(json!({"is_error": out.is_error, "result": out.result}))
+        }
+        Request::Add { config, wait } => {
+            let report = store
+                .add_service(ServiceInput::Json(config), Wait::None)
+                .await?;
+            let views = if wait && !report.added.is_empty() {
+                wait_up(store, &report.added, false).await?
+            } else {
+                Vec::new()
+            };
+            Ok(json!({"added": report.added, "failed": report.failed, "services": views}))
+        }
+        Request::Remove { name } => {
+            all.remove_service(&name).await?;
+            Ok(json!({"removed": name}))
+        }
+        Request::Start { name, wait } => {
+            all.start_service(&name).await?;
+            view_after(&all, &name, wait).await
+        }
+        Request::Restart { name, wait } => {
+            all.restart_service(&name).await?;
+            view_after(&all, &name, wait).await
+        }
+        Request::Stop { name, force } => {
+            all.stop_service(&name, force).await?;
+            // The registry hears of the stop a moment after it is done.
+            let stopped =
+                |s: ServiceState| matches!(s, ServiceState::Stopped | ServiceState::Failed);
+            to_json(&view_when(&all, &name, stopped, Duration::from_secs(2)).await?)
+        }
+        Request::Check => {
+            let rows: Vec<Value> = all
+                .check_services()
+                .await?
+                .into_iter()
+                .map(|(name, p)| {
+                    json!({
+                        "name": name,
+                        "ok": p.ok,
+                        "latency_ms": p.latency.as_secs_f64() * 1000.0,
+                        "state": p.state,
+                        "detail": p.detail,
+                    })
+                })
+                .collect();
+            Ok(Value::Array(rows))
+        }
+        Request::Logs { name, lines } => {
+            let v = all.get_service_info(&name).await?;
+            let tail = v.stderr_tail;
+            let n = lines.unwrap_or(tail.len()).min(tail.len());
+            Ok(json!({"service": v.name, "lines": tail[tail.len() - n..]}))
+        }
+        Request::Events => Err(CliError::bad_input(
+            "events is a stream: it is answered by the control socket only",
+        )),
+    }
+}
+
+async fn view_after(store: &Store, name: &str, wait: bool) -> CliResult<Value> {
+    if wait {
+        let views = wait_up(store, &[name.to_owned()], true).await?;
+        if let Some(v) = views.into_iter().next() {
+            return to_json(&v);
+        }
+    }
+    to_json(&store.get_service_info(name).await?)
+}
+
+/// Waits (bounded by their connect timeouts) for `names` to settle; their views.
+async fn wait_up(
+    store: &Store,
+    names: &[String],
+    expect_running: bool,
+) -> CliResult<Vec<ServiceView>> {
+    let infos = settle::spec_infos(&store.config().await?);
+    let deadline = settle::connect_deadline(&infos, Some(names), MAX_START_WAIT);
+    Ok(settle::wait_settled(store, Some(names), expect_running, deadline, |_, _| {}).await?)
+}
+
+/// The view of `name` once its state satisfies `pred`, or after `limit` the latest view.
+async fn view_when(
+    all: &Store,
+    name: &str,
+    pred: impl Fn(ServiceState) -> bool,
+    limit: Duration,
+) -> CliResult<ServiceView> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let v = all.get_service_info(name).await?;
+        if pred(v.state) || tokio::time::Instant::now() >= deadline {
+            return Ok(v);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> CliResult<Value> {
+    serde_json::to_value(v).map_err(|e| CliError::failed(format!("cannot encode the result: {e}")))
+}

@@ -1,0 +1,122 @@
+//! # mcpvisor-cli
+//!
+//! The `mcpvisor` command line: `run` keeps the services of a config file alive in the
+//! foreground and serves a control socket; `status`, `tools`, `call`, `add`, `remove`, `start`,
+//! `stop`, `restart`, `check`, `logs` and `events` talk to it; `validate` checks a file;
+//! `completions` prints shell completions.
+//!
+//! Code map:
+//! - [`args`]: the clap definitions (every flag and its help).
+//! - [`run`]: `mcpvisor run` (signals, start-up view, transition lines, shutdown).
+//! - [`server`] / [`client`] / [`protocol`]: the control socket, newline-delimited JSON.
+//! - [`exec`]: carries out one request against a `Store` (shared by the socket and one-shots).
+//! - [`oneshot`]: an embedded supervisor for one command when no instance runs.
+//! - [`watch`]: `run --watch`, the config diff and how it is applied.
+//! - [`settle`]: waiting for services to come up or fail, with a deadline.
+//! - [`signals`]: SIGINT/SIGTERM, caught so services are always stopped.
+//! - [`commands`] / [`output`] / [`validate`]: the client commands and what they print.
+//!
+//! **Invariant:** this is the only crate that prints or turns errors into exit codes: 0 ok,
+//! 1 operation failed, 2 bad input ([`error::Exit`]).
+#![warn(missing_docs)]
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod error;
+pub mod exec;
+pub mod oneshot;
+pub mod output;
+pub mod paths;
+pub mod protocol;
+pub mod run;
+pub mod server;
+pub mod settle;
+pub mod signals;
+pub mod validate;
+pub mod watch;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+use args::{Cli, Command};
+use error::{CliResult, Exit};
+
+/// Parses the command line, runs the command, returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version exit 0; usage errors 2.
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcpvisor: cannot start the async runtime: {e}");
+            return Exit::Failed.into();
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    // Tasks still running (a connection being torn down) must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => {
+            for line in e.message.lines() {
+                eprintln!("mcpvisor: {line}");
+            }
+            e.code.into()
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(cli: Cli) -> CliResult<Exit> {
+    let g = cli.global;
+    match cli.command {
+        Command::Run(a) => {
+            let state_dir = paths::state_dir(g.state_dir.as_deref())?;
+            let config = paths::config_or_default(g.config.as_deref());
+            run::run(config, state_dir, a.watch).await?;
+            Ok(Exit::Ok)
+        }
+        Command::Validate(a) => {
+            let config = paths::config_or_default(g.config.as_deref());
+            Ok(validate::validate(&config, a.json))
+        }
+        Command::Status(a) => commands::status(&g, a).await,
+        Command::Tools(a) => commands::tools(&g, a).await,
+        Command::Call(a) => commands::call(&g, a).await,
+        Command::Add(a) => commands::add(&g, a).await,
+        Command::Remove(a) => commands::remove(&g, a).await,
+        Command::Start(a) => commands::start(&g, a, false).await,
+        Command::Restart(a) => commands::start(&g, a, true).await,
+        Command::Stop(a) => commands::stop(&g, a).await,
+        Command::Check(a) => commands::check(&g, a).await,
+        Command::Logs(a) => commands::logs(&g, a).await,
+        Command::Events(a) => commands::events(&g, a).await,
+        Command::Completions(a) => {
+            let mut cmd = Cli::command();
+            let mut out = std::io::stdout();
+            clap_complete::generate(a.shell, &mut cmd, "mcpvisor", &mut out);
+            Ok(Exit::Ok)
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! `mcpvisor run`: the supervision tree in the foreground.
+//!
+//! Order matters: signals are caught first (so a SIGTERM at any point still stops the
+//! children), then the state dir is claimed and the control socket bound (so a second instance
+//! is refused before it could reap the first one's processes), then the [`Store`] opens. While
+//! services start a live count is shown ("3/5 healthy"); once they settled, one line per
+//! transition. SIGINT/SIGTERM stop every service in reverse dependency order and exit 0.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mcpvisor_model::Event;
+use mcpvisor_supervisor::{EventStream, Store, StoreError, StoreOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{CliError, CliResult};
+use crate::exec::Instance;
+use crate::output::{self, println};
+use crate::server;
+use crate::settle::{self, Progress};
+use crate::signals::Signals;
+use crate::watch;
+
+/// The longest the start-up view waits for services before switching to transition lines.
+const STARTUP_CAP: Duration = Duration::from_secs(600);
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(config: PathBuf, state_dir: PathBuf, watch_file: bool) -> CliResult<()> {
+    let mut signals = Signals::new()?;
+    let (lock, listener) = server::bind(&state_dir)?;
+    if !config.exists() {
+        eprintln!(
+            "mcpvisor: {} does not exist yet: starting with no services (services added \
+             will be written there)",
+            config.display()
+        );
+    }
+    let store = Store::open(
+        StoreOptions::new()
+            .config_file(&config)
+            .state_dir(&state_dir),
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Config(errors) => CliError::config(&config.display().to_string(), &errors),
+        other => CliError::from(other),
+    })?;
+    let color = output::color_stdout();
+    println(&format!(
+        "mcpvisor {} (pid {}): {} — control socket {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        config.display(),
+        lock.socket().display()
+    ));
+
+    let cancel = CancellationToken::new();
+    let instance = Instance {
+        config: Some(absolute(&config)),
+        state_dir: Some(absolute(&state_dir)),
+    };
+    let server = tokio::spawn(server::serve(
+        listener,
+        store.clone(),
+        instance,
+        cancel.clone(),
+    ));
+    let watcher = watch_file
+        .then(|| tokio::spawn(watch::watch(store.clone(), config.clone(), cancel.clone())));
+
+    // The follower prints until every service is stopped, so the shutdown is shown too.
+    let shutting_down = CancellationToken::new();
+    let done = CancellationToken::new();
+    let follower = tokio::spawn(follow(
+        store.clone(),
+        color,
+        shutting_down.clone(),
+        done.clone(),
+    ));
+    let stopped_by = signals.next().await;
+    shutting_down.cancel();
+    println(&format!(
+        "{stopped_by}: stopping every service (dependents first)..."
+    ));
+    cancel.cancel();
+    let _ = server.await;
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
+    store.shutdown().await;
+    done.cancel();
+    let _ = follower.await;
+    drop(lock);
+    println("stopped");
+    Ok(())
+}
+
+/// The start-up view (cut short by `shutting_down`), then one line per event until `done`.
+async fn follow(
+    store: Store,
+    color: bool,
+    shutting_down: CancellationToken,
+    done: CancellationToken,
+) {
+    let all = store.all_scopes();
+    let mut events = all.subscribe().await.ok();
+    tokio::select! {
+        _ = shutting_down.cancelled() => {}
+        _ = startup(&all, color, &mut events) => {}
+    }
+    let mut renewals = 0;
+    loop {
+        let next = tokio::select! {
+            _ = done.cancelled() => break,
+            e = next_event(&mut events) => e,
+        };
+        match next {
+            Some(e) => print_event(&e, color),
+            // The registry stopped with the tree: everything was read.
+            None if shutting_down.is_cancelled() => return,
+            None => match server::resubscribe(&all, &mut renewals).await {
+                Some(s) => events = Some(s),
+                None => {
+                    println("no more events can be read; still running until SIGINT/SIGTERM");
+                    events = None;
+                }
+            },
+        }
+    }
+    if let Some(stream) = events.as_mut() {
+        while let Some(e) = stream.try_next() {
+            print_event(&e, color);
+        }
+    }
+}
+
+/// The next event; never, without a subscription.
+async fn next_event(events: &mut Option<EventStream>) -> Option<Event> {
+    match events {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The live count while services start, then what is not up and why.
+async fn startup(all: &Store, color: bool, events: &mut Option<EventStream>) {
+    let infos = match all.config().await {
+        Ok(c) => settle::spec_infos(&c),
+        Err(_) => Default::default(),
+    };
+    let deadline = settle::connect_deadline(&infos, None, STARTUP_CAP);
+    let tty = std::io::stdout().is_terminal();
+    let mut drawn = false;
+    let started = settle::wait_settled(all, None, false, deadline, |p: &Progress, _| {
+        if tty {
+            output::redraw(&p.line());
+            drawn = true;
+        } else {
+            println(&p.line());
+        }
+    })
+    .await;
+    if drawn {
+        output::redraw("");
+    }
+    // What happened meanwhile was summed up by the count; report only the trouble.
+    if let Some(stream) = events.as_mut() {
+        while let Some(e) = stream.try_next() {
+            if settle::is_trouble(&e) {
+                println(&output::event_line(&e, color));
+            }
+        }
+    }
+    match started {
+        Ok(views) => {
+            let up = views.iter().filter(|v| v.state.is_up()).count();
+            println(&format!("ready: {up}/{} healthy", views.len()));
+            for v in views.iter().filter(|v| !v.state.is_up()) {
+                println(&format!(
+                    "  {}: {}{}",
+                    v.name,
+                    v.state,
+                    if v.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", v.reason)
+                    }
+                ));
+            }
+        }
+        Err(e) => println(&format!("cannot read the services: {e}")),
+    }
+}
+
+fn print_event(e: &Event, color: bool) {
+    // Tool list changes are visible in `status`/`tools`; transitions and config changes are
+    // what the log is for.
+    if !matches!(e, Event::ToolsChanged { .. }) {
+        println(&output::event_line(e, color));
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
