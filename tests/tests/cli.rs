@@ -751,3 +751,45 @@ fn watch_applies_only_the_diff_while_calls_to_untouched_services_keep_working() 
     );
     assert!(run.terminate().success(), "{}", run.output());
 }
+
+// ---------------------------------------------------------------------------------------------
+// supervisor SIGKILLed
+
+#[test]
+fn a_sigkilled_supervisor_leaves_orphans_that_the_next_run_reaps() {
+    let sb = Sandbox::new();
+    sb.write_config(json!({"orphan": chaos(&["--spawn-grandchild"])}));
+    let mut first = sb.start(&[]);
+    let views = first.wait_healthy(&sb, &["orphan"]);
+    let pid = pid_of(&views, "orphan");
+    let state = sb.state().join("state.json");
+    poll(
+        Duration::from_secs(10),
+        "the state file to record the child",
+        || {
+            let text = fs::read_to_string(&state).ok()?;
+            let v: Value = serde_json::from_str(&text).ok()?;
+            v["processes"]
+                .as_array()?
+                .iter()
+                .any(|p| p["pid"] == pid)
+                .then_some(())
+        },
+    );
+    // SIGKILL the supervisor itself: nothing runs its cleanup, the child is orphaned.
+    let mut sup = first.child.take().expect("running");
+    sup.kill().expect("SIGKILL mcpvisor");
+    sup.wait().expect("reap mcpvisor");
+    assert!(
+        pid_alive(pid),
+        "the child should outlive a SIGKILLed supervisor"
+    );
+    // The next run finds the recorded group, checks it is still that process, and reaps it.
+    let mut second = sb.start(&[]);
+    let views = second.wait_healthy(&sb, &["orphan"]);
+    wait_pid_gone(pid);
+    assert_ne!(pid_of(&views, "orphan"), pid);
+    let new_pid = pid_of(&views, "orphan");
+    assert!(second.terminate().success(), "{}", second.output());
+    wait_pid_gone(new_pid);
+}

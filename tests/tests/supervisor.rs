@@ -543,3 +543,52 @@ async fn check_services_probes_now_and_metrics_count_calls() {
     );
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn reaping_never_signals_a_recycled_pid_but_kills_a_recorded_orphan() {
+    use std::os::unix::process::CommandExt;
+    let spawn_sleep = || {
+        std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let mut stranger = spawn_sleep();
+    let mut orphan = spawn_sleep();
+    let ident = |pid: u32| mcpvisor_service_actor::process_identity(pid).unwrap();
+    let (s, o) = (ident(stranger.id()), ident(orphan.id()));
+    let dir = tempfile::tempdir().unwrap();
+    let state = json!({
+        "services": {},
+        "processes": [
+            // Same pid, but another start time: a recycled id. Must be left alone.
+            {"service": "gone", "pid": stranger.id(), "pgid": stranger.id(),
+             "start_time_ticks": s.start_time_ticks + 1, "cmdline": s.cmdline},
+            // Exactly the recorded process: an orphan of a killed run. Must be reaped.
+            {"service": "old", "pid": orphan.id(), "pgid": orphan.id(),
+             "start_time_ticks": o.start_time_ticks, "cmdline": o.cmdline}
+        ]
+    });
+    std::fs::write(dir.path().join("state.json"), state.to_string()).unwrap();
+    let store = Store::open(StoreOptions::new().state_dir(dir.path()))
+        .await
+        .unwrap();
+    let status = deadline(LONG, "orphan reaped", async {
+        loop {
+            if let Some(st) = orphan.try_wait().unwrap() {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(!status.success());
+    assert!(
+        stranger.try_wait().unwrap().is_none(),
+        "a recycled pid was signalled"
+    );
+    store.shutdown().await;
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+}

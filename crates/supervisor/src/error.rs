@@ -27,7 +27,7 @@ pub enum StoreError {
     #[error("{0}")]
     Lookup(#[from] LookupError),
     /// Other services depend on the one to remove.
-    #[error("service '{service}' cannot be removed: {} depend on it; remove or change them first", dependents.join(", "))]
+    #[error("service '{service}' cannot be removed: it is a dependency of {}; remove them or change their depends_on first", dependents.join(", "))]
     InUse {
         /// The service.
         service: String,
