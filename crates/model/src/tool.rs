@@ -15,7 +15,8 @@ pub struct ToolInfo {
     /// JSON Schema of its arguments.
     #[serde(default)]
     pub input_schema: Map<String, Value>,
-    /// The whole tool object as the server sent it (title, annotations, output schema, ...).
+    /// The rest of the tool object as the server sent it (title, annotations, output schema,
+    /// ...); its `inputSchema` is kept once, in `input_schema`.
     #[serde(default)]
     pub raw: Value,
 }

@@ -387,7 +387,11 @@ fn server_info(running: &Running) -> ServerInfo {
 
 /// Converts the SDK's tool into plain data.
 pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
-    let raw = serde_json::to_value(t).unwrap_or_default();
+    let mut raw = serde_json::to_value(t).unwrap_or_default();
+    // The schema is kept once, in `input_schema`.
+    if let Some(obj) = raw.as_object_mut() {
+        obj.remove("inputSchema");
+    }
     ToolInfo {
         name: t.name.to_string(),
         description: t.description.as_ref().map(|d| d.to_string()),

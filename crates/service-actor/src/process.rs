@@ -122,7 +122,7 @@ impl Drop for GroupGuard {
 /// Reads stderr until EOF into `ring`, line by line (lines over 8 KiB are split), and logs each
 /// line at debug level. Never stalls the child: reading is unconditional.
 pub async fn drain_stderr(mut stderr: ChildStderr, ring: LogRing, service: String) {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; 4 * 1024];
     let mut line: Vec<u8> = Vec::new();
     const MAX_LINE: usize = 8 * 1024;
     loop {

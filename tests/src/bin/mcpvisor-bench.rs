@@ -350,13 +350,17 @@ fn own_cpu_ticks() -> u64 {
 }
 
 async fn thirty(s: &Server) -> Store {
+    let n: usize = std::env::var("BENCH_SERVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
     let store = open().await;
-    let batch: Vec<Value> = (0..30).map(|i| service_json(s, &format!("s{i}"))).collect();
+    let batch: Vec<Value> = (0..n).map(|i| service_json(s, &format!("s{i}"))).collect();
     store
         .add_service(Value::Array(batch), Wait::None)
         .await
         .expect("add");
-    let names: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
+    let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     store
         .wait_for(&refs, ServiceState::Healthy, Duration::from_secs(120))
@@ -366,6 +370,7 @@ async fn thirty(s: &Server) -> Store {
 }
 
 async fn rss_and_idle(s: &Server, rss: bool, idle: bool) {
+    let base = own_status("VmRSS:").unwrap_or(0) as f64 / 1024.0;
     let store = thirty(s).await;
     if rss {
         let kb = own_status("VmHWM:").unwrap_or(0) as f64;
