@@ -381,6 +381,13 @@ async fn rss_and_idle(s: &Server, rss: bool, idle: bool) {
             "MiB",
             "<= 15 MiB",
         );
+        row(
+            "RSS of the process before the store opened",
+            base,
+            None,
+            "MiB",
+            "-",
+        );
     }
     if idle {
         let secs = 10.0;
