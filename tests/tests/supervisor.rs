@@ -592,3 +592,48 @@ async fn reaping_never_signals_a_recycled_pid_but_kills_a_recorded_orphan() {
     stranger.kill().unwrap();
     stranger.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_across_services_all_answer() {
+    let store = store().await;
+    store
+        .add_service(
+            json!({"mcpServers": {"c0": chaos(&[]), "c1": chaos(&[]), "c2": chaos(&[]), "c3": chaos(&[])}}),
+            Wait::None,
+        )
+        .await
+        .unwrap();
+    store
+        .wait_for(&["c0", "c1", "c2", "c3"], S::Healthy, LONG)
+        .await
+        .unwrap();
+    let calls = (0..1000).map(|i| {
+        let store = store.clone();
+        async move {
+            let tool = format!("c{}__echo", i % 4);
+            let out = store
+                .call_tool(
+                    &tool,
+                    json!({"text": i.to_string()}).as_object().cloned(),
+                    None,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
+            assert_eq!(
+                out.result["content"][0]["text"],
+                i.to_string(),
+                "call {i} got another answer"
+            );
+        }
+    });
+    deadline(
+        LONG,
+        "1,000 concurrent calls",
+        futures::future::join_all(calls),
+    )
+    .await;
+    let m = store.metrics().await.unwrap();
+    assert_eq!(m.iter().map(|(_, s)| s.calls).sum::<u64>(), 1000);
+    assert_eq!(m.iter().map(|(_, s)| s.call_errors).sum::<u64>(), 0);
+    store.shutdown().await;
+}
