@@ -755,6 +755,19 @@ fn watch_applies_only_the_diff_while_calls_to_untouched_services_keep_working() 
 // ---------------------------------------------------------------------------------------------
 // supervisor SIGKILLed
 
+/// SIGKILLs these pids when dropped (also when the test fails half-way).
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if pid_alive(*p) {
+                kill_pid(*p);
+            }
+        }
+    }
+}
+
 #[test]
 fn a_sigkilled_supervisor_leaves_orphans_that_the_next_run_reaps() {
     let sb = Sandbox::new();
@@ -776,18 +789,33 @@ fn a_sigkilled_supervisor_leaves_orphans_that_the_next_run_reaps() {
                 .then_some(())
         },
     );
-    // SIGKILL the supervisor itself: nothing runs its cleanup, the child is orphaned.
+    let grandchild = {
+        let out = sb.run(&["call", "orphan__pids", "--json"]).ok();
+        let v = out.json();
+        let text = v["content"][0]["text"]
+            .as_str()
+            .or_else(|| v["result"]["content"][0]["text"].as_str())
+            .unwrap_or_else(|| panic!("no pids text in {v}"))
+            .to_owned();
+        let info: Value = serde_json::from_str(&text).expect("pids JSON");
+        info["grandchild"].as_u64().expect("grandchild pid") as u32
+    };
+    // Whatever happens below, nothing this test started outlives it.
+    let _cleanup = KillOnDrop(vec![pid, grandchild]);
+    // SIGKILL the supervisor itself: nothing runs its cleanup. The server may notice its
+    // closed stdin and exit; its grandchild, in the same group, lives on as an orphan.
     let mut sup = first.child.take().expect("running");
     sup.kill().expect("SIGKILL mcpvisor");
     sup.wait().expect("reap mcpvisor");
     assert!(
-        pid_alive(pid),
-        "the child should outlive a SIGKILLed supervisor"
+        pid_alive(grandchild),
+        "the grandchild should outlive a SIGKILLed supervisor"
     );
     // The next run finds the recorded group, checks it is still that process, and reaps it.
     let mut second = sb.start(&[]);
     let views = second.wait_healthy(&sb, &["orphan"]);
     wait_pid_gone(pid);
+    wait_pid_gone(grandchild);
     assert_ne!(pid_of(&views, "orphan"), pid);
     let new_pid = pid_of(&views, "orphan");
     assert!(second.terminate().success(), "{}", second.output());
