@@ -4,4 +4,6 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$root/scripts/install-test-servers.sh"
 cd "$root"
+# The CLI tests drive the real `mcpvisor` binary: build it from this tree first.
+cargo build -p mcpvisor-cli --bin mcpvisor
 cargo test --workspace "$@"
