@@ -286,6 +286,14 @@ impl Instance {
         }
     }
 
+    /// Waits (bounded) for the exit status after signals were sent by the test.
+    fn terminate_after_signal(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        poll(Duration::from_secs(10), "mcpvisor run to exit", || {
+            child.try_wait().ok().flatten()
+        })
+    }
+
     /// SIGTERM, then waits (bounded) for the exit status.
     fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -666,6 +674,47 @@ fn sigterm_stops_run_with_exit_0_and_leaves_no_child_process() {
         api_stop.is_some() && db_stop.is_some() && api_stop < db_stop,
         "dependents stop first:\n{out}"
     );
+}
+
+#[test]
+fn a_second_signal_kills_a_server_that_ignores_sigterm_at_once() {
+    let sb = Sandbox::new();
+    sb.write_config(json!({
+        "stubborn": {
+            "command": chaos_bin().to_string_lossy(),
+            "args": ["--ignore-sigterm", "--hang-at-start"],
+            "timeouts": {"shutdown": "60s", "connect": "60s"}
+        }
+    }));
+    let mut run = sb.start(&[]);
+    // It never answers initialize; wait until its process exists (status shows `starting`).
+    let pid = poll(
+        Duration::from_secs(10),
+        "the stubborn server to be spawned",
+        || {
+            let out = sb.run(&["status", "--json"]);
+            (out.code == 0).then_some(())?;
+            let views = out.json().as_array().cloned()?;
+            views
+                .iter()
+                .find_map(|v| v["pid"].as_u64())
+                .map(|p| p as u32)
+        },
+    );
+    let _cleanup = KillOnDrop(vec![pid]);
+    let run_pid = run.pid();
+    send_signal(run_pid, libc::SIGTERM).expect("first SIGTERM");
+    // Graceful stop would wait 60 s twice; a second signal cuts it short.
+    poll(Duration::from_secs(10), "the shutdown to begin", || {
+        run.output()
+            .contains("stopping every service")
+            .then_some(())
+    });
+    send_signal(run_pid, libc::SIGTERM).expect("second SIGTERM");
+    let status = run.terminate_after_signal();
+    assert!(status.success(), "exit status {status}:\n{}", run.output());
+    assert!(!pid_alive(pid), "the stubborn server outlived mcpvisor");
+    assert!(run.output().contains("again: killing"), "{}", run.output());
 }
 
 #[test]

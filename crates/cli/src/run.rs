@@ -88,7 +88,15 @@ pub async fn run(config: PathBuf, state_dir: PathBuf, watch_file: bool) -> CliRe
     if let Some(w) = watcher {
         let _ = w.await;
     }
-    store.shutdown().await;
+    // A second signal while services stop gracefully kills every process group at once.
+    tokio::select! {
+        _ = store.shutdown() => {}
+        again = signals.next() => {
+            println(&format!("{again} again: killing every server process group now"));
+            store.kill_all();
+            store.shutdown().await;
+        }
+    }
     done.cancel();
     let _ = follower.await;
     drop(lock);

@@ -101,6 +101,17 @@ pub enum ServiceMsg {
     #[doc(hidden)]
     PanicForTest,
     // ---- internal ----
+    /// A server process was spawned for connection `gen` (reported before `initialize`, so a
+    /// server that hangs while starting is known, shown and reapable).
+    #[doc(hidden)]
+    Spawned {
+        /// Generation.
+        gen: u64,
+        /// Its pid (= process group).
+        pid: u32,
+        /// Its identity.
+        identity: Option<ProcessIdentity>,
+    },
     /// A connect attempt finished.
     #[doc(hidden)]
     Connected(u64, Result<Box<Established>, EndCause>),
@@ -336,6 +347,13 @@ impl State {
                 }
             }
             ServiceMsg::PanicForTest => panic!("fault injection: service actor panic requested"),
+            ServiceMsg::Spawned { gen, pid, identity } => {
+                if matches!(&self.conn, Some(Conn::Connecting { gen: g, .. }) if *g == gen) {
+                    self.pid = Some(pid);
+                    self.identity = identity.clone();
+                    self.report_process(Some(pid), identity);
+                }
+            }
             ServiceMsg::Connected(gen, result) => self.on_connected(myself, gen, result),
             ServiceMsg::Ended { gen, cause } => {
                 if matches!(&self.conn, Some(Conn::Live { gen: g, .. } | Conn::Connecting { gen: g, .. }) if *g == gen)
@@ -471,6 +489,10 @@ impl State {
             Err(cause) => {
                 if matches!(&self.conn, Some(Conn::Connecting { gen: g, .. }) if *g == gen) {
                     self.conn = None;
+                    if self.pid.take().is_some() {
+                        self.identity = None;
+                        self.report_process(None, None);
+                    }
                 }
                 self.feed(myself, Input::Ended { gen, cause });
                 self.answer_stop_waiters();

@@ -120,6 +120,11 @@ pub(crate) async fn connect(
             } = spawned;
             tokio::spawn(process::drain_stderr(stderr, ring, service.clone()));
             let identity = process::process_identity(pid);
+            let _ = actor.cast(ServiceMsg::Spawned {
+                gen,
+                pid,
+                identity: identity.clone(),
+            });
             let init = async {
                 let running = client
                     .serve((stdout, stdin))

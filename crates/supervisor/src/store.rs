@@ -564,6 +564,21 @@ impl Store {
         ractor::call!(self.inner.root, |reply| RootMsg::Config { reply }).map_err(StoreError::gone)
     }
 
+    /// SIGKILLs every live server process group at once, without the graceful steps (for a
+    /// second Ctrl-C while `shutdown` waits). Synchronous; services then see their processes
+    /// die like any crash, unless the store is shutting down.
+    pub fn kill_all(&self) {
+        let pgids = self
+            .inner
+            .shared
+            .pgids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for pgid in pgids.values() {
+            reaper::kill_group_now(*pgid);
+        }
+    }
+
     /// Fault injection for tests: makes a service's actor panic.
     #[doc(hidden)]
     pub async fn inject_actor_panic(&self, name: &str) -> Result<(), StoreError> {
