@@ -168,11 +168,15 @@ struct HttpServer {
 
 impl HttpServer {
     async fn start(port: u16) -> HttpServer {
+        Self::start_mode(port, "streamableHttp").await
+    }
+
+    async fn start_mode(port: u16, mode: &str) -> HttpServer {
         let mut child = tokio::process::Command::new("node")
             .arg("-r")
             .arg(loopback_preload())
             .arg(node_server("server-everything"))
-            .arg("streamableHttp")
+            .arg(mode)
             .env("PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -180,19 +184,20 @@ impl HttpServer {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        // Ready when it says it listens.
+        // Drain its log, and consider it ready once the port accepts connections.
         use tokio::io::AsyncBufReadExt;
         let stderr = child.stderr.take().unwrap();
         let mut lines = tokio::io::BufReader::new(stderr).lines();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         deadline(LONG, "http server listening", async {
-            while let Ok(Some(l)) = lines.next_line().await {
-                if l.contains("listening") {
-                    break;
-                }
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
         .await;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         HttpServer { child }
     }
 
@@ -250,6 +255,53 @@ async fn streamable_http_server_goes_away_and_returns() {
     let out = store
         .call_tool(
             "remote__echo",
+            json!({"message": "back"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&out.result), "Echo: back");
+    store.shutdown().await;
+    server.kill().await;
+}
+
+#[tokio::test]
+async fn legacy_sse_server_is_supervised_too() {
+    let port = free_port();
+    let server = HttpServer::start_mode(port, "sse").await;
+    let store = store().await;
+    store
+        .add_service(
+            json!({"name": "legacy", "url": format!("http://127.0.0.1:{port}/sse"),
+                   "health": {"interval": "200ms", "timeout": "1s", "reconnect_after": 2},
+                   "backoff": {"initial": "50ms", "max": "300ms"}}),
+            Wait::Auto,
+        )
+        .await
+        .unwrap();
+    store.wait_for(&["legacy"], S::Healthy, LONG).await.unwrap();
+    let info = store.get_service_info("legacy").await.unwrap();
+    assert_eq!(info.transport.as_str(), "sse");
+    assert!(info.tools >= 5, "{}", info.tools);
+    let out = store
+        .call_tool(
+            "legacy__echo",
+            json!({"message": "over sse"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&out.result), "Echo: over sse");
+    server.kill().await;
+    store
+        .wait_for(&["legacy"], S::Reconnecting, LONG)
+        .await
+        .unwrap();
+    let server = HttpServer::start_mode(port, "sse").await;
+    store.wait_for(&["legacy"], S::Healthy, LONG).await.unwrap();
+    let out = store
+        .call_tool(
+            "legacy__echo",
             json!({"message": "back"}).as_object().cloned(),
             None,
         )

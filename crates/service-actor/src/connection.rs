@@ -192,21 +192,26 @@ pub(crate) async fn connect(
             headers,
         } => {
             use mcpvisor_model::TransportKind;
-            if *transport == TransportKind::Sse {
-                return Err(EndCause::ConnectFailed(
-                    "the legacy SSE transport is not supported yet; use the server's streamable-http endpoint".into(),
-                ));
-            }
-            let config = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
-                url.clone(),
-            )
-            .custom_headers(header_map(headers).map_err(EndCause::ConnectFailed)?);
-            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(config);
             let init = async {
-                let running = client
-                    .serve(transport)
-                    .await
-                    .map_err(|e| format!("initialize failed: {e}"))?;
+                let running = if *transport == TransportKind::Sse {
+                    let (sink, stream) =
+                        crate::sse::connect(url, headers, deadline, cancel.clone()).await?;
+                    client
+                        .serve((sink, stream))
+                        .await
+                        .map_err(|e| format!("initialize failed: {e}"))?
+                } else {
+                    let config = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                        url.clone(),
+                    )
+                    .custom_headers(header_map(headers)?);
+                    let transport =
+                        rmcp::transport::StreamableHttpClientTransport::from_config(config);
+                    client
+                        .serve(transport)
+                        .await
+                        .map_err(|e| format!("initialize failed: {e}"))?
+                };
                 let tools = running
                     .peer()
                     .list_all_tools()

@@ -17,6 +17,7 @@ pub mod connection;
 pub mod handle;
 pub mod machine;
 pub mod process;
+mod sse;
 
 pub use actor::{ProbeOutcome, ReportSink, ServiceActor, ServiceArgs, ServiceMsg, ServiceReport};
 pub use handle::{CallError, CallOutcome, ServiceHandle};

@@ -1,0 +1,132 @@
+//! The legacy HTTP+SSE transport (MCP 2024-11-05), which rmcp 3.x no longer ships: `GET url`
+//! opens an event stream whose first `endpoint` event names the URL to `POST` messages to;
+//! the server's messages arrive as `message` events. Built as a (sink, stream) pair that rmcp
+//! turns into a transport.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::{Sink, Stream, StreamExt};
+use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::RoleClient;
+use sse_stream::SseStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Messages to the server.
+pub(crate) type SseSink = Pin<Box<dyn Sink<TxJsonRpcMessage<RoleClient>, Error = SseError> + Send>>;
+/// Messages from the server; ends when the event stream ends.
+pub(crate) type SseMessages = Pin<Box<dyn Stream<Item = RxJsonRpcMessage<RoleClient>> + Send>>;
+
+/// A failed POST of a message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct SseError(String);
+
+/// Opens the event stream at `url`, waits (up to `timeout`) for the `endpoint` event, and
+/// returns the message sink and stream. The reader stops when `cancel` fires or the stream
+/// is dropped.
+pub(crate) async fn connect(
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    timeout: Duration,
+    cancel: CancellationToken,
+) -> Result<(SseSink, SseMessages), String> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| format!("header name '{k}' is invalid: {e}"))?;
+        let value = reqwest::header::HeaderValue::from_str(v)
+            .map_err(|e| format!("header '{k}' has an invalid value: {e}"))?;
+        map.insert(name, value);
+    }
+    let client = reqwest::Client::builder()
+        .default_headers(map)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+    let base = url::Url::parse(url).map_err(|e| format!("bad url {url}: {e}"))?;
+    let response = tokio::time::timeout(
+        timeout,
+        client
+            .get(base.clone())
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send(),
+    )
+    .await
+    .map_err(|_| format!("no answer from {url} within {timeout:?}"))?
+    .map_err(|e| format!("GET {url} failed: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("GET {url} answered {}", response.status()));
+    }
+    let mut events = SseStream::from_bytes_stream(response.bytes_stream());
+    // The first event names where to POST.
+    let endpoint = tokio::time::timeout(timeout, async {
+        while let Some(ev) = events.next().await {
+            let ev = ev.map_err(|e| format!("event stream broke: {e}"))?;
+            if ev.event.as_deref() == Some("endpoint") {
+                let data = ev.data.unwrap_or_default();
+                return base
+                    .join(data.trim())
+                    .map_err(|e| format!("bad endpoint '{data}': {e}"));
+            }
+        }
+        Err("event stream ended before the endpoint event".to_owned())
+    })
+    .await
+    .map_err(|_| format!("no endpoint event from {url} within {timeout:?}"))??;
+
+    let (tx, rx) = mpsc::channel::<RxJsonRpcMessage<RoleClient>>(256);
+    tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                ev = events.next() => ev,
+                _ = cancel.cancelled() => break,
+                _ = tx.closed() => break,
+            };
+            match ev {
+                Some(Ok(ev)) if matches!(ev.event.as_deref(), None | Some("message")) => {
+                    let Some(data) = ev.data else { continue };
+                    match serde_json::from_str(&data) {
+                        Ok(msg) => {
+                            if tx.send(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => tracing::debug!("ignoring unparsable SSE message: {e}"),
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!("event stream broke: {e}");
+                    break;
+                }
+                None => break,
+            }
+        }
+    });
+    let messages: SseMessages = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|m| (m, rx))
+    }));
+    let sink: SseSink = Box::pin(futures::sink::unfold(
+        (client, endpoint),
+        |(client, endpoint), msg: TxJsonRpcMessage<RoleClient>| async move {
+            let body = serde_json::to_vec(&msg).map_err(|e| SseError(e.to_string()))?;
+            let resp = client
+                .post(endpoint.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| SseError(format!("POST {endpoint} failed: {e}")))?;
+            if !resp.status().is_success() {
+                return Err(SseError(format!(
+                    "POST {endpoint} answered {}",
+                    resp.status()
+                )));
+            }
+            Ok((client, endpoint))
+        },
+    ));
+    Ok((sink, messages))
+}
