@@ -556,8 +556,13 @@ async fn reaping_never_signals_a_recycled_pid_but_kills_a_recorded_orphan() {
     };
     let mut stranger = spawn_sleep();
     let mut orphan = spawn_sleep();
+    let mut earlier_boot = spawn_sleep();
     let ident = |pid: u32| mcpvisor_service_actor::process_identity(pid).unwrap();
-    let (s, o) = (ident(stranger.id()), ident(orphan.id()));
+    let (s, o, b) = (
+        ident(stranger.id()),
+        ident(orphan.id()),
+        ident(earlier_boot.id()),
+    );
     let dir = tempfile::tempdir().unwrap();
     let state = json!({
         "services": {},
@@ -565,9 +570,15 @@ async fn reaping_never_signals_a_recycled_pid_but_kills_a_recorded_orphan() {
             // Same pid, but another start time: a recycled id. Must be left alone.
             {"service": "gone", "pid": stranger.id(), "pgid": stranger.id(),
              "start_time_ticks": s.start_time_ticks + 1, "cmdline": s.cmdline},
-            // Exactly the recorded process: an orphan of a killed run. Must be reaped.
+            // Exactly the recorded process: an orphan of a killed run. Must be reaped, even
+            // though its command line changed since (npm rewrites its own).
             {"service": "old", "pid": orphan.id(), "pgid": orphan.id(),
-             "start_time_ticks": o.start_time_ticks, "cmdline": o.cmdline}
+             "start_time_ticks": o.start_time_ticks, "cmdline": ["npm", "exec", "something"],
+             "boot_id": mcpvisor_service_actor::boot_id(), "sid": o.sid},
+            // Matching pid and start time, but recorded in another boot: left alone.
+            {"service": "older", "pid": earlier_boot.id(), "pgid": earlier_boot.id(),
+             "start_time_ticks": b.start_time_ticks, "cmdline": b.cmdline,
+             "boot_id": "an-earlier-boot", "sid": b.sid}
         ]
     });
     std::fs::write(dir.path().join("state.json"), state.to_string()).unwrap();

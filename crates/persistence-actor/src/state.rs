@@ -59,8 +59,16 @@ pub struct ProcessRecord {
     pub pgid: u32,
     /// Its start time in clock ticks since boot.
     pub start_time_ticks: u64,
-    /// Its command line.
+    /// Its command line when it started (informational: programs such as `npm` rewrite it).
     pub cmdline: Vec<String>,
+    /// `/proc/sys/kernel/random/boot_id` when it was recorded: records of an earlier boot are
+    /// never acted upon (start times restart at every boot).
+    #[serde(default)]
+    pub boot_id: String,
+    /// The session id of the process when recorded: members a vanished leader left behind are
+    /// only reaped if they are still in this session.
+    #[serde(default)]
+    pub sid: u32,
 }
 
 /// Reads the state file in `state_dir`. Never fails: a missing file gives the default snapshot

@@ -33,6 +33,8 @@ fn record(service: &str, pid: u32) -> ProcessRecord {
         pgid: pid,
         start_time_ticks: 123_456 + u64::from(pid),
         cmdline: vec!["node".into(), format!("{service}.js")],
+        boot_id: "boot".into(),
+        sid: 1,
     }
 }
 

@@ -22,4 +22,4 @@ mod sse;
 pub use actor::{ProbeOutcome, ReportSink, ServiceActor, ServiceArgs, ServiceMsg, ServiceReport};
 pub use handle::{CallError, CallOutcome, ServiceHandle};
 pub use machine::{EndCause, ExitInfo};
-pub use process::{process_identity, ProcessIdentity};
+pub use process::{boot_id, process_identity, ProcessIdentity};

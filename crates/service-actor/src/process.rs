@@ -150,13 +150,28 @@ pub async fn drain_stderr(mut stderr: ChildStderr, ring: LogRing, service: Strin
 }
 
 /// Identity of a running process, for reaping after a crash without ever signalling a recycled
-/// pid: its start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`) and command line.
+/// pid: its start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`) — unique per pid
+/// within one boot —, the boot, its session and state, and its command line (informational:
+/// programs such as `npm` rewrite it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessIdentity {
     /// Start time in clock ticks after boot.
     pub start_time_ticks: u64,
     /// argv.
     pub cmdline: Vec<String>,
+    /// Session id.
+    pub sid: u32,
+    /// Process group id.
+    pub pgid: u32,
+    /// Exited but not yet reaped.
+    pub zombie: bool,
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), empty if unreadable.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// Reads the identity of `pid` from `/proc`, if it is running.
@@ -164,8 +179,12 @@ pub fn process_identity(pid: u32) -> Option<ProcessIdentity> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields follow the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
-    // rest starts with " state ppid ..."; start time is field 22 overall = index 19 here.
-    let start_time_ticks = rest.split_whitespace().nth(19)?.parse().ok()?;
+    // rest is "state ppid pgrp session ..."; start time is field 22 overall = index 19 here.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let start_time_ticks = f.get(19)?.parse().ok()?;
+    let pgid = f.get(2)?.parse().ok()?;
+    let sid = f.get(3)?.parse().ok()?;
+    let zombie = matches!(f.first(), Some(&"Z") | Some(&"X"));
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let cmdline = raw
         .split(|b| *b == 0)
@@ -175,6 +194,9 @@ pub fn process_identity(pid: u32) -> Option<ProcessIdentity> {
     Some(ProcessIdentity {
         start_time_ticks,
         cmdline,
+        sid,
+        pgid,
+        zombie,
     })
 }
 

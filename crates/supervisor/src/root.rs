@@ -138,6 +138,7 @@ struct Entry {
 }
 
 pub(crate) struct RootState {
+    boot_id: String,
     config: ServicesConfig,
     entries: IndexMap<ServiceId, Entry>,
     args: RootArgs,
@@ -164,6 +165,7 @@ impl Actor for RootActor {
         args: RootArgs,
     ) -> Result<RootState, ActorProcessingErr> {
         let mut state = RootState {
+            boot_id: mcpvisor_service_actor::boot_id(),
             config: args.config.clone(),
             entries: IndexMap::new(),
             persist: args.config_path.is_some() || args.state_dir.is_some(),
@@ -867,6 +869,8 @@ impl RootState {
                         pgid: pid,
                         start_time_ticks: ident.start_time_ticks,
                         cmdline: ident.cmdline,
+                        boot_id: self.boot_id.clone(),
+                        sid: ident.sid,
                     }],
                     _ => Vec::new(),
                 };
