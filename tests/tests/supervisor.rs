@@ -648,3 +648,87 @@ async fn a_thousand_concurrent_calls_across_services_all_answer() {
     assert_eq!(m.iter().map(|(_, s)| s.call_errors).sum::<u64>(), 0);
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn disabling_and_re_enabling_through_update_stops_and_starts_it() {
+    let store = store().await;
+    let cmd = chaos_bin().to_string_lossy().into_owned();
+    store
+        .add_service(json!({"name": "t", "command": cmd}), Wait::Auto)
+        .await
+        .unwrap();
+    let pid = store.get_service_info("t").await.unwrap().pid.unwrap();
+    store
+        .update_service("t", json!({"command": cmd, "disabled": true}))
+        .await
+        .unwrap();
+    store.wait_for(&["t"], S::Stopped, LONG).await.unwrap();
+    assert!(wait_for_pid_exit(pid, LONG).await);
+    store
+        .update_service("t", json!({"command": cmd}))
+        .await
+        .unwrap();
+    store.wait_for(&["t"], S::Healthy, LONG).await.unwrap();
+    // A service stopped by hand stays stopped across an update that changes nothing essential.
+    store.stop_service("t", false).await.unwrap();
+    store
+        .update_service("t", json!({"command": cmd, "health": {"interval": "5s"}}))
+        .await
+        .unwrap();
+    assert!(
+        !eventually(Duration::from_millis(500), || async {
+            store
+                .get_service_status("t")
+                .await
+                .map(|s| s != S::Stopped)
+                .unwrap_or(true)
+        })
+        .await,
+        "an update restarted a service stopped by hand"
+    );
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_removed_service_never_speaks_for_its_successor() {
+    let store = store().await;
+    let slow_stop = json!({"name": "r", "command": chaos_bin().to_string_lossy(),
+                           "args": ["--ignore-sigterm"], "timeouts": {"shutdown": "300ms"}});
+    store
+        .add_service(slow_stop.clone(), Wait::Auto)
+        .await
+        .unwrap();
+    let old = store.get_service_info("r").await.unwrap().pid.unwrap();
+    // Remove without waiting for the stop, then add the same name at once.
+    let s2 = store.clone();
+    let removal = tokio::spawn(async move { s2.remove_service("r").await });
+    let added = eventually(LONG, || async {
+        store
+            .add_service(
+                json!({"name": "r", "command": chaos_bin().to_string_lossy()}),
+                Wait::Auto,
+            )
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(added);
+    removal.await.unwrap().unwrap();
+    assert!(wait_for_pid_exit(old, LONG).await);
+    // Whatever the old actor reported while stopping, the new one is what the registry shows.
+    let v = store.get_service_info("r").await.unwrap();
+    assert_eq!(v.state, S::Healthy);
+    let new = v.pid.unwrap();
+    assert_ne!(new, old);
+    assert!(pid_alive(new));
+    let out = store
+        .call_tool(
+            "r__echo",
+            json!({"text": "successor"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.result["content"][0]["text"], "successor");
+    store.shutdown().await;
+}

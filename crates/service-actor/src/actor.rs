@@ -208,7 +208,8 @@ pub struct State {
     pid: Option<u32>,
     identity: Option<ProcessIdentity>,
     use_list_probe: bool,
-    probe_in_flight: bool,
+    /// Generation of the periodic probe running now, if any.
+    probe_in_flight: Option<u64>,
     state_since: Instant,
     stop_waiters: Vec<RpcReplyPort<()>>,
     /// Cancels every connection task when the state is dropped (stop, kill or panic).
@@ -247,7 +248,7 @@ impl Actor for ServiceActor {
             pid: None,
             identity: None,
             use_list_probe: false,
-            probe_in_flight: false,
+            probe_in_flight: None,
             state_since: Instant::now(),
             stop_waiters: Vec::new(),
             _drop: root.clone().drop_guard(),
@@ -390,15 +391,15 @@ impl State {
             }
             ServiceMsg::ProbeTick { gen } => {
                 if let Some(Conn::Live { gen: g, peer, .. }) = &self.conn {
-                    if *g == gen && !self.probe_in_flight {
-                        self.probe_in_flight = true;
+                    if *g == gen && self.probe_in_flight != Some(gen) {
+                        self.probe_in_flight = Some(gen);
                         self.spawn_probe(myself, gen, peer.clone(), None);
                     }
                 }
             }
             ServiceMsg::ProbeDone { gen, probe, reply } => {
-                if reply.is_none() {
-                    self.probe_in_flight = false;
+                if reply.is_none() && self.probe_in_flight == Some(gen) {
+                    self.probe_in_flight = None;
                 }
                 self.metrics.record_probe(probe.latency, probe.ok);
                 if probe.ping_unsupported {
@@ -509,6 +510,12 @@ impl State {
                 self.state_since = now;
                 tracing::info!(from = %from, to = %to, %reason, "transition");
                 self.handle.set_state(to, &reason);
+                if to == ServiceState::Stopped && self.conn.is_none() {
+                    // Even if a queued start follows at once, this stop is done.
+                    for w in self.stop_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                }
                 (self.sink)(ServiceReport::State {
                     id: self.id.clone(),
                     from,

@@ -28,8 +28,8 @@ use crate::error::StoreError;
 pub(crate) struct Shared {
     /// Call handles by service.
     pub handles: RwLock<HashMap<ServiceId, ServiceHandle>>,
-    /// Live process groups, for killing on drop without a runtime.
-    pub pgids: Mutex<HashMap<ServiceId, u32>>,
+    /// Live process groups (pid = pgid → service), for killing on drop without a runtime.
+    pub pgids: Mutex<HashMap<u32, ServiceId>>,
     /// The current registry.
     pub registry: RwLock<Option<ActorRef<RegistryMsg>>>,
     /// The current persistence actor.
@@ -81,9 +81,11 @@ pub(crate) enum RootMsg {
         items: Vec<NewEntry>,
         reply: RpcReplyPort<Result<AddReport, StoreError>>,
     },
+    /// Forgets a service; its actor is stopped by the root (the reply's receiver says when
+    /// its process group is gone).
     Remove {
         id: ServiceId,
-        reply: RpcReplyPort<Result<Option<ActorRef<ServiceMsg>>, StoreError>>,
+        reply: RpcReplyPort<Result<tokio::sync::oneshot::Receiver<()>, StoreError>>,
     },
     Update {
         id: ServiceId,
@@ -108,8 +110,10 @@ pub(crate) enum RootMsg {
     Config {
         reply: RpcReplyPort<ServicesConfig>,
     },
-    Report(ServiceReport),
+    Report(u64, ServiceReport),
     Publish(Event),
+    /// Stop every service at once (SIGKILL) and start nothing any more.
+    ForceStopAll,
     /// Answers once every message sent before it was handled (a barrier).
     Sync {
         reply: RpcReplyPort<()>,
@@ -127,6 +131,8 @@ pub(crate) struct RootArgs {
 }
 
 struct Entry {
+    /// Epoch of the current actor (see `RootState::next_epoch`).
+    epoch: u64,
     spec: ServiceSpec,
     handle: ServiceHandle,
     stderr: LogRing,
@@ -139,6 +145,11 @@ struct Entry {
 
 pub(crate) struct RootState {
     boot_id: String,
+    /// Set once shutdown began: nothing is started any more.
+    shutting_down: bool,
+    /// Spawn counter: reports carry the epoch of the actor that sent them, so a removed
+    /// actor still stopping never speaks for a new service of the same name.
+    next_epoch: u64,
     config: ServicesConfig,
     entries: IndexMap<ServiceId, Entry>,
     args: RootArgs,
@@ -166,6 +177,8 @@ impl Actor for RootActor {
     ) -> Result<RootState, ActorProcessingErr> {
         let mut state = RootState {
             boot_id: mcpvisor_service_actor::boot_id(),
+            shutting_down: false,
+            next_epoch: 0,
             config: args.config.clone(),
             entries: IndexMap::new(),
             persist: args.config_path.is_some() || args.state_dir.is_some(),
@@ -217,7 +230,21 @@ impl Actor for RootActor {
                 let _ = reply.send(r);
             }
             RootMsg::Remove { id, reply } => {
-                let _ = reply.send(state.remove(&id));
+                let r = state.remove(&id).map(|actor| {
+                    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+                    tokio::spawn(async move {
+                        if let Some(a) = actor {
+                            let _ = ractor::call!(a, |r| ServiceMsg::Stop {
+                                force: false,
+                                reply: Some(r)
+                            });
+                            a.stop(Some("removed".into()));
+                        }
+                        let _ = done_tx.send(());
+                    });
+                    done_rx
+                });
+                let _ = reply.send(r);
             }
             RootMsg::Update { id, raw, reply } => {
                 let r = state.update(&id, raw);
@@ -252,6 +279,7 @@ impl Actor for RootActor {
                 let _ = reply.send(r);
             }
             RootMsg::StopLevels { reply } => {
+                state.shutting_down = true;
                 let _ = reply.send(state.stop_levels());
             }
             RootMsg::Actors { reply } => {
@@ -265,7 +293,25 @@ impl Actor for RootActor {
             RootMsg::Config { reply } => {
                 let _ = reply.send(state.config.clone());
             }
-            RootMsg::Report(r) => state.on_report(r),
+            RootMsg::Report(epoch, r) => {
+                let current = r_id(&r)
+                    .and_then(|id| state.entries.get(id))
+                    .is_some_and(|e| e.epoch == epoch);
+                if current {
+                    state.on_report(r);
+                }
+            }
+            RootMsg::ForceStopAll => {
+                state.shutting_down = true;
+                for e in state.entries.values() {
+                    if let Some(a) = &e.actor {
+                        let _ = a.cast(ServiceMsg::Stop {
+                            force: true,
+                            reply: None,
+                        });
+                    }
+                }
+            }
             RootMsg::Sync { reply } => {
                 let _ = reply.send(());
             }
@@ -306,6 +352,14 @@ impl Actor for RootActor {
             }
         }
         Ok(())
+    }
+}
+
+fn r_id(r: &ServiceReport) -> Option<&ServiceId> {
+    match r {
+        ServiceReport::State { id, .. }
+        | ServiceReport::Tools { id, .. }
+        | ServiceReport::Process { id, .. } => Some(id),
     }
 }
 
@@ -420,6 +474,7 @@ impl RootState {
         self.entries.insert(
             id.clone(),
             Entry {
+                epoch: 0,
                 spec: spec.clone(),
                 handle,
                 stderr,
@@ -445,6 +500,9 @@ impl RootState {
         };
         let me = myself.clone();
         let shared = self.args.shared.clone();
+        self.next_epoch += 1;
+        let epoch = self.next_epoch;
+        let last_pid: Arc<Mutex<Option<u32>>> = Arc::default();
         let args = ServiceArgs {
             id: id.clone(),
             config: spec.config.clone(),
@@ -452,13 +510,18 @@ impl RootState {
             stderr: entry.stderr.clone(),
             sink: Arc::new(move |r: ServiceReport| {
                 if let ServiceReport::Process { id, pid, .. } = &r {
+                    // Live groups by pid: this actor only ever adds or removes its own.
                     let mut g = shared.pgids.lock().unwrap_or_else(|p| p.into_inner());
-                    match pid {
-                        Some(p) => g.insert(id.clone(), *p),
-                        None => g.remove(id),
-                    };
+                    let mut last = last_pid.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(old) = last.take() {
+                        g.remove(&old);
+                    }
+                    if let Some(p) = pid {
+                        g.insert(*p, id.clone());
+                        *last = Some(*p);
+                    }
                 }
-                let _ = me.cast(RootMsg::Report(r));
+                let _ = me.cast(RootMsg::Report(epoch, r));
             }),
             autostart,
         };
@@ -466,6 +529,7 @@ impl RootState {
         if let Some(e) = self.entries.get_mut(&id) {
             e.actor = Some(actor);
             e.started = autostart;
+            e.epoch = epoch;
         }
         Ok(())
     }
@@ -692,9 +756,18 @@ impl RootState {
                     .insert(spec.name.clone(), spec.clone());
             }
         }
+        let was_disabled = entry.spec.config.disabled;
         if let Some(e) = self.entries.get_mut(id) {
             e.spec = spec.clone();
-            e.wanted = !spec.config.disabled;
+            if spec.config.disabled {
+                // Disabled: stop it and let a later enable start it again.
+                e.wanted = false;
+                e.started = false;
+            } else if was_disabled {
+                e.wanted = true;
+            }
+            // Otherwise `wanted` stays as it was: an update never starts a service the user
+            // stopped.
         }
         self.to_registry(RegistryMsg::Upsert {
             spec: spec.clone(),
@@ -760,6 +833,9 @@ impl RootState {
     /// Starts every wanted, not yet started service whose dependencies meet their condition;
     /// records why the others wait.
     fn evaluate(&mut self) {
+        if self.shutting_down {
+            return;
+        }
         let ids: Vec<ServiceId> = self.entries.keys().cloned().collect();
         for id in ids {
             let Some(e) = self.entries.get(&id) else {
@@ -952,7 +1028,7 @@ impl RootState {
             .pgids
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+            .retain(|_, svc| *svc != id);
         let old = handle.state();
         if why == "stopped" || !wanted && old == ServiceState::Stopped {
             return Ok(());

@@ -100,7 +100,7 @@ impl Drop for Inner {
         if !closed {
             // No shutdown(): kill every child process group now, synchronously.
             let pgids = self.shared.pgids.lock().unwrap_or_else(|p| p.into_inner());
-            for pgid in pgids.values() {
+            for pgid in pgids.keys() {
                 reaper::kill_group_now(*pgid);
             }
             self.root.stop(Some("store dropped".into()));
@@ -321,15 +321,10 @@ impl Store {
     /// tools. Refused while other services depend on it.
     pub async fn remove_service(&self, name: &str) -> Result<(), StoreError> {
         let id = self.id(name)?;
-        let actor = ractor::call!(self.inner.root, |reply| RootMsg::Remove { id, reply })
+        let done = ractor::call!(self.inner.root, |reply| RootMsg::Remove { id, reply })
             .map_err(StoreError::gone)??;
-        if let Some(a) = actor {
-            let _ = ractor::call!(a, |r| ServiceMsg::Stop {
-                force: false,
-                reply: Some(r)
-            });
-            a.stop(Some("removed".into()));
-        }
+        // The root stops it either way; this waits until its process group is gone.
+        let _ = done.await;
         Ok(())
     }
 
@@ -574,9 +569,10 @@ impl Store {
             .pgids
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        for pgid in pgids.values() {
+        for pgid in pgids.keys() {
             reaper::kill_group_now(*pgid);
         }
+        let _ = self.inner.root.cast(RootMsg::ForceStopAll);
     }
 
     /// Fault injection for tests: makes a service's actor panic.
@@ -601,7 +597,6 @@ impl Store {
     /// Stops every service in reverse dependency order and returns once every process is
     /// gone; flushes the config and state files.
     pub async fn shutdown(&self) {
-        *self.inner.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
         if let Ok(levels) = ractor::call!(self.inner.root, |reply| RootMsg::StopLevels { reply }) {
             for level in levels {
                 let stops = level.into_iter().map(|(_, a)| async move {
@@ -625,8 +620,12 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(p) = persistence {
+            // Reports of the stops pass through the root first.
+            let _ = ractor::call!(self.inner.root, |reply| RootMsg::Sync { reply });
             let _ = ractor::call_t!(p, PersistenceMsg::Flush, 10_000);
         }
+        // Only now: a shutdown cut short still leaves `Drop` to kill what is left.
+        *self.inner.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
         let _ = self
             .inner
             .root
