@@ -599,9 +599,15 @@ async fn reaping_never_signals_a_recycled_pid_but_kills_a_recorded_orphan() {
         stranger.try_wait().unwrap().is_none(),
         "a recycled pid was signalled"
     );
+    assert!(
+        earlier_boot.try_wait().unwrap().is_none(),
+        "a record of another boot was acted on"
+    );
     store.shutdown().await;
     stranger.kill().unwrap();
     stranger.wait().unwrap();
+    earlier_boot.kill().unwrap();
+    earlier_boot.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
