@@ -114,6 +114,24 @@ pub async fn wait_for_pid_exit(pid: u32, timeout: Duration) -> bool {
     wait_until(timeout, || !pid_alive(pid)).await
 }
 
+/// Polls an async condition every 10 ms until it holds (true) or `within` passes (false).
+pub async fn eventually<F, Fut>(within: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Run `future` with a deadline, panicking with `what` if it elapses.
 pub async fn deadline<T>(timeout: Duration, what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(timeout, future).await {

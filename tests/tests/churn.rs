@@ -1,32 +1,14 @@
 //! Add/remove churn leaks nothing. Alone in its own test binary: it counts this process's file
 //! descriptors and threads, which tests running beside it would disturb.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mcpvisor_model::ServiceState;
 use mcpvisor_supervisor::{Store, StoreOptions, Wait};
-use mcpvisor_tests::{chaos_bin, pid_alive};
+use mcpvisor_tests::{chaos_bin, eventually, pid_alive};
 use serde_json::json;
 
 use ServiceState as S;
-
-/// Polls an async condition every 10 ms until it holds (true) or `within` passes (false).
-async fn eventually<F, Fut>(within: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + within;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 async fn store() -> Store {
     Store::open(StoreOptions::new()).await.expect("open")

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use mcpvisor_model::{Event, ServiceState};
 use mcpvisor_supervisor::{EventStream, Store, StoreError, StoreOptions, Wait};
-use mcpvisor_tests::{chaos_bin, deadline, pid_alive, wait_for_pid_exit, wait_until};
+use mcpvisor_tests::{chaos_bin, deadline, eventually, pid_alive, wait_for_pid_exit, wait_until};
 use serde_json::{json, Value};
 
 use ServiceState as S;
@@ -50,24 +50,6 @@ async fn transitions_until(
         }
     }
     seen
-}
-
-/// Polls an async condition every 10 ms until it holds (true) or `within` passes (false).
-async fn eventually<F, Fut>(within: Duration, mut cond: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + within;
-    loop {
-        if cond().await {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn pos(seen: &[(String, S)], name: &str, state: S) -> usize {

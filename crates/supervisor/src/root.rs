@@ -395,6 +395,13 @@ impl RootState {
         }
     }
 
+    /// State-file messages go out only when there is a state dir.
+    fn to_state_file(&self, msg: PersistenceMsg) {
+        if self.args.state_dir.is_some() {
+            self.to_persistence(msg);
+        }
+    }
+
     fn save_config(&self) {
         if self.args.config_path.is_some() {
             self.to_persistence(PersistenceMsg::SaveConfig(Box::new(self.config.clone())));
@@ -423,16 +430,20 @@ impl RootState {
         myself: &ActorRef<RootMsg>,
     ) -> Result<(), ActorProcessingErr> {
         let me = myself.clone();
-        let state_dir = self
-            .args
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("mcpvisor-unused-state"));
+        // Without a state dir no state message is ever sent (`to_state_file`); the actor is
+        // then pointed at the config's own directory, which it only reads.
         let config_path = self
             .args
             .config_path
             .clone()
-            .unwrap_or_else(|| state_dir.join("unused-mcp.json"));
+            .unwrap_or_else(|| std::path::PathBuf::from("mcp.json"));
+        let state_dir = self.args.state_dir.clone().unwrap_or_else(|| {
+            config_path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_else(|| std::path::PathBuf::from("."))
+        });
         let args = PersistenceArgs::new(config_path, state_dir, move |e| {
             let _ = me.cast(RootMsg::Publish(e));
         });
@@ -632,19 +643,7 @@ impl RootState {
         }
         for (id, spec) in accepted {
             // Config first (phase 1), then persistence and connection in the background.
-            match &id.agent {
-                None => {
-                    self.config.services.insert(spec.name.clone(), spec.clone());
-                }
-                Some(a) => {
-                    self.config
-                        .agents
-                        .entry(a.clone())
-                        .or_default()
-                        .services
-                        .insert(spec.name.clone(), spec.clone());
-                }
-            }
+            self.config_insert(&id, &spec);
             report.added.push(id.to_string());
             self.register(myself, id, spec, true)
                 .await
@@ -653,6 +652,15 @@ impl RootState {
         self.save_config();
         self.evaluate();
         Ok(report)
+    }
+
+    /// Puts `spec` into the configuration, in its scope (replacing one of the same name).
+    fn config_insert(&mut self, id: &ServiceId, spec: &ServiceSpec) {
+        let services = match &id.agent {
+            None => &mut self.config.services,
+            Some(a) => &mut self.config.agents.entry(a.clone()).or_default().services,
+        };
+        services.insert(spec.name.clone(), spec.clone());
     }
 
     fn scope_graph(&self, agent: &Option<AgentId>) -> DependencyGraph {
@@ -699,7 +707,7 @@ impl RootState {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
         self.to_registry(RegistryMsg::Remove { id: id.clone() });
-        self.to_persistence(PersistenceMsg::RemoveService {
+        self.to_state_file(PersistenceMsg::RemoveService {
             service: id.to_string(),
         });
         self.save_config();
@@ -743,20 +751,8 @@ impl RootState {
             return Ok(false);
         }
         let actor = entry.actor.clone();
-        match &id.agent {
-            None => {
-                self.config.services.insert(spec.name.clone(), spec.clone());
-            }
-            Some(a) => {
-                self.config
-                    .agents
-                    .entry(a.clone())
-                    .or_default()
-                    .services
-                    .insert(spec.name.clone(), spec.clone());
-            }
-        }
         let was_disabled = entry.spec.config.disabled;
+        self.config_insert(id, &spec);
         if let Some(e) = self.entries.get_mut(id) {
             e.spec = spec.clone();
             if spec.config.disabled {
@@ -920,7 +916,7 @@ impl RootState {
                     return;
                 }
                 self.set_routes(&id, &tools);
-                self.to_persistence(PersistenceMsg::SetTools {
+                self.to_state_file(PersistenceMsg::SetTools {
                     service: id.to_string(),
                     tools: tools.clone(),
                     server: Some(server.clone()),
@@ -950,7 +946,7 @@ impl RootState {
                     }],
                     _ => Vec::new(),
                 };
-                self.to_persistence(PersistenceMsg::SetProcesses {
+                self.to_state_file(PersistenceMsg::SetProcesses {
                     service: id.to_string(),
                     records,
                 });
