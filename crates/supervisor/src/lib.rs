@@ -7,8 +7,8 @@
 //! (topological levels, a dependent once each dependency meets its condition), respawns a
 //! panicked service actor within its restart intensity, and respawns and rebuilds the registry
 //! or persistence actor if either dies. On open it reaps process groups a killed previous run
-//! left behind — only after checking each still belongs to that run (pid, start time and command
-//! line from `/proc`).
+//! left behind — only after checking each still belongs to that run (same boot, and the
+//! leader's pid and start time from `/proc`, or members it left in the recorded session).
 //!
 //! **Invariant:** nothing outlives the supervisor: `shutdown()` stops every service in reverse
 //! dependency order and returns when every process group is gone; dropping the last `Store`

@@ -138,7 +138,7 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Loads the config (if any), reaps process groups a killed previous run left behind
-    /// (only those whose pid, start time and command line still match), spawns the tree and
+    /// (only those provably still that run's: same boot, same pid and start time), spawns the tree and
     /// starts services in dependency order. Returns once every service is registered.
     pub async fn open(options: StoreOptions) -> Result<Store, StoreError> {
         let mut config = options.config.clone().unwrap_or_default();
