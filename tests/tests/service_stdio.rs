@@ -382,6 +382,17 @@ async fn call_timeout_cancels_and_leaves_the_service_healthy() {
         .unwrap_err();
     assert!(matches!(e, CallError::Timeout { .. }), "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
+    // The server was told: notifications/cancelled reached it (it logs so on stderr).
+    let ring = s.stderr.clone();
+    assert!(
+        wait_until(LONG, || ring
+            .tail(50)
+            .iter()
+            .any(|l| l.contains("sleep cancelled by the client")))
+        .await,
+        "no cancellation seen by the server; stderr: {:?}",
+        s.stderr.tail(10)
+    );
     assert_eq!(s.handle.state(), S::Healthy);
     assert_eq!(
         text_of(&s.call("echo", json!({"text": "after"})).await.unwrap()),

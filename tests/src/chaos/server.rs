@@ -282,7 +282,14 @@ impl ChaosServer {
             "add" => text(tools::add_numbers(a.number("a")?, a.number("b")?)),
             "sleep" => {
                 let ms = a.u64("ms")?;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    _ = context.ct.cancelled() => {
+                        // The client sent notifications/cancelled for this request.
+                        chaos_log!("sleep cancelled by the client after a cancel notification");
+                        return Err("cancelled".to_owned());
+                    }
+                }
                 text(format!("slept {ms}"))
             }
             "fail" => {
