@@ -495,7 +495,7 @@ fn help_and_completions_are_there() {
 #[test]
 fn run_serves_status_call_add_remove_stop_start_logs_check_and_events() {
     let sb = Sandbox::new();
-    sb.write_config(json!({ "chaos": chaos(&["--stderr-lines", "3"]) }));
+    sb.write_config(json!({ "chaos": chaos(&["--stderr-lines", "40"]) }));
     let mut run = sb.start(&[]);
     let views = run.wait_healthy(&sb, &["chaos"]);
     for field in [
@@ -577,8 +577,15 @@ fn run_serves_status_call_add_remove_stop_start_logs_check_and_events() {
         },
     );
 
-    let logs = sb.run(&["logs", "chaos", "--lines", "50"]).ok();
+    let logs = sb.run(&["logs", "chaos", "--lines", "500"]).ok();
     assert!(logs.stdout.contains("log line 0"), "{logs:?}");
+    assert!(logs.stdout.contains("log line 39"), "{logs:?}");
+    let last = sb.run(&["logs", "chaos", "--lines", "2", "--json"]).ok();
+    assert_eq!(
+        last.json()["lines"].as_array().map(Vec::len),
+        Some(2),
+        "{last:?}"
+    );
 
     let stopped = sb.run(&["stop", "chaos"]).ok();
     assert!(stopped.stdout.contains("chaos: stopped"), "{stopped:?}");

@@ -236,7 +236,7 @@ pub struct CheckArgs {
 pub struct LogsArgs {
     /// The service
     pub service: String,
-    /// How many of the last lines to show (the supervisor keeps the last 20 in its views)
+    /// How many of the last lines to show (the supervisor keeps about 64 KiB per service)
     #[arg(long, short = 'n', default_value_t = 20, value_name = "N")]
     pub lines: usize,
     /// Print JSON: {"service", "lines": [...]}

@@ -104,9 +104,8 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
         }
         Request::Logs { name, lines } => {
             let v = all.get_service_info(&name).await?;
-            let tail = v.stderr_tail;
-            let n = lines.unwrap_or(tail.len()).min(tail.len());
-            Ok(json!({"service": v.name, "lines": tail[tail.len() - n..]}))
+            let tail = all.service_logs(&name, lines.unwrap_or(usize::MAX))?;
+            Ok(json!({"service": v.name, "lines": tail}))
         }
         Request::Events => Err(CliError::bad_input(
             "events is a stream: it is answered by the control socket only",

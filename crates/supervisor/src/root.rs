@@ -28,6 +28,8 @@ use crate::error::StoreError;
 pub(crate) struct Shared {
     /// Call handles by service.
     pub handles: RwLock<HashMap<ServiceId, ServiceHandle>>,
+    /// Stderr tails by service.
+    pub stderr: RwLock<HashMap<ServiceId, LogRing>>,
     /// Live process groups (pid = pgid → service), for killing on drop without a runtime.
     pub pgids: Mutex<HashMap<u32, ServiceId>>,
     /// The current registry.
@@ -474,6 +476,12 @@ impl RootState {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.clone(), handle.clone());
+        self.args
+            .shared
+            .stderr
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), stderr.clone());
         let disabled = spec.config.disabled;
         self.to_registry(RegistryMsg::Upsert {
             spec: spec.clone(),
@@ -703,6 +711,12 @@ impl RootState {
         self.args
             .shared
             .handles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.args
+            .shared
+            .stderr
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);

@@ -179,6 +179,7 @@ impl Store {
         }
         let shared = Arc::new(Shared {
             handles: Default::default(),
+            stderr: Default::default(),
             pgids: Default::default(),
             registry: Default::default(),
             persistence: Default::default(),
@@ -411,6 +412,24 @@ impl Store {
                 .err()
                 .unwrap_or_else(|| StoreError::gone("service vanished"))),
         }
+    }
+
+    /// The last `lines` lines the service wrote to stderr (the ring keeps about 64 KiB).
+    pub fn service_logs(&self, name: &str, lines: usize) -> Result<Vec<String>, StoreError> {
+        let id = self.id(name)?;
+        self.inner
+            .shared
+            .stderr
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map(|r| r.tail(lines))
+            .ok_or_else(|| {
+                StoreError::Lookup(LookupError::UnknownService {
+                    name: name.to_owned(),
+                    suggestions: Vec::new(),
+                })
+            })
     }
 
     /// Everything about a service: config (secrets redacted), state and reason, tools count,
