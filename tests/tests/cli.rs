@@ -877,3 +877,46 @@ fn a_sigkilled_supervisor_leaves_orphans_that_the_next_run_reaps() {
     assert!(second.terminate().success(), "{}", second.output());
     wait_pid_gone(new_pid);
 }
+
+#[test]
+fn agent_scoped_tools_and_calls() {
+    let sb = Sandbox::new();
+    write_atomically(
+        &sb.config(),
+        &json!({
+            "mcpServers": {"shared": chaos(&[])},
+            "agents": {"bot": {"mcpServers": {"svc": chaos(&["--tools", "1"])}}}
+        })
+        .to_string(),
+    );
+    let tools = sb
+        .run_with_config(&["tools", "--agent", "bot", "--json"])
+        .ok();
+    let names: Vec<String> = tools
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(names.contains(&"svc__tool_0".to_string()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("shared__")),
+        "{names:?}"
+    );
+    let out = sb
+        .run_with_config(&[
+            "call",
+            "svc__echo",
+            "--agent",
+            "bot",
+            "--args",
+            r#"{"text": "as bot"}"#,
+        ])
+        .ok();
+    assert!(out.stdout.contains("as bot"), "{out:?}");
+    // The store's own scope does not see the agent's service.
+    let out = sb.run_with_config(&["call", "svc__echo", "--args", "{}"]);
+    assert_eq!(out.code, 2, "{out:?}");
+}

@@ -127,6 +127,9 @@ pub struct StatusArgs {
 pub struct ToolsArgs {
     /// Only the tools of this service
     pub service: Option<String>,
+    /// Act as this agent: only its own services, by their local names
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
     /// Print JSON: an array of tools
     #[arg(long)]
     pub json: bool,
@@ -146,6 +149,9 @@ pub struct CallArgs {
     /// Give up after this long (overrides the service's timeouts.call), e.g. 10s, 500ms
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Act as this agent: only its own services, by their local names
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
     /// Print the whole result as JSON ({"is_error", "result"})
     #[arg(long)]
     pub json: bool,

@@ -86,7 +86,10 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult<Exit> {
 pub async fn tools(g: &GlobalArgs, a: ToolsArgs) -> CliResult<Exit> {
     let v = answer(
         g,
-        Request::Tools { service: a.service },
+        Request::Tools {
+            service: a.service,
+            agent: a.agent,
+        },
         Some(a.oneshot.wait),
     )
     .await?;
@@ -133,6 +136,7 @@ pub async fn call(g: &GlobalArgs, a: CallArgs) -> CliResult<Exit> {
         timeout_ms: a
             .timeout
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        agent: a.agent.clone(),
     };
     let v = answer(g, req, Some(a.oneshot.wait)).await?;
     let is_error = v["is_error"].as_bool().unwrap_or(false);

@@ -36,11 +36,18 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
         })),
         Request::Status { name: None } => to_json(&all.list_services().await?),
         Request::Status { name: Some(n) } => to_json(&all.get_service_info(&n).await?),
-        Request::Tools { service } => {
-            let mut tools = store.list_tools().await?;
+        Request::Tools { service, agent } => {
+            let scoped = match &agent {
+                Some(a) => store.for_agent(a)?,
+                None => store.clone(),
+            };
+            let mut tools = scoped.list_tools().await?;
             if let Some(s) = service {
                 // An unknown service is an error, not an empty list.
-                let v = all.get_service_info(&s).await?;
+                let v = match agent {
+                    Some(_) => scoped.get_service_info(&s).await?,
+                    None => all.get_service_info(&s).await?,
+                };
                 tools.retain(|t| t.service == v.id);
             }
             to_json(&tools)
@@ -49,8 +56,13 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
             tool,
             args,
             timeout_ms,
+            agent,
         } => {
-            let out = store
+            let scoped = match &agent {
+                Some(a) => store.for_agent(a)?,
+                None => store.clone(),
+            };
+            let out = scoped
                 .call_tool(&tool, args, timeout_ms.map(Duration::from_millis))
                 .await?;
             Ok(json!({"is_error": out.is_error, "result": out.result}))

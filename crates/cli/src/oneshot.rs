@@ -80,7 +80,9 @@ fn needed_services(
             .then(|| settle::with_dependencies(&[name.to_owned()], infos))
     };
     match req {
-        Request::Call { tool, .. } => tool
+        Request::Call {
+            tool, agent: None, ..
+        } => tool
             .split_once(separator)
             .and_then(|(service, _)| one(service)),
         _ => None,
@@ -106,6 +108,7 @@ mod tests {
             tool: tool.into(),
             args: None,
             timeout_ms: None,
+            agent: None,
         };
         let mut n = needed_services(&call("api__get"), &infos, "__").unwrap();
         n.sort();

@@ -48,6 +48,9 @@ pub enum Request {
         /// Tools of this service only.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         service: Option<String>,
+        /// In this agent's scope.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
     },
     /// Result: `{"is_error": bool, "result": <CallToolResult>}`.
     Call {
@@ -59,6 +62,9 @@ pub enum Request {
         /// Overrides the service's call timeout.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
+        /// In this agent's scope.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
     },
     /// Result: `{"added": [names], "failed": [[name, [reasons]]], "services": [views]}`.
     Add {
@@ -238,7 +244,8 @@ mod tests {
             Request::Call {
                 tool: "a__echo".into(),
                 args: Some(json!({"text": "hi"}).as_object().unwrap().clone()),
-                timeout_ms: None
+                timeout_ms: None,
+                agent: None
             }
         );
         assert_eq!(
