@@ -167,10 +167,6 @@ struct HttpServer {
 }
 
 impl HttpServer {
-    async fn start(port: u16) -> HttpServer {
-        Self::start_mode(port, "streamableHttp").await
-    }
-
     async fn start_mode(port: u16, mode: &str) -> HttpServer {
         let mut child = tokio::process::Command::new("node")
             .arg("-r")
@@ -214,50 +210,47 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn streamable_http_server_goes_away_and_returns() {
+/// A remote server-everything (`mode`: `streamableHttp` or `sse`) is supervised as service
+/// `name` at `path`: healthy with its tools, calls work, it goes away (`reconnecting`, calls
+/// fail fast) and returns on the same port (`healthy` again, calls work).
+async fn remote_server_goes_away_and_returns(mode: &str, name: &str, path: &str, transport: &str) {
     let port = free_port();
-    let server = HttpServer::start(port).await;
+    let server = HttpServer::start_mode(port, mode).await;
     let store = store().await;
     store
         .add_service(
-            json!({"name": "remote", "url": format!("http://127.0.0.1:{port}/mcp"),
+            json!({"name": name, "url": format!("http://127.0.0.1:{port}{path}"),
                    "health": {"interval": "200ms", "timeout": "1s", "reconnect_after": 2},
                    "backoff": {"initial": "50ms", "max": "300ms"}}),
             Wait::Auto,
         )
         .await
         .unwrap();
-    store.wait_for(&["remote"], S::Healthy, LONG).await.unwrap();
-    let info = store.get_service_info("remote").await.unwrap();
-    assert_eq!(info.transport.as_str(), "streamable-http");
+    store.wait_for(&[name], S::Healthy, LONG).await.unwrap();
+    let info = store.get_service_info(name).await.unwrap();
+    assert_eq!(info.transport.as_str(), transport);
+    assert!(info.tools >= 5, "{}", info.tools);
+    let echo = format!("{name}__echo");
     let out = store
         .call_tool(
-            "remote__echo",
-            json!({"message": "over http"}).as_object().cloned(),
+            &echo,
+            json!({"message": "over the wire"}).as_object().cloned(),
             None,
         )
         .await
         .unwrap();
-    assert_eq!(text(&out.result), "Echo: over http");
+    assert_eq!(text(&out.result), "Echo: over the wire");
     server.kill().await;
     store
-        .wait_for(&["remote"], S::Reconnecting, LONG)
+        .wait_for(&[name], S::Reconnecting, LONG)
         .await
         .unwrap();
-    let err = store
-        .call_tool("remote__echo", None, None)
-        .await
-        .unwrap_err();
+    let err = store.call_tool(&echo, None, None).await.unwrap_err();
     assert!(err.to_string().contains("reconnecting"), "{err}");
-    let server = HttpServer::start(port).await;
-    store.wait_for(&["remote"], S::Healthy, LONG).await.unwrap();
+    let server = HttpServer::start_mode(port, mode).await;
+    store.wait_for(&[name], S::Healthy, LONG).await.unwrap();
     let out = store
-        .call_tool(
-            "remote__echo",
-            json!({"message": "back"}).as_object().cloned(),
-            None,
-        )
+        .call_tool(&echo, json!({"message": "back"}).as_object().cloned(), None)
         .await
         .unwrap();
     assert_eq!(text(&out.result), "Echo: back");
@@ -266,48 +259,12 @@ async fn streamable_http_server_goes_away_and_returns() {
 }
 
 #[tokio::test]
+async fn streamable_http_server_goes_away_and_returns() {
+    remote_server_goes_away_and_returns("streamableHttp", "remote", "/mcp", "streamable-http")
+        .await;
+}
+
+#[tokio::test]
 async fn legacy_sse_server_is_supervised_too() {
-    let port = free_port();
-    let server = HttpServer::start_mode(port, "sse").await;
-    let store = store().await;
-    store
-        .add_service(
-            json!({"name": "legacy", "url": format!("http://127.0.0.1:{port}/sse"),
-                   "health": {"interval": "200ms", "timeout": "1s", "reconnect_after": 2},
-                   "backoff": {"initial": "50ms", "max": "300ms"}}),
-            Wait::Auto,
-        )
-        .await
-        .unwrap();
-    store.wait_for(&["legacy"], S::Healthy, LONG).await.unwrap();
-    let info = store.get_service_info("legacy").await.unwrap();
-    assert_eq!(info.transport.as_str(), "sse");
-    assert!(info.tools >= 5, "{}", info.tools);
-    let out = store
-        .call_tool(
-            "legacy__echo",
-            json!({"message": "over sse"}).as_object().cloned(),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(text(&out.result), "Echo: over sse");
-    server.kill().await;
-    store
-        .wait_for(&["legacy"], S::Reconnecting, LONG)
-        .await
-        .unwrap();
-    let server = HttpServer::start_mode(port, "sse").await;
-    store.wait_for(&["legacy"], S::Healthy, LONG).await.unwrap();
-    let out = store
-        .call_tool(
-            "legacy__echo",
-            json!({"message": "back"}).as_object().cloned(),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(text(&out.result), "Echo: back");
-    store.shutdown().await;
-    server.kill().await;
+    remote_server_goes_away_and_returns("sse", "legacy", "/sse", "sse").await;
 }

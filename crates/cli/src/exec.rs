@@ -37,10 +37,7 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
         Request::Status { name: None } => to_json(&all.list_services().await?),
         Request::Status { name: Some(n) } => to_json(&all.get_service_info(&n).await?),
         Request::Tools { service, agent } => {
-            let scoped = match &agent {
-                Some(a) => store.for_agent(a)?,
-                None => store.clone(),
-            };
+            let scoped = in_scope(store, agent.as_deref())?;
             let mut tools = scoped.list_tools().await?;
             if let Some(s) = service {
                 // An unknown service is an error, not an empty list.
@@ -58,10 +55,7 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
             timeout_ms,
             agent,
         } => {
-            let scoped = match &agent {
-                Some(a) => store.for_agent(a)?,
-                None => store.clone(),
-            };
+            let scoped = in_scope(store, agent.as_deref())?;
             let out = scoped
                 .call_tool(&tool, args, timeout_ms.map(Duration::from_millis))
                 .await?;
@@ -123,6 +117,14 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
             "events is a stream: it is answered by the control socket only",
         )),
     }
+}
+
+/// `store` as `agent` sees it, or as is.
+fn in_scope(store: &Store, agent: Option<&str>) -> CliResult<Store> {
+    Ok(match agent {
+        Some(a) => store.for_agent(a)?,
+        None => store.clone(),
+    })
 }
 
 async fn view_after(store: &Store, name: &str, wait: bool) -> CliResult<Value> {

@@ -3,8 +3,8 @@
 //! respawns what dies, and routes service reports to the registry and the state file.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use indexmap::IndexMap;
 use mcpvisor_model::env::Env;
@@ -44,20 +44,32 @@ pub(crate) struct Shared {
 /// A namespaced tool name within a scope (`None` = the store's own services).
 pub(crate) type Route = (Option<AgentId>, String);
 
+/// Reads `l`, even if a panicking thread poisoned it (the data is plain maps and refs).
+pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes `l`, even if poisoned.
+pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Locks `m`, even if poisoned.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Shared {
     pub(crate) fn registry(&self) -> Result<ActorRef<RegistryMsg>, StoreError> {
-        self.registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        read(&self.registry)
             .clone()
             .ok_or_else(|| StoreError::gone("registry not running"))
     }
+    pub(crate) fn persistence(&self) -> Option<ActorRef<PersistenceMsg>> {
+        read(&self.persistence).clone()
+    }
     pub(crate) fn handle(&self, id: &ServiceId) -> Option<ServiceHandle> {
-        self.handles
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        read(&self.handles).get(id).cloned()
     }
 }
 
@@ -385,14 +397,7 @@ impl RootState {
     }
 
     fn to_persistence(&self, msg: PersistenceMsg) {
-        let p = self
-            .args
-            .shared
-            .persistence
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(p) = p {
+        if let Some(p) = self.args.shared.persistence() {
             let _ = p.cast(msg);
         }
     }
@@ -418,12 +423,7 @@ impl RootState {
             tool_separator: self.config.supervisor.tool_separator.clone(),
         };
         let (r, _) = Actor::spawn_linked(None, RegistryActor, args, myself.get_cell()).await?;
-        *self
-            .args
-            .shared
-            .registry
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(r);
+        *write(&self.args.shared.registry) = Some(r);
         Ok(())
     }
 
@@ -450,12 +450,7 @@ impl RootState {
             let _ = me.cast(RootMsg::Publish(e));
         });
         let (p, _) = Actor::spawn_linked(None, PersistenceActor, args, myself.get_cell()).await?;
-        *self
-            .args
-            .shared
-            .persistence
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(p);
+        *write(&self.args.shared.persistence) = Some(p);
         Ok(())
     }
 
@@ -467,29 +462,15 @@ impl RootState {
         spec: ServiceSpec,
         wanted: bool,
     ) -> Result<(), ActorProcessingErr> {
-        let metrics = ServiceMetrics::default();
-        let handle = ServiceHandle::new(id.clone(), spec.config.timeouts.call, metrics.clone());
+        let handle = ServiceHandle::new(
+            id.clone(),
+            spec.config.timeouts.call,
+            ServiceMetrics::default(),
+        );
         let stderr = LogRing::default();
-        self.args
-            .shared
-            .handles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), handle.clone());
-        self.args
-            .shared
-            .stderr
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), stderr.clone());
+        write(&self.args.shared.handles).insert(id.clone(), handle.clone());
+        write(&self.args.shared.stderr).insert(id.clone(), stderr.clone());
         let disabled = spec.config.disabled;
-        self.to_registry(RegistryMsg::Upsert {
-            spec: spec.clone(),
-            id: id.clone(),
-            state: ServiceState::NotStarted,
-            stderr: stderr.clone(),
-            metrics,
-        });
         self.entries.insert(
             id.clone(),
             Entry {
@@ -504,6 +485,7 @@ impl RootState {
                 blocked: String::new(),
             },
         );
+        self.upsert_to_registry(&id);
         self.spawn_service(myself, id, &spec, false).await
     }
 
@@ -530,8 +512,8 @@ impl RootState {
             sink: Arc::new(move |r: ServiceReport| {
                 if let ServiceReport::Process { id, pid, .. } = &r {
                     // Live groups by pid: this actor only ever adds or removes its own.
-                    let mut g = shared.pgids.lock().unwrap_or_else(|p| p.into_inner());
-                    let mut last = last_pid.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut g = lock(&shared.pgids);
+                    let mut last = lock(&last_pid);
                     if let Some(old) = last.take() {
                         g.remove(&old);
                     }
@@ -708,18 +690,8 @@ impl RootState {
                 }
             }
         }
-        self.args
-            .shared
-            .handles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        self.args
-            .shared
-            .stderr
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        write(&self.args.shared.handles).remove(id);
+        write(&self.args.shared.stderr).remove(id);
         self.to_registry(RegistryMsg::Remove { id: id.clone() });
         self.to_state_file(PersistenceMsg::RemoveService {
             service: id.to_string(),
@@ -779,25 +751,7 @@ impl RootState {
             // Otherwise `wanted` stays as it was: an update never starts a service the user
             // stopped.
         }
-        self.to_registry(RegistryMsg::Upsert {
-            spec: spec.clone(),
-            id: id.clone(),
-            state: self
-                .entries
-                .get(id)
-                .map(|e| e.handle.state())
-                .unwrap_or(ServiceState::NotStarted),
-            stderr: self
-                .entries
-                .get(id)
-                .map(|e| e.stderr.clone())
-                .unwrap_or_default(),
-            metrics: self
-                .entries
-                .get(id)
-                .map(|e| e.handle.metrics().clone())
-                .unwrap_or_default(),
-        });
+        self.upsert_to_registry(id);
         if let Some(a) = &actor {
             let _ = a.cast(ServiceMsg::Reconfigure(Box::new(spec.config.clone())));
             if spec.config.disabled {
@@ -978,14 +932,7 @@ impl RootState {
         why: String,
     ) -> Result<(), ActorProcessingErr> {
         let cid = cell.get_id();
-        let is_registry = self
-            .args
-            .shared
-            .registry
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|r| r.get_id() == cid);
+        let is_registry = self.args.shared.registry().is_ok_and(|r| r.get_id() == cid);
         if is_registry {
             tracing::warn!(%why, "registry actor down; respawning and rebuilding");
             self.spawn_registry(myself).await?;
@@ -995,10 +942,7 @@ impl RootState {
         let is_persistence = self
             .args
             .shared
-            .persistence
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
+            .persistence()
             .is_some_and(|r| r.get_id() == cid);
         if is_persistence {
             tracing::warn!(%why, "persistence actor down; respawning");
@@ -1033,12 +977,7 @@ impl RootState {
         };
         // The dead actor's state was dropped: its guards killed its process groups.
         handle.set_peer(None);
-        self.args
-            .shared
-            .pgids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, svc| *svc != id);
+        lock(&self.args.shared.pgids).retain(|_, svc| *svc != id);
         let old = handle.state();
         if why == "stopped" || !wanted && old == ServiceState::Stopped {
             return Ok(());
@@ -1064,7 +1003,7 @@ impl RootState {
                 let reason = format!(
                     "service actor {why}; more than {} restarts within {}: giving up until started by hand",
                     i.max_restarts,
-                    humantime_fmt(i.within)
+                    humantime::format_duration(i.within)
                 );
                 handle.set_state(ServiceState::Failed, &reason);
                 self.to_registry(RegistryMsg::State {
@@ -1081,12 +1020,7 @@ impl RootState {
 
     fn set_routes(&self, id: &ServiceId, tools: &[mcpvisor_model::ToolInfo]) {
         let sep = &self.config.supervisor.tool_separator;
-        let mut routes = self
-            .args
-            .shared
-            .routes
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut routes = write(&self.args.shared.routes);
         routes.retain(|_, (svc, _)| svc != id);
         for t in tools {
             let name = format!("{}{sep}{}", id.name, t.name);
@@ -1096,8 +1030,9 @@ impl RootState {
         }
     }
 
-    fn rebuild_registry(&self) {
-        for (id, e) in &self.entries {
+    /// Puts a service's current config, state and shared records into the registry.
+    fn upsert_to_registry(&self, id: &ServiceId) {
+        if let Some(e) = self.entries.get(id) {
             self.to_registry(RegistryMsg::Upsert {
                 spec: e.spec.clone(),
                 id: id.clone(),
@@ -1105,18 +1040,15 @@ impl RootState {
                 stderr: e.stderr.clone(),
                 metrics: e.handle.metrics().clone(),
             });
+        }
+    }
+
+    fn rebuild_registry(&self) {
+        for (id, e) in &self.entries {
+            self.upsert_to_registry(id);
             if let Some(a) = &e.actor {
                 let _ = a.cast(ServiceMsg::Resend);
             }
         }
-    }
-}
-
-fn humantime_fmt(d: Duration) -> String {
-    let secs = d.as_secs();
-    if secs > 0 && d.subsec_nanos() == 0 {
-        format!("{secs}s")
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::error::StoreError;
 use crate::reaper;
-use crate::root::{AddReport, RootActor, RootArgs, RootMsg, Shared};
+use crate::root::{lock, read, AddReport, RootActor, RootArgs, RootMsg, Shared};
 
 /// How long `add_service` waits after registering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,10 +96,10 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let closed = *self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        let closed = *lock(&self.closed);
         if !closed {
             // No shutdown(): kill every child process group now, synchronously.
-            let pgids = self.shared.pgids.lock().unwrap_or_else(|p| p.into_inner());
+            let pgids = lock(&self.shared.pgids);
             for pgid in pgids.keys() {
                 reaper::kill_group_now(*pgid);
             }
@@ -197,13 +197,7 @@ impl Store {
         let (root, _) = Actor::spawn(None, RootActor, args)
             .await
             .map_err(StoreError::gone)?;
-        if let Ok(p) = shared
-            .persistence
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or(())
-        {
+        if let Some(p) = shared.persistence() {
             // The previous run's records were reaped: forget them (this run records its own).
             for service in old_process_owners {
                 let _ = p.cast(PersistenceMsg::SetProcesses {
@@ -417,11 +411,7 @@ impl Store {
     /// The last `lines` lines the service wrote to stderr (the ring keeps about 64 KiB).
     pub fn service_logs(&self, name: &str, lines: usize) -> Result<Vec<String>, StoreError> {
         let id = self.id(name)?;
-        self.inner
-            .shared
-            .stderr
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        read(&self.inner.shared.stderr)
             .get(&id)
             .map(|r| r.tail(lines))
             .ok_or_else(|| {
@@ -474,12 +464,7 @@ impl Store {
         timeout: Option<Duration>,
     ) -> Result<CallOutcome, StoreError> {
         if !matches!(self.scope, Scope::All) {
-            let route = self
-                .inner
-                .shared
-                .routes
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
+            let route = read(&self.inner.shared.routes)
                 .get(&(self.agent(), name.to_owned()))
                 .cloned();
             if let Some((id, tool)) = route {
@@ -582,12 +567,7 @@ impl Store {
     /// second Ctrl-C while `shutdown` waits). Synchronous; services then see their processes
     /// die like any crash, unless the store is shutting down.
     pub fn kill_all(&self) {
-        let pgids = self
-            .inner
-            .shared
-            .pgids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let pgids = lock(&self.inner.shared.pgids);
         for pgid in pgids.keys() {
             reaper::kill_group_now(*pgid);
         }
@@ -631,20 +611,14 @@ impl Store {
                 futures_join_all(stops).await;
             }
         }
-        let persistence = self
-            .inner
-            .shared
-            .persistence
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let persistence = self.inner.shared.persistence();
         if let Some(p) = persistence {
             // Reports of the stops pass through the root first.
             let _ = ractor::call!(self.inner.root, |reply| RootMsg::Sync { reply });
             let _ = ractor::call_t!(p, PersistenceMsg::Flush, 10_000);
         }
         // Only now: a shutdown cut short still leaves `Drop` to kill what is left.
-        *self.inner.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *lock(&self.inner.closed) = true;
         let _ = self
             .inner
             .root

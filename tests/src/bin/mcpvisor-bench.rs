@@ -93,6 +93,23 @@ fn row(what: &str, ours: f64, bare: Option<f64>, unit: &str, target: &str) {
     }
 }
 
+/// Adds `n` services `{prefix}0..` as one batch and waits until all are healthy; returns
+/// their names.
+async fn start_many(store: &Store, s: &Server, prefix: &str, n: usize) -> Vec<String> {
+    let names: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let batch: Vec<Value> = names.iter().map(|name| service_json(s, name)).collect();
+    store
+        .add_service(Value::Array(batch), Wait::None)
+        .await
+        .expect("add");
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    store
+        .wait_for(&refs, ServiceState::Healthy, Duration::from_secs(120))
+        .await
+        .expect("healthy");
+    names
+}
+
 async fn open() -> Store {
     Store::open(StoreOptions::new()).await.expect("open store")
 }
@@ -114,17 +131,7 @@ async fn cold_start(s: &Server, n: usize) {
     // Ours.
     let store = open().await;
     let t = Instant::now();
-    let batch: Vec<Value> = (0..n).map(|i| service_json(s, &format!("s{i}"))).collect();
-    store
-        .add_service(Value::Array(batch), Wait::None)
-        .await
-        .expect("add");
-    let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    store
-        .wait_for(&refs, ServiceState::Healthy, Duration::from_secs(120))
-        .await
-        .expect("healthy");
+    start_many(&store, s, "s", n).await;
     let ours = t.elapsed().as_secs_f64() * 1000.0;
     assert!(store.list_tools().await.expect("tools").len() >= n);
     store.shutdown().await;
@@ -251,17 +258,7 @@ async fn kill_recovery(s: &Server) {
     // Ten services, each SIGKILLed once: every kill meets the default backoff from its start
     // (repeated kills of one service within `reset_after` rightly back off further).
     let store = open().await;
-    let batch: Vec<Value> = (0..10).map(|i| service_json(s, &format!("k{i}"))).collect();
-    store
-        .add_service(Value::Array(batch), Wait::None)
-        .await
-        .expect("add");
-    let names: Vec<String> = (0..10).map(|i| format!("k{i}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    store
-        .wait_for(&refs, ServiceState::Healthy, Duration::from_secs(120))
-        .await
-        .expect("healthy");
+    let names = start_many(&store, s, "k", 10).await;
     let mut to_reconnecting = Vec::new();
     let mut to_healthy = Vec::new();
     for name in &names {
@@ -355,17 +352,7 @@ async fn thirty(s: &Server) -> Store {
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     let store = open().await;
-    let batch: Vec<Value> = (0..n).map(|i| service_json(s, &format!("s{i}"))).collect();
-    store
-        .add_service(Value::Array(batch), Wait::None)
-        .await
-        .expect("add");
-    let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    store
-        .wait_for(&refs, ServiceState::Healthy, Duration::from_secs(120))
-        .await
-        .expect("healthy");
+    start_many(&store, s, "s", n).await;
     store
 }
 
