@@ -6,4 +6,5 @@ bash "$root/scripts/install-test-servers.sh"
 cd "$root"
 # The CLI tests drive the real `mcpvisor` binary: build it from this tree first.
 cargo build -p mcpvisor-cli --bin mcpvisor
-cargo test --workspace "$@"
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --workspace --no-fail-fast "$@"
