@@ -46,12 +46,18 @@ pub fn close_stdout() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Write `bytes` bytes to stderr from a background thread, with blocking writes.
+/// Write `bytes` bytes to stderr from a background thread, with blocking writes. Returns once
+/// that thread holds the stderr lock, which it keeps until the flood is written: from then on
+/// every log line of the server waits behind the flood, so a reader that does not drain stderr
+/// blocks the server deterministically (not only when the flood thread happens to run first).
 pub fn stderr_flood(bytes: u64) {
     log(format_args!("flooding stderr with {bytes} bytes"));
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("stderr-flood".into())
         .spawn(move || {
+            let mut stderr = std::io::stderr().lock();
+            let _ = locked_tx.send(());
             let mut line = b"chaos-mcp flood ".to_vec();
             line.resize(63, b'x');
             line.push(b'\n');
@@ -59,14 +65,17 @@ pub fn stderr_flood(bytes: u64) {
             let mut remaining = bytes;
             while remaining > 0 {
                 let n = remaining.min(chunk.len() as u64) as usize;
-                if std::io::stderr().lock().write_all(&chunk[..n]).is_err() {
+                if stderr.write_all(&chunk[..n]).is_err() {
                     break;
                 }
                 remaining -= n as u64;
             }
         });
-    if let Err(error) = spawned {
-        log(format_args!("could not start the stderr flood: {error}"));
+    match spawned {
+        Ok(_) => {
+            let _ = locked_rx.recv();
+        }
+        Err(error) => log(format_args!("could not start the stderr flood: {error}")),
     }
 }
 
