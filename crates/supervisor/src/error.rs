@@ -6,6 +6,22 @@ use mcpvisor_registry_actor::LookupError;
 use mcpvisor_service_actor::CallError;
 
 /// What can go wrong in a [`crate::Store`] call.
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use mcpvisor_supervisor::{Store, StoreError, StoreOptions, Wait};
+/// use serde_json::json;
+/// let store = Store::open(StoreOptions::new()).await.unwrap();
+/// // Both `command` and `url`: refused, naming the service and the field; nothing registered.
+/// let bad = json!({"name": "api", "command": "x", "url": "http://127.0.0.1:1/mcp"});
+/// match store.add_service(bad, Wait::None).await {
+///     Err(StoreError::Config(errors)) => assert!(errors.to_string().contains("api")),
+///     other => panic!("expected a config error, got {other:?}"),
+/// }
+/// assert!(store.list_services().await.unwrap().is_empty());
+/// store.shutdown().await;
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {

@@ -77,6 +77,23 @@ impl Shared {
 pub(crate) type NewEntry = (Option<AgentId>, String, Map<String, Value>);
 
 /// What a batch add did.
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+/// use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+/// use serde_json::json;
+/// let store = Store::open(StoreOptions::new()).await?;
+/// let report = store
+///     .add_service(
+///         json!([{"name": "a", "command": "a-mcp", "disabled": true}, {"name": "Bad Name!", "command": "b"}]),
+///         Wait::None,
+///     )
+///     .await?;
+/// assert_eq!(report.added, ["a"]);
+/// assert_eq!(report.failed.len(), 1);
+/// store.shutdown().await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AddReport {
     /// Services registered (now `starting`, or `not_started` if disabled or waiting for

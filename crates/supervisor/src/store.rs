@@ -22,6 +22,14 @@ use crate::reaper;
 use crate::root::{lock, read, AddReport, RootActor, RootArgs, RootMsg, Shared};
 
 /// How long `add_service` waits after registering.
+/// ```no_run
+/// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+/// use mcpvisor_supervisor::Wait;
+/// use serde_json::json;
+/// let time = json!({"name": "time", "command": "uvx", "args": ["mcp-server-time"]});
+/// store.add_service(time, Wait::For(std::time::Duration::from_secs(10))).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Wait {
     /// Return after phase 1 (registered, `starting`).
@@ -63,25 +71,53 @@ impl Default for StoreOptions {
 
 impl StoreOptions {
     /// In-memory options with no file.
+    /// ```
+    /// use mcpvisor_supervisor::StoreOptions;
+    /// let options = StoreOptions::new();
+    /// assert!(options.config_path.is_none() && options.state_dir.is_none() && options.autostart);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
     /// Loads and persists `path`.
+    /// ```
+    /// use mcpvisor_supervisor::StoreOptions;
+    /// let options = StoreOptions::new().config_file("mcp.json");
+    /// assert_eq!(options.config_path.as_deref(), Some(std::path::Path::new("mcp.json")));
+    /// ```
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config_path = Some(path.into());
         self
     }
     /// Uses `dir` for the state file.
+    /// ```
+    /// use mcpvisor_supervisor::StoreOptions;
+    /// let options = StoreOptions::new().state_dir("/var/lib/mcpvisor");
+    /// assert!(options.state_dir.is_some());
+    /// ```
     pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
         self
     }
     /// Starts from this config (when no file is given or it does not exist).
+    /// ```
+    /// use mcpvisor_supervisor::{model, StoreOptions};
+    /// let text = r#"{"mcpServers": {"time": {"command": "uvx", "args": ["mcp-server-time"]}}}"#;
+    /// let config = model::parse_str(text, &model::env::ProcessEnv).expect("valid config");
+    /// let options = StoreOptions::new().with_config(config);
+    /// assert_eq!(options.config.map(|c| c.services.len()), Some(1));
+    /// ```
     pub fn with_config(mut self, config: ServicesConfig) -> Self {
         self.config = Some(config);
         self
     }
     /// Uses this environment for `${VAR}` expansion.
+    /// ```
+    /// use mcpvisor_supervisor::{model::env::MapEnv, StoreOptions};
+    /// // `${TOKEN}` in the config now expands from this map, not from the process environment.
+    /// let options = StoreOptions::new().env(MapEnv::from_pairs([("TOKEN", "secret")]));
+    /// # let _ = options;
+    /// ```
     pub fn env(mut self, env: impl Env + Send + Sync + 'static) -> Self {
         self.env = Arc::new(env);
         self
@@ -140,6 +176,17 @@ impl Store {
     /// Loads the config (if any), reaps process groups a killed previous run left behind
     /// (only those provably still that run's: same boot, same pid and start time), spawns the tree and
     /// starts services in dependency order. Returns once every service is registered.
+    /// ```no_run
+    /// # async fn demo() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// use mcpvisor_supervisor::{Store, StoreOptions};
+    /// let store = Store::open(
+    ///     StoreOptions::new().config_file("mcp.json").state_dir("/tmp/mcpvisor-state"),
+    /// )
+    /// .await?;
+    /// println!("{} services", store.list_services().await?.len());
+    /// store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn open(options: StoreOptions) -> Result<Store, StoreError> {
         let mut config = options.config.clone().unwrap_or_default();
         if let Some(path) = &options.config_path {
@@ -218,6 +265,22 @@ impl Store {
 
     /// The same store seen by agent `agent`: it sees and manages only its own services, by
     /// their local names.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// let alice = store.for_agent("alice")?;
+    /// alice
+    ///     .add_service(json!({"name": "notes", "command": "notes-mcp", "disabled": true}), Wait::None)
+    ///     .await?;
+    /// // Alice sees her `notes`; the store scope does not.
+    /// assert_eq!(alice.list_services().await?[0].name, "notes");
+    /// assert!(store.list_services().await?.is_empty());
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn for_agent(&self, agent: &str) -> Result<Store, StoreError> {
         let id = AgentId::parse(agent).map_err(|e| {
             StoreError::Config(ConfigErrors(vec![ConfigError::InvalidName {
@@ -233,6 +296,22 @@ impl Store {
 
     /// The store seen across every scope (services named `name` or `agent/name`), as status
     /// listings show it.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// let off = json!({"name": "notes", "command": "notes-mcp", "disabled": true});
+    /// store.add_service(off.clone(), Wait::None).await?;
+    /// store.for_agent("alice")?.add_service(off, Wait::None).await?;
+    /// let names: Vec<String> =
+    ///     store.all_scopes().list_services().await?.into_iter().map(|v| v.name).collect();
+    /// assert_eq!(names.len(), 2);
+    /// assert!(names.contains(&"notes".to_string()) && names.contains(&"alice/notes".to_string()));
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub fn all_scopes(&self) -> Store {
         Store {
             inner: self.inner.clone(),
@@ -270,6 +349,27 @@ impl Store {
     /// — registered and `starting` — unless `wait` says otherwise. A batch reports each entry
     /// refused with its reasons; one bad entry never blocks the good ones. A single invalid
     /// service is an error and changes nothing.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// // A batch in `mcpServers` form: the bad entry is refused with its reason, the good one added.
+    /// let report = store
+    ///     .add_service(
+    ///         json!({"mcpServers": {
+    ///             "time": {"command": "uvx", "args": ["mcp-server-time"], "disabled": true},
+    ///             "broken": {"command": "x", "url": "http://127.0.0.1:1/mcp"}
+    ///         }}),
+    ///         Wait::None,
+    ///     )
+    ///     .await?;
+    /// assert_eq!(report.added, ["time"]);
+    /// assert_eq!(report.failed[0].0, "broken");
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn add_service(
         &self,
         input: impl Into<ServiceInput>,
@@ -314,6 +414,18 @@ impl Store {
 
     /// Stops a service (its process group is gone when this returns) and forgets it and its
     /// tools. Refused while other services depend on it.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// store.add_service(json!({"name": "time", "command": "uvx", "disabled": true}), Wait::None).await?;
+    /// store.remove_service("time").await?;
+    /// assert!(store.get_service_info("time").await.is_err());
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn remove_service(&self, name: &str) -> Result<(), StoreError> {
         let id = self.id(name)?;
         let done = ractor::call!(self.inner.root, |reply| RootMsg::Remove { id, reply })
@@ -326,6 +438,21 @@ impl Store {
     /// Replaces a service's config (`raw` as it would be written in `mcpServers`). Restarts it
     /// only when where or how it runs changed (command, args, env, cwd, url, headers,
     /// transport); probe, backoff and timeout changes apply live. Returns whether it restarted.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// store.add_service(json!({"name": "time", "command": "uvx", "disabled": true}), Wait::None).await?;
+    /// // Only the probe interval changes: applied live, no restart.
+    /// let restarted = store
+    ///     .update_service("time", json!({"command": "uvx", "disabled": true, "health": {"interval": "10s"}}))
+    ///     .await?;
+    /// assert!(!restarted);
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn update_service(&self, name: &str, raw: Value) -> Result<bool, StoreError> {
         let id = self.id(name)?;
         let Value::Object(raw) = raw else {
@@ -343,6 +470,14 @@ impl Store {
     }
 
     /// Starts (or revives from `failed`) a service; dependencies still gate it.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// use mcpvisor_supervisor::model::ServiceState;
+    /// use std::time::Duration;
+    /// store.start_service("time").await?;
+    /// store.wait_for(&["time"], ServiceState::Healthy, Duration::from_secs(30)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn start_service(&self, name: &str) -> Result<(), StoreError> {
         let id = self.id(name)?;
         ractor::call!(self.inner.root, |reply| RootMsg::Want {
@@ -356,6 +491,12 @@ impl Store {
 
     /// Stops a service: stdin closed, `timeouts.shutdown`, SIGTERM to the group, the same
     /// wait, SIGKILL to the group; `force` goes straight to SIGKILL. Returns once it is stopped.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// store.stop_service("time", false).await?; // graceful: stdin, SIGTERM, then SIGKILL
+    /// store.stop_service("stuck", true).await?; // SIGKILL the group now
+    /// # Ok(()) }
+    /// ```
     pub async fn stop_service(&self, name: &str, force: bool) -> Result<(), StoreError> {
         let id = self.id(name)?;
         let actor = ractor::call!(self.inner.root, |reply| RootMsg::Want {
@@ -375,6 +516,11 @@ impl Store {
     }
 
     /// Stops then starts a service.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// store.restart_service("time").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn restart_service(&self, name: &str) -> Result<(), StoreError> {
         self.stop_service(name, false).await?;
         self.start_service(name).await
@@ -396,6 +542,18 @@ impl Store {
     }
 
     /// A service's state.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// use mcpvisor_supervisor::model::ServiceState;
+    /// store.add_service(json!({"name": "time", "command": "uvx", "disabled": true}), Wait::None).await?;
+    /// assert_eq!(store.get_service_status("time").await?, ServiceState::NotStarted);
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_service_status(&self, name: &str) -> Result<ServiceState, StoreError> {
         let id = self.id(name)?;
         match self.inner.shared.handle(&id) {
@@ -409,6 +567,13 @@ impl Store {
     }
 
     /// The last `lines` lines the service wrote to stderr (the ring keeps about 64 KiB).
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// for line in store.service_logs("time", 20)? {
+    ///     eprintln!("time: {line}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn service_logs(&self, name: &str, lines: usize) -> Result<Vec<String>, StoreError> {
         let id = self.id(name)?;
         read(&self.inner.shared.stderr)
@@ -424,6 +589,25 @@ impl Store {
 
     /// Everything about a service: config (secrets redacted), state and reason, tools count,
     /// pid, restarts, last error, stderr tail, metrics.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// store
+    ///     .add_service(
+    ///         json!({"name": "api", "url": "http://127.0.0.1:9/mcp",
+    ///                "headers": {"Authorization": "Bearer secret"}, "disabled": true}),
+    ///         Wait::None,
+    ///     )
+    ///     .await?;
+    /// let info = store.get_service_info("api").await?;
+    /// assert_eq!(info.transport.as_str(), "streamable-http");
+    /// assert!(!serde_json::to_string(&info).unwrap().contains("secret"), "secrets are redacted");
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn get_service_info(&self, name: &str) -> Result<ServiceView, StoreError> {
         let scope = self.scope.clone();
         let name = name.to_owned();
@@ -437,6 +621,19 @@ impl Store {
     }
 
     /// Every service in this scope.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// store.add_service(json!({"name": "time", "command": "uvx", "disabled": true}), Wait::None).await?;
+    /// for view in store.list_services().await? {
+    ///     println!("{} {} restarts={}", view.name, view.state, view.restarts);
+    /// }
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn list_services(&self) -> Result<Vec<ServiceView>, StoreError> {
         let scope = self.scope.clone();
         ractor::call!(self.registry()?, |reply| RegistryMsg::List { scope, reply })
@@ -445,6 +642,13 @@ impl Store {
 
     /// Every tool in this scope, namespaced `service__tool`. Last-known tools of services not
     /// connected yet are included, marked stale.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// for tool in store.list_tools().await? {
+    ///     println!("{}{}", tool.name, if tool.stale { " (stale)" } else { "" });
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_tools(&self) -> Result<Vec<ToolEntry>, StoreError> {
         let scope = self.scope.clone();
         ractor::call!(self.registry()?, |reply| RegistryMsg::ListTools {
@@ -457,6 +661,16 @@ impl Store {
     /// Calls a tool by namespaced (`service__tool`) or unique bare name. Runs concurrently
     /// with every other call; fails fast when the service is not up; `timeout` overrides the
     /// service's `timeouts.call` and sends `notifications/cancelled` when it fires.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// use std::time::Duration;
+    /// let args = serde_json::json!({"timezone": "Europe/Paris"});
+    /// let out = store
+    ///     .call_tool("time__get_current_time", args.as_object().cloned(), Some(Duration::from_secs(5)))
+    ///     .await?;
+    /// println!("{}", out.result);
+    /// # Ok(()) }
+    /// ```
     pub async fn call_tool(
         &self,
         name: &str,
@@ -490,6 +704,13 @@ impl Store {
     }
 
     /// Probes every service of this scope now; not-connected services answer `ok: false`.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// for (name, probe) in store.check_services().await? {
+    ///     println!("{name}: {probe:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn check_services(&self) -> Result<Vec<(String, ProbeOutcome)>, StoreError> {
         let actors = ractor::call!(self.inner.root, |reply| RootMsg::Actors { reply })
             .map_err(StoreError::gone)?;
@@ -508,6 +729,17 @@ impl Store {
     }
 
     /// Waits until each named service is in `state` (`healthy` also accepts `warning`).
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// use mcpvisor_supervisor::{model::ServiceState, StoreError};
+    /// use std::time::Duration;
+    /// match store.wait_for(&["time", "memory"], ServiceState::Healthy, Duration::from_secs(30)).await {
+    ///     Ok(()) => println!("both up"),
+    ///     Err(StoreError::WaitTimeout { waiting }) => println!("still waiting for {waiting:?}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_for(
         &self,
         names: &[&str],
@@ -542,6 +774,14 @@ impl Store {
 
     /// Every event from now on: transitions, tool changes, config changes, persistence errors.
     /// A slow subscriber loses the oldest events and is told how many.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// let mut events = store.subscribe().await?;
+    /// while let Some(event) = events.next().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn subscribe(&self) -> Result<EventStream, StoreError> {
         ractor::call!(self.registry()?, |reply| RegistryMsg::Subscribe { reply })
             .map_err(StoreError::gone)
@@ -549,6 +789,13 @@ impl Store {
 
     /// Per-service metrics: availability, probe and call latency percentiles, calls, errors,
     /// restarts, transitions.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// for (name, m) in store.metrics().await? {
+    ///     println!("{name}: {} calls, {} errors", m.calls, m.call_errors);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn metrics(&self) -> Result<Vec<(String, MetricsSnapshot)>, StoreError> {
         Ok(self
             .list_services()
@@ -559,6 +806,18 @@ impl Store {
     }
 
     /// The current configuration (as it would be written to the config file).
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// store.add_service(json!({"name": "time", "command": "uvx", "disabled": true}), Wait::None).await?;
+    /// let config = store.config().await?;
+    /// assert!(config.services.keys().any(|n| n.as_str() == "time"));
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
     pub async fn config(&self) -> Result<ServicesConfig, StoreError> {
         ractor::call!(self.inner.root, |reply| RootMsg::Config { reply }).map_err(StoreError::gone)
     }
@@ -566,6 +825,12 @@ impl Store {
     /// SIGKILLs every live server process group at once, without the graceful steps (for a
     /// second Ctrl-C while `shutdown` waits). Synchronous; services then see their processes
     /// die like any crash, unless the store is shutting down.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// // A second Ctrl-C while a graceful shutdown waits on a stuck server:
+    /// store.kill_all();
+    /// # Ok(()) }
+    /// ```
     pub fn kill_all(&self) {
         let pgids = lock(&self.inner.shared.pgids);
         for pgid in pgids.keys() {
@@ -595,6 +860,15 @@ impl Store {
 
     /// Stops every service in reverse dependency order and returns once every process is
     /// gone; flushes the config and state files.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// use mcpvisor_supervisor::{Store, StoreOptions};
+    /// let store = Store::open(StoreOptions::new()).await?;
+    /// store.shutdown().await;
+    /// assert!(store.list_services().await.is_err(), "the tree is gone");
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(&self) {
         if let Ok(levels) = ractor::call!(self.inner.root, |reply| RootMsg::StopLevels { reply }) {
             for level in levels {
@@ -644,6 +918,13 @@ fn parse_id(display: &str) -> Option<ServiceId> {
 }
 
 /// What `add_service` accepts.
+/// ```
+/// use mcpvisor_supervisor::ServiceInput;
+/// use serde_json::json;
+/// let _value: ServiceInput = json!({"name": "time", "command": "uvx"}).into();
+/// let _text: ServiceInput = r#"{"mcpServers": {"time": {"command": "uvx"}}}"#.into();
+/// let _file: ServiceInput = "services.json".into(); // read when added
+/// ```
 #[derive(Debug, Clone)]
 pub enum ServiceInput {
     /// A JSON value of any accepted form.
