@@ -40,4 +40,4 @@ pub use name::{suggest, AgentId, NameError, ServiceName};
 pub use parse::{parse_file, parse_input, parse_str, parse_value, resolve_service, split_services};
 pub use runtime::{LatencySummary, LogRing, MetricsSnapshot, ServiceMetrics};
 pub use state::{CoarseStatus, ServiceState};
-pub use tool::{ServerInfo, ToolInfo};
+pub use tool::{ServerInfo, ToolInfo, ToolList};

@@ -4,6 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// A server's tool list, shared: the service actor converts it once and the registry, the
+/// state file and every report hold the same allocation (tool schemas are the largest thing a
+/// supervisor keeps, and 30 servers' worth of copies would cost megabytes).
+pub type ToolList = std::sync::Arc<[ToolInfo]>;
+
 /// One tool as the server lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolInfo {
@@ -16,7 +21,7 @@ pub struct ToolInfo {
     #[serde(default)]
     pub input_schema: Map<String, Value>,
     /// The rest of the tool object as the server sent it (title, annotations, output schema,
-    /// ...); its `inputSchema` is kept once, in `input_schema`.
+    /// ...); `name`, `description` and `inputSchema` are kept once, in their own fields.
     #[serde(default)]
     pub raw: Value,
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcpvisor_model::{Event, ServerInfo, ServicesConfig, Timestamp, ToolInfo};
+use mcpvisor_model::{Event, ServerInfo, ServicesConfig, Timestamp, ToolList};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::error::PersistError;
@@ -90,7 +90,7 @@ pub enum PersistenceMsg {
         /// The service's id as displayed (`name` or `agent/name`).
         service: String,
         /// Its tools.
-        tools: Vec<ToolInfo>,
+        tools: ToolList,
         /// Its identity, if known.
         server: Option<ServerInfo>,
     },

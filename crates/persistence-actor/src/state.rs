@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use mcpvisor_model::{ServerInfo, Timestamp, ToolInfo};
+use mcpvisor_model::{ServerInfo, Timestamp, ToolList};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LoadError, PersistError};
@@ -38,7 +38,7 @@ pub struct StateSnapshot {
 pub struct ServiceSnapshot {
     /// Its tools as last listed.
     #[serde(default)]
-    pub tools: Vec<ToolInfo>,
+    pub tools: ToolList,
     /// Its identity from `initialize`, if it got that far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerInfo>,

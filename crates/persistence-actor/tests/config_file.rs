@@ -246,7 +246,7 @@ async fn disk_errors_are_reported_once_retried_and_recovered() {
     actor
         .cast(PersistenceMsg::SetTools {
             service: "db".into(),
-            tools: vec![],
+            tools: Vec::new().into(),
             server: None,
         })
         .unwrap();

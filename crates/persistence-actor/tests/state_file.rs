@@ -53,14 +53,14 @@ async fn tools_and_processes_round_trip_through_the_state_file_and_a_restart() {
     actor
         .cast(PersistenceMsg::SetTools {
             service: "db".into(),
-            tools: vec![tool("query"), tool("schema")],
+            tools: vec![tool("query"), tool("schema")].into(),
             server: Some(server.clone()),
         })
         .unwrap();
     actor
         .cast(PersistenceMsg::SetTools {
             service: "bot/search".into(),
-            tools: vec![tool("find")],
+            tools: vec![tool("find")].into(),
             server: None,
         })
         .unwrap();
@@ -77,10 +77,10 @@ async fn tools_and_processes_round_trip_through_the_state_file_and_a_restart() {
     let live = ractor::call!(actor, PersistenceMsg::GetState).unwrap();
     assert_eq!(
         live.services["db"].tools,
-        vec![tool("query"), tool("schema")]
+        vec![tool("query"), tool("schema")].into()
     );
     assert_eq!(live.services["db"].server, Some(server));
-    assert_eq!(live.services["bot/search"].tools, vec![tool("find")]);
+    assert_eq!(live.services["bot/search"].tools, vec![tool("find")].into());
     assert_eq!(live.processes, vec![record("db", 4242), record("db", 4243)]);
     let (on_disk, problem) = load_state(&dir.path().join("state"));
     assert!(problem.is_none(), "{problem:?}");
@@ -135,7 +135,7 @@ async fn remove_service_forgets_tools_but_keeps_process_records_for_reaping() {
     actor
         .cast(PersistenceMsg::SetTools {
             service: "db".into(),
-            tools: vec![tool("query")],
+            tools: vec![tool("query")].into(),
             server: None,
         })
         .unwrap();
@@ -236,7 +236,7 @@ fn write_state_then_load_state_is_identity() {
     snapshot.services.insert(
         "x".into(),
         mcpvisor_persistence_actor::ServiceSnapshot {
-            tools: vec![tool("t")],
+            tools: vec![tool("t")].into(),
             server: None,
             updated_at: mcpvisor_model::Timestamp(1_700_000_000_000),
         },

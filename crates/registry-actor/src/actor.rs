@@ -5,7 +5,7 @@
 use mcpvisor_model::defaults::{EVENT_BUFFER, TOOL_SEPARATOR};
 use mcpvisor_model::{
     Event, LogRing, ServerInfo, ServiceId, ServiceMetrics, ServiceSpec, ServiceState, Timestamp,
-    ToolInfo,
+    ToolList,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::time::Instant;
@@ -101,7 +101,7 @@ pub enum RegistryMsg {
         /// The service.
         id: ServiceId,
         /// Its tools, in the server's order.
-        tools: Vec<ToolInfo>,
+        tools: ToolList,
         /// The server's identity, when known (`None` keeps the previous one).
         server: Option<ServerInfo>,
         /// Whether these are last-known tools not yet confirmed by the live server.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use mcpvisor_model::{
     suggest, ConfigChange, Event, LogRing, ServerInfo, ServiceId, ServiceMetrics, ServiceName,
-    ServiceSpec, ServiceState, Timestamp, ToolInfo,
+    ServiceSpec, ServiceState, Timestamp, ToolList,
 };
 
 use crate::index::{namespaced_tool_name, ToolIndex, SUGGESTIONS};
@@ -52,7 +52,7 @@ pub struct ServiceRecord {
     /// The server's identity from `initialize`, once known.
     pub server: Option<ServerInfo>,
     /// Its tools, in the server's order.
-    pub tools: Vec<ToolInfo>,
+    pub tools: ToolList,
     /// Whether `tools` are last-known ones not yet confirmed by the live server.
     pub tools_stale: bool,
     /// The child's process id, while one runs.
@@ -198,7 +198,7 @@ impl Registry {
             reason: "registered".to_owned(),
             since: now.instant,
             server: None,
-            tools: Vec::new(),
+            tools: ToolList::from(Vec::new()),
             tools_stale: false,
             pid: None,
             restarts: 0,
@@ -258,7 +258,7 @@ impl Registry {
     pub fn set_tools(
         &mut self,
         id: &ServiceId,
-        tools: Vec<ToolInfo>,
+        tools: ToolList,
         server: Option<ServerInfo>,
         stale: bool,
         at: Timestamp,

@@ -299,7 +299,7 @@ async fn remove_forgets_the_service_and_its_tools() {
         registry,
         RegistryMsg::Tools {
             id: id("web"),
-            tools: vec![tool("fetch")],
+            tools: vec![tool("fetch")].into(),
             server: None,
             stale: false
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mcpvisor_model::{
     LogRing, ServerInfo, ServiceConfig, ServiceId, ServiceMetrics, ServiceState, Timestamp,
-    ToolInfo,
+    ToolList,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
@@ -41,7 +41,7 @@ pub enum ServiceReport {
         /// The service.
         id: ServiceId,
         /// The tools.
-        tools: Vec<ToolInfo>,
+        tools: ToolList,
         /// Server identity.
         server: ServerInfo,
     },
@@ -94,7 +94,7 @@ pub enum ServiceMsg {
     /// Replace health/backoff/timeout settings (no reconnect).
     Reconfigure(Box<ServiceConfig>),
     /// Current tools and server info.
-    GetTools(RpcReplyPort<(Vec<ToolInfo>, ServerInfo)>),
+    GetTools(RpcReplyPort<(ToolList, ServerInfo)>),
     /// Report the current state, tools and process again (after the registry was rebuilt).
     Resend,
     /// Fault injection for tests: the actor panics while handling this.
@@ -135,7 +135,7 @@ pub enum ServiceMsg {
         /// Generation.
         gen: u64,
         /// The tools.
-        tools: Vec<ToolInfo>,
+        tools: ToolList,
     },
     /// Probe timer.
     #[doc(hidden)]
@@ -203,7 +203,7 @@ pub struct State {
     stderr: LogRing,
     sink: ReportSink,
     conn: Option<Conn>,
-    tools: Vec<ToolInfo>,
+    tools: ToolList,
     server: ServerInfo,
     pid: Option<u32>,
     identity: Option<ProcessIdentity>,
@@ -243,7 +243,7 @@ impl Actor for ServiceActor {
             stderr: args.stderr,
             sink: args.sink,
             conn: None,
-            tools: Vec::new(),
+            tools: ToolList::from(Vec::new()),
             server: ServerInfo::default(),
             pid: None,
             identity: None,

@@ -6,7 +6,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use mcpvisor_model::{Endpoint, LogRing, ServerInfo, ServiceConfig, ToolInfo};
+use mcpvisor_model::{Endpoint, LogRing, ServerInfo, ServiceConfig, ToolInfo, ToolList};
 use nix::sys::signal::Signal;
 use ractor::ActorRef;
 use rmcp::model::{ClientRequest, ErrorCode, PingRequest, ServerResult};
@@ -52,7 +52,7 @@ pub struct Established {
     /// Server identity.
     pub server: ServerInfo,
     /// Tools.
-    pub tools: Vec<ToolInfo>,
+    pub tools: ToolList,
     /// Pid (= process group) of a stdio server.
     pub pid: Option<u32>,
     /// Its identity, for reaping after a crash.
@@ -398,9 +398,11 @@ fn server_info(running: &Running) -> ServerInfo {
 /// Converts the SDK's tool into plain data.
 pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
     let mut raw = serde_json::to_value(t).unwrap_or_default();
-    // The schema is kept once, in `input_schema`.
+    // Name, description and schema are kept once, in their own fields.
     if let Some(obj) = raw.as_object_mut() {
-        obj.remove("inputSchema");
+        for key in ["name", "description", "inputSchema"] {
+            obj.remove(key);
+        }
     }
     ToolInfo {
         name: t.name.to_string(),
@@ -475,5 +477,33 @@ pub(crate) async fn probe(peer: Peer<RoleClient>, timeout: Duration, use_list: b
             latency,
             ping_unsupported: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_info_keeps_each_part_once() {
+        let tool: rmcp::model::Tool = serde_json::from_value(serde_json::json!({
+            "name": "echo",
+            "title": "Echo",
+            "description": "Echoes its input",
+            "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
+            "annotations": {"readOnlyHint": true}
+        }))
+        .unwrap();
+        let info = tool_info(&tool);
+        assert_eq!(info.name, "echo");
+        assert_eq!(info.description.as_deref(), Some("Echoes its input"));
+        assert_eq!(info.input_schema["properties"]["text"]["type"], "string");
+        // The rest is kept as sent, without a second copy of the name, description or schema.
+        let raw = info.raw.as_object().unwrap();
+        assert_eq!(raw["title"], "Echo");
+        assert_eq!(raw["annotations"]["readOnlyHint"], true);
+        for key in ["name", "description", "inputSchema"] {
+            assert!(!raw.contains_key(key), "{key} duplicated in raw");
+        }
     }
 }

@@ -158,7 +158,7 @@ pub(crate) struct RootArgs {
     pub env: Arc<dyn Env + Send + Sync>,
     pub shared: Arc<Shared>,
     pub autostart: bool,
-    pub stale_tools: Vec<(ServiceId, Vec<mcpvisor_model::ToolInfo>)>,
+    pub stale_tools: Vec<(ServiceId, mcpvisor_model::ToolList)>,
 }
 
 struct Entry {

@@ -5,9 +5,10 @@
 //! bash scripts/install-test-servers.sh
 //! cargo run --release -p mcpvisor-tests --bin mcpvisor-bench -- all
 //! ```
-//! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add` (or `all`). The MCP
-//! server is npm server-everything over stdio (`--server chaos` uses the workspace's chaos
-//! server instead).
+//! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli` (or `all`).
+//! The MCP server is npm server-everything over stdio (`--server chaos` uses the workspace's
+//! chaos server instead). `rss-cli` measures the real `mcpvisor run` process (the release
+//! binary next to this one: `cargo build --release -p mcpvisor-cli` first) with 30 services.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,30 +147,47 @@ async fn cold_start(s: &Server, n: usize) {
 
 async fn call_latency(s: &Server) {
     const N: usize = 2000;
+    const WARM_UP: usize = 200;
+    // Both set up first, then warmed up and measured call by call in turn, so drift (CPU
+    // frequency, the other load on the machine, node's JIT) hits both sides alike.
     let bare_c = bare_client(s).await;
-    let mut bare = Vec::with_capacity(N);
-    for _ in 0..N {
-        let t = Instant::now();
-        let p = CallToolRequestParams::new(s.tool).with_arguments(s.arguments.clone());
-        bare_c.peer().call_tool(p).await.expect("call");
-        bare.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let _ = bare_c.cancel().await;
     let store = open().await;
     store
         .add_service(service_json(s, "svc"), Wait::Auto)
         .await
         .expect("add");
     let name = format!("svc__{}", s.tool);
-    let mut ours = Vec::with_capacity(N);
-    for _ in 0..N {
+    let bare_call = || async {
+        let t = Instant::now();
+        let p = CallToolRequestParams::new(s.tool).with_arguments(s.arguments.clone());
+        bare_c.peer().call_tool(p).await.expect("call");
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    let our_call = || async {
         let t = Instant::now();
         store
             .call_tool(&name, Some(s.arguments.clone()), None)
             .await
             .expect("call");
-        ours.push(t.elapsed().as_secs_f64() * 1000.0);
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    for _ in 0..WARM_UP {
+        bare_call().await;
+        our_call().await;
     }
+    let mut bare = Vec::with_capacity(N);
+    let mut ours = Vec::with_capacity(N);
+    for i in 0..N {
+        // Alternate which side goes first, too.
+        if i % 2 == 0 {
+            bare.push(bare_call().await);
+            ours.push(our_call().await);
+        } else {
+            ours.push(our_call().await);
+            bare.push(bare_call().await);
+        }
+    }
+    let _ = bare_c.cancel().await;
     store.shutdown().await;
     let (b50, o50) = (pct(&mut bare, 0.5), pct(&mut ours, 0.5));
     row(
@@ -393,6 +411,96 @@ async fn rss_and_idle(s: &Server, rss: bool, idle: bool) {
     store.shutdown().await;
 }
 
+/// The real supervisor process: `mcpvisor run` on a config of 30 services, its peak RSS
+/// (`VmHWM`) read from `/proc` once it reports every service healthy.
+async fn rss_cli(s: &Server) {
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe.with_file_name("mcpvisor");
+    if !bin.exists() {
+        eprintln!(
+            "rss-cli: {} not found; run `cargo build --release -p mcpvisor-cli` first",
+            bin.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let n = 30;
+    let services: Map<String, Value> = (0..n)
+        .map(|i| {
+            let spec = json!({"command": s.command, "args": s.args});
+            (format!("s{i}"), spec)
+        })
+        .collect();
+    let config = dir.path().join("mcp.json");
+    std::fs::write(&config, json!({ "mcpServers": services }).to_string()).expect("config");
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mcpvisor run");
+    let pid = child.id().expect("pid");
+    let stdout = child.stdout.take().expect("stdout");
+    let ready = format!("ready: {n}/{n} healthy");
+    let wait_ready = async {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(&ready) {
+                return Some(lines);
+            }
+        }
+        None
+    };
+    let Ok(Some(_lines)) = tokio::time::timeout(Duration::from_secs(120), wait_ready).await else {
+        eprintln!("rss-cli: mcpvisor run did not report {ready}");
+        return;
+    };
+    // Let the first probes and the state-file write happen.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |f: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(f))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+            / 1024.0
+    };
+    row(
+        "`mcpvisor run` peak RSS, 30 services",
+        field("VmHWM:"),
+        None,
+        "MiB",
+        "<= 15 MiB",
+    );
+    row(
+        "  resident now: file-backed (code)",
+        field("RssFile:"),
+        None,
+        "MiB",
+        "-",
+    );
+    row(
+        "  resident now: anonymous (heap, stacks)",
+        field("RssAnon:"),
+        None,
+        "MiB",
+        "-",
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+}
+
 async fn add_latency() {
     let store = open().await;
     let mut lat = Vec::with_capacity(1000);
@@ -438,6 +546,13 @@ async fn main() {
     let want = |w: &str| all || what.contains(&w);
     let s = server(&kind);
     println!("mcpvisor bench, server: {} {}", s.command, s.args.join(" "));
+    // First: the peak RSS is a high-water mark of this process, so nothing else may have run.
+    if want("rss") || want("idle") {
+        rss_and_idle(&s, want("rss"), want("idle")).await;
+    }
+    if want("rss-cli") {
+        rss_cli(&s).await;
+    }
     if want("add") {
         add_latency().await;
     }
@@ -453,8 +568,5 @@ async fn main() {
     }
     if want("kill") {
         kill_recovery(&s).await;
-    }
-    if want("rss") || want("idle") {
-        rss_and_idle(&s, want("rss"), want("idle")).await;
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use mcpvisor_model::defaults::MAX_TOOL_NAME_LEN;
-use mcpvisor_model::{AgentId, ServiceConfig};
+use mcpvisor_model::{AgentId, ServiceConfig, ToolInfo};
 use serde_json::json;
 
 use super::*;
@@ -42,7 +42,7 @@ fn tool(n: &str) -> ToolInfo {
     }
 }
 
-fn tools(names: &[&str]) -> Vec<ToolInfo> {
+fn tools(names: &[&str]) -> ToolList {
     names.iter().map(|n| tool(n)).collect()
 }
 
