@@ -920,3 +920,87 @@ fn agent_scoped_tools_and_calls() {
     let out = sb.run_with_config(&["call", "svc__echo", "--args", "{}"]);
     assert_eq!(out.code, 2, "{out:?}");
 }
+
+/// A CA and a certificate for `127.0.0.1` / `localhost` it signed, written as PEM files; returns
+/// (CA bundle, certificate chain, key).
+fn test_pki(dir: &Path, tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("mcpvisor test CA {tag}"));
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("server params");
+    let cert = params
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    let paths = (
+        dir.join(format!("ca-{tag}.pem")),
+        dir.join(format!("server-{tag}.pem")),
+        dir.join(format!("server-{tag}.key")),
+    );
+    fs::write(&paths.0, ca.pem()).unwrap();
+    fs::write(&paths.1, cert.pem()).unwrap();
+    fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn https_servers_are_verified_against_the_trusted_roots() {
+    let sb = Sandbox::new();
+    let (ca, cert, key) = test_pki(sb.dir.path(), "good");
+    let (other_ca, _, _) = test_pki(sb.dir.path(), "other");
+    // chaos-mcp serving HTTPS on loopback; its first stdout line is the URL.
+    let mut server = Command::new(chaos_bin())
+        .args(["--http", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn chaos-mcp");
+    let _guard = KillOnDrop(vec![server.id()]);
+    let mut url = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut url)
+        .expect("URL line");
+    let url = url.trim().to_owned();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    sb.write_config(json!({ "secure": {"url": url, "timeouts": {"connect": "3s"}} }));
+    let config = sb.config();
+    let call = |bundle: &Path| {
+        let args = [
+            "call",
+            "secure__echo",
+            "--args",
+            r#"{"text":"over tls"}"#,
+            "--wait",
+            "3s",
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        let mut cmd = sb.command(&args);
+        cmd.env("SSL_CERT_FILE", bundle).env_remove("SSL_CERT_DIR");
+        run_to_end(cmd, &args)
+    };
+
+    // Trusted through SSL_CERT_FILE: the call goes through.
+    let ok = call(&ca).ok();
+    assert_eq!(ok.stdout.trim(), "over tls");
+
+    // Signed by a CA that is not trusted: refused, and the error says why.
+    let refused = call(&other_ca);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.to_lowercase().contains("certificate"),
+        "the reason names the certificate: {refused:?}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

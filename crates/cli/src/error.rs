@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use mcpvisor_model::ConfigErrors;
-use mcpvisor_supervisor::{CallError, StoreError};
+use mcpvisor_supervisor::{CallError, LookupError, StoreError};
 
 /// The exit codes of every command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -93,6 +93,8 @@ const JSONRPC_BAD_REQUEST: [i32; 2] = [-32601, -32602];
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         let code = match &e {
+            // A name that is right, of a service that is down: the operation failed.
+            StoreError::Lookup(LookupError::ServiceNotUp { .. }) => Exit::Failed,
             StoreError::Config(_)
             | StoreError::Load { .. }
             | StoreError::AlreadyExists(_)
@@ -132,6 +134,12 @@ mod tests {
             suggestions: vec![],
         });
         assert_eq!(CliError::from(unknown).code, Exit::BadInput);
+        let down = StoreError::Lookup(LookupError::ServiceNotUp {
+            service: "s".into(),
+            state: mcpvisor_model::ServiceState::Reconnecting,
+            reason: "connection refused".into(),
+        });
+        assert_eq!(CliError::from(down).code, Exit::Failed);
         let rejected = StoreError::Call(CallError::Rejected {
             service: "s".into(),
             tool: "t".into(),

@@ -359,8 +359,26 @@ impl Registry {
             name: name.to_owned(),
             suggestions: Vec::new(),
         };
-        let index = self.index.scope(scope).ok_or_else(unknown)?;
-        let hit = index.resolve(name)?;
+        // `svc{sep}tool` of a service that is not up and whose tools are not known (never
+        // connected, no state file): say so, with its state and reason, rather than "no such
+        // tool".
+        let not_up = || {
+            let (service, _) = name.split_once(self.separator())?;
+            let rec = self.find(scope, service)?;
+            (!rec.state.is_up() && rec.tools.is_empty()).then(|| LookupError::ServiceNotUp {
+                service: service.to_owned(),
+                state: rec.state,
+                reason: rec.reason.clone(),
+            })
+        };
+        let index = self
+            .index
+            .scope(scope)
+            .ok_or_else(|| not_up().unwrap_or_else(unknown))?;
+        let hit = index.resolve(name).map_err(|e| match e {
+            LookupError::UnknownTool { .. } => not_up().unwrap_or(e),
+            other => other,
+        })?;
         let rec = self.records.get(hit.service).ok_or_else(unknown)?;
         Ok(ToolTarget {
             service: rec.id.clone(),

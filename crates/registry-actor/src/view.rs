@@ -123,6 +123,16 @@ pub enum LookupError {
         /// Up to 3 close names (namespaced or bare).
         suggestions: Vec<String>,
     },
+    /// A namespaced tool name of a service that is not connected, so its tools are not known.
+    #[error("service {service:?} is {state}{}: its tools are not known until it connects", reason_suffix(.reason))]
+    ServiceNotUp {
+        /// The service.
+        service: String,
+        /// Its state.
+        state: ServiceState,
+        /// Why (the state's reason, e.g. the last connection error).
+        reason: String,
+    },
     /// A bare tool name offered by several services.
     #[error("the tool name {name:?} is offered by several services; call it by one of: {}", .candidates.join(", "))]
     AmbiguousTool {
@@ -131,6 +141,14 @@ pub enum LookupError {
         /// The namespaced names to use instead.
         candidates: Vec<String>,
     },
+}
+
+fn reason_suffix(reason: &str) -> String {
+    if reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({reason})")
+    }
 }
 
 fn did_you_mean(suggestions: &[String]) -> String {

@@ -205,8 +205,11 @@ pub(crate) async fn connect(
                         url.clone(),
                     )
                     .custom_headers(header_map(headers)?);
+                    // Headers go through rmcp's config (it owns the MCP ones); the client
+                    // brings TLS.
+                    let http = crate::http_client::client(&Default::default())?;
                     let transport =
-                        rmcp::transport::StreamableHttpClientTransport::from_config(config);
+                        rmcp::transport::StreamableHttpClientTransport::with_client(http, config);
                     client
                         .serve(transport)
                         .await

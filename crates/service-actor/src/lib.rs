@@ -15,6 +15,7 @@
 pub mod actor;
 pub mod connection;
 pub mod handle;
+mod http_client;
 pub mod machine;
 pub mod process;
 mod sse;

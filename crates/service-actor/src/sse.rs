@@ -33,18 +33,7 @@ pub(crate) async fn connect(
     timeout: Duration,
     cancel: CancellationToken,
 ) -> Result<(SseSink, SseMessages), String> {
-    let mut map = reqwest::header::HeaderMap::new();
-    for (k, v) in headers {
-        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| format!("header name '{k}' is invalid: {e}"))?;
-        let value = reqwest::header::HeaderValue::from_str(v)
-            .map_err(|e| format!("header '{k}' has an invalid value: {e}"))?;
-        map.insert(name, value);
-    }
-    let client = reqwest::Client::builder()
-        .default_headers(map)
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+    let client = crate::http_client::client(headers)?;
     let base = url::Url::parse(url).map_err(|e| format!("bad url {url}: {e}"))?;
     let response = tokio::time::timeout(
         timeout,

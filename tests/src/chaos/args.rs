@@ -22,6 +22,15 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
 
+    /// With --http: serve HTTPS with this PEM certificate chain (and --tls-key); the printed
+    /// URL is then `https://...`.
+    #[arg(long, value_name = "PEM", requires_all = ["http", "tls_key"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Add N synthetic tools `tool_0..tool_{N-1}` that echo their arguments.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub tools: usize,

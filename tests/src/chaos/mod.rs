@@ -18,6 +18,7 @@
 //! * `--http ADDR` (e.g. `--http 127.0.0.1:0`): streamable HTTP on `http://ADDR/mcp`. Only
 //!   loopback addresses are accepted (anything else exits with code 2). The bound URL, e.g.
 //!   `http://127.0.0.1:43121/mcp`, is the first line of stdout and is flushed at once.
+//!   With `--tls-cert PEM --tls-key PEM` it serves HTTPS instead (URL `https://...`).
 //!
 //! # Tools
 //!
@@ -234,9 +235,14 @@ async fn serve_stdio(shared: Arc<Shared>) -> anyhow::Result<()> {
 async fn serve_http(shared: Arc<Shared>, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
+    let tls = match (&shared.args.tls_cert, &shared.args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     {
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "http://{local}/mcp")?;
+        writeln!(stdout, "{scheme}://{local}/mcp")?;
         stdout.flush()?;
     }
     if shared.args.garbage_at_start {
@@ -257,7 +263,56 @@ async fn serve_http(shared: Arc<Shared>, addr: std::net::SocketAddr) -> anyhow::
             StreamableHttpServerConfig::default(),
         );
     let router = axum::Router::new().nest_service("/mcp", service);
-    chaos_log!("serving streamable HTTP on http://{local}/mcp");
-    axum::serve(listener, router).await?;
+    chaos_log!("serving streamable HTTP on {scheme}://{local}/mcp");
+    match tls {
+        None => axum::serve(listener, router).await?,
+        Some(acceptor) => serve_tls(listener, acceptor, router).await,
+    }
     Ok(())
+}
+
+/// A TLS acceptor for the PEM certificate chain and key given on the command line.
+fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `router` over TLS: one task per connection, HTTP/1.1 (and upgrades).
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: axum::Router,
+) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(tls) => tls,
+                Err(error) => {
+                    chaos_log!("TLS handshake failed: {error}");
+                    return;
+                }
+            };
+            let io = hyper_util::rt::TokioIo::new(tls);
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection_with_upgrades(io, service)
+                    .await;
+        });
+    }
 }

@@ -1,0 +1,48 @@
+//! The HTTP client of remote servers (streamable HTTP and SSE): plain `http://` and `https://`
+//! through rustls with the `ring` provider, trusting the system's root certificates (or the
+//! bundle named by `SSL_CERT_FILE` / `SSL_CERT_DIR`, the usual OpenSSL variables).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+/// The TLS configuration, built once per process (loading the roots reads the system store).
+fn tls_config() -> &'static Result<rustls::ClientConfig, String> {
+    static CONFIG: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let loaded = rustls_native_certs::load_native_certs();
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+        if added == 0 {
+            tracing::warn!(
+                errors = ?loaded.errors,
+                "no trusted root certificates found: https servers will be refused \
+                 (set SSL_CERT_FILE to a CA bundle)"
+            );
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("cannot set up TLS: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(config)
+    })
+}
+
+/// A client that sends `headers` with every request.
+pub(crate) fn client(headers: &BTreeMap<String, String>) -> Result<reqwest::Client, String> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| format!("header name '{k}' is invalid: {e}"))?;
+        let value = reqwest::header::HeaderValue::from_str(v)
+            .map_err(|e| format!("header '{k}' has an invalid value: {e}"))?;
+        map.insert(name, value);
+    }
+    let tls = tls_config().clone()?;
+    reqwest::Client::builder()
+        .default_headers(map)
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
