@@ -10,7 +10,7 @@ use mcpvisor_model::{
 use mcpvisor_service_actor::{
     CallError, ServiceActor, ServiceArgs, ServiceHandle, ServiceMsg, ServiceReport,
 };
-use mcpvisor_tests::{chaos_bin, deadline, pid_alive, wait_for_pid_exit, wait_until};
+use mcpvisor_tests::{chaos_bin, deadline, pid_alive, send_signal, wait_for_pid_exit, wait_until};
 use ractor::{Actor, ActorRef};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -566,5 +566,50 @@ async fn restart_replaces_the_process() {
     s.reach(S::Healthy, LONG).await;
     assert_ne!(s.pid(), old);
     assert!(!pid_alive(old));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_stopped_server_with_a_full_stdin_pipe_is_still_detected_and_replaced() {
+    let mut s = start(config(&[])).await;
+    s.reach(S::Healthy, LONG).await;
+    let old = s.pid();
+    // The server stops reading (SIGSTOP); calls with big arguments fill its stdin pipe, so
+    // every later write, including a timed-out request's notifications/cancelled, blocks.
+    send_signal(old, libc::SIGSTOP).unwrap();
+    let big = "x".repeat(256 * 1024);
+    let started = Instant::now();
+    let calls = (0..4).map(|_| {
+        s.handle.call_tool(
+            "echo",
+            json!({ "text": big }).as_object().cloned(),
+            Some(Duration::from_millis(300)),
+        )
+    });
+    let results = deadline(LONG, "calls end", futures::future::join_all(calls)).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Err(CallError::Timeout { .. }))),
+        "{results:?}"
+    );
+    // Each call is bounded by its timeout plus the cancel grace, never longer.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Probes time out too (not hang): warning, then the stopped group is killed and replaced.
+    s.reach(S::Reconnecting, LONG).await;
+    assert!(
+        wait_for_pid_exit(old, Duration::from_secs(5)).await,
+        "stopped process not killed"
+    );
+    s.reach(S::Healthy, LONG).await;
+    assert_ne!(s.pid(), old);
+    assert_eq!(
+        text_of(&s.call("echo", json!({"text": "back"})).await.unwrap()),
+        "back"
+    );
     s.stop().await;
 }

@@ -32,6 +32,9 @@ pub const TIMEOUT_CONNECT: Duration = Duration::from_secs(30);
 pub const TIMEOUT_CALL: Duration = Duration::from_secs(60);
 /// Grace period of each stop step (stdin closed, then SIGTERM) before the next.
 pub const TIMEOUT_SHUTDOWN: Duration = Duration::from_secs(5);
+/// How long a timed-out request may spend sending its `notifications/cancelled` before it is
+/// abandoned anyway (a server that stopped reading its stdin cannot take the notification).
+pub const CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 /// Restart intensity: more than this many restarts ...
 pub const SUPERVISOR_MAX_RESTARTS: u32 = 5;

@@ -415,6 +415,29 @@ pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
     }
 }
 
+/// Sends `request` and waits for its answer for at most `timeout` (then rmcp sends
+/// `notifications/cancelled`). The whole exchange is bounded too: sending the request or the
+/// cancellation can block on a server that stopped reading (a full stdin pipe), so after
+/// `timeout` + [`CANCEL_GRACE`](mcpvisor_model::defaults::CANCEL_GRACE) it is abandoned and
+/// reported as a timeout. A probe or a call never hangs past its deadline.
+pub(crate) async fn bounded_request(
+    peer: &Peer<RoleClient>,
+    request: ClientRequest,
+    timeout: Duration,
+) -> Result<ServerResult, ServiceError> {
+    let exchange = async {
+        peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
+            .await?
+            .await_response()
+            .await
+    };
+    let limit = timeout.saturating_add(mcpvisor_model::defaults::CANCEL_GRACE);
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(ServiceError::Timeout { timeout }),
+    }
+}
+
 /// Result of one probe.
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -436,13 +459,7 @@ pub(crate) async fn probe(peer: Peer<RoleClient>, timeout: Duration, use_list: b
     } else {
         ClientRequest::PingRequest(PingRequest::default())
     };
-    let res = async {
-        peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
-            .await?
-            .await_response()
-            .await
-    }
-    .await;
+    let res = bounded_request(&peer, request, timeout).await;
     let latency = started.elapsed();
     match res {
         Ok(ServerResult::EmptyResult(_)) | Ok(ServerResult::ListToolsResult(_)) => Probe {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mcpvisor_model::{ServiceId, ServiceMetrics, ServiceState};
 use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest, ServerResult};
-use rmcp::service::{PeerRequestOptions, RoleClient, ServiceError};
+use rmcp::service::{RoleClient, ServiceError};
 use rmcp::Peer;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
@@ -203,13 +203,7 @@ impl ServiceHandle {
         params.arguments = arguments;
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         let started = Instant::now();
-        let result = async {
-            peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
-                .await?
-                .await_response()
-                .await
-        }
-        .await;
+        let result = crate::connection::bounded_request(&peer, request, timeout).await;
         let outcome = match result {
             Ok(ServerResult::CallToolResult(r)) => {
                 let is_error = r.is_error.unwrap_or(false);
