@@ -283,9 +283,10 @@ impl Machine {
             ServiceState::Starting | ServiceState::Healthy | ServiceState::Warning => {}
             ServiceState::Reconnecting | ServiceState::Unreachable if self.live.is_some() => {}
             _ => {
-                if self.state == ServiceState::Failed {
-                    self.window.reset();
-                }
+                // A manual start (also a restart, or a restart by a config change, both of
+                // which stop first) is a fresh start: the restart intensity counts only the
+                // automatic restarts since.
+                self.window.reset();
                 self.attempt = 0;
                 self.timer += 1; // cancels a pending retry
                 self.go(ServiceState::Starting, "start requested", out);
@@ -707,6 +708,28 @@ mod tests {
         let a = t.feed(Input::Start);
         assert_eq!(T::states(&a), vec![S::Starting]);
         assert!(T::connect_gen(&a).is_some());
+    }
+
+    #[test]
+    fn restarting_a_failed_service_gives_it_the_whole_intensity_again() {
+        let mut t = T::new(cfg());
+        let a = t.feed(Input::Start);
+        let mut gen = T::connect_gen(&a).unwrap();
+        for _ in 0..4 {
+            let a = t.exit(gen, Some(1), None);
+            if let Some((timer, after)) = T::retry_after(&a) {
+                t.advance(after);
+                gen = T::connect_gen(&t.feed(Input::RetryDue { timer })).unwrap();
+            }
+        }
+        assert_eq!(t.m.state(), S::Failed);
+        // `restart` = stop, then start: from `stopped`, not `failed`.
+        t.feed(Input::Stop { force: false });
+        assert_eq!(t.m.state(), S::Stopped);
+        let gen = T::connect_gen(&t.feed(Input::Start)).unwrap();
+        // The next crash is retried, not an instant `failed`.
+        let a = t.exit(gen, Some(1), None);
+        assert_eq!(T::states(&a), vec![S::Reconnecting]);
     }
 
     #[test]
