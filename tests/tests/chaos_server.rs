@@ -704,6 +704,8 @@ async fn http_mode_prints_address_and_serves() {
         .unwrap();
     assert_ne!(port, 0);
 
+    // rmcp's own reqwest client needs a default TLS provider (mcpvisor installs ring).
+    mcpvisor_service_actor::install_default_tls_provider();
     let transport = StreamableHttpClientTransport::from_uri(url.as_str());
     let client = deadline(T, "initialize over HTTP", ().serve(transport))
         .await

@@ -36,7 +36,8 @@ pub enum ServiceReport {
         /// When.
         at: Timestamp,
     },
-    /// The tool list (after every connect and every `tools/list_changed`).
+    /// The tool list (after every connect and every `tools/list_changed`; and the last-known
+    /// one, `stale`, when re-reported while not connected).
     Tools {
         /// The service.
         id: ServiceId,
@@ -44,6 +45,8 @@ pub enum ServiceReport {
         tools: ToolList,
         /// Server identity.
         server: ServerInfo,
+        /// Last-known, not live: the service is not connected now.
+        stale: bool,
     },
     /// The server process changed: started (`pid` and identity set) or gone (`None`).
     Process {
@@ -342,10 +345,14 @@ impl State {
                     reason: "re-reported".into(),
                     at: Timestamp::now(),
                 });
-                if self.machine.live_gen().is_some() {
-                    self.report_tools();
-                    self.report_process(self.pid, self.identity.clone());
+                // Everything, connected or not: a rebuilt registry keeps the last-known tools
+                // (stale), and a rebuilt persistence actor records a process that is still
+                // initializing (so it can be reaped after a crash).
+                let live = self.machine.live_gen().is_some();
+                if live || !self.tools.is_empty() {
+                    self.report_tools(!live);
                 }
+                self.report_process(self.pid, self.identity.clone());
             }
             ServiceMsg::PanicForTest => panic!("fault injection: service actor panic requested"),
             ServiceMsg::Spawned { gen, pid, identity } => {
@@ -386,7 +393,7 @@ impl State {
             ServiceMsg::ToolsListed { gen, tools } => {
                 if self.machine.live_gen() == Some(gen) {
                     self.tools = tools;
-                    self.report_tools();
+                    self.report_tools(false);
                 }
             }
             ServiceMsg::ProbeTick { gen } => {
@@ -474,7 +481,7 @@ impl State {
                 self.pid = est.pid;
                 self.identity = est.identity.clone();
                 self.report_process(est.pid, est.identity);
-                self.report_tools();
+                self.report_tools(false);
                 let detail = format!(
                     "connected to {} {}, {} tools",
                     if self.server.name.is_empty() {
@@ -579,11 +586,14 @@ impl State {
         }
     }
 
-    fn report_tools(&self) {
+    /// Reports the tools; `stale` when they are the last-known ones of a service that is not
+    /// connected now.
+    fn report_tools(&self, stale: bool) {
         (self.sink)(ServiceReport::Tools {
             id: self.id.clone(),
             tools: self.tools.clone(),
             server: self.server.clone(),
+            stale,
         });
     }
 

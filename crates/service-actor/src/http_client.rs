@@ -5,10 +5,23 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
+/// Makes `ring` the process-wide default rustls provider unless one is installed already (first
+/// wins, so an embedder's own choice stands). reqwest is built with `rustls-no-provider`: any
+/// reqwest client in the process that is not given a TLS config (rmcp's own constructors, for
+/// one) needs a default provider, and panics without one. Called by `Store::open` and before
+/// the first remote connection.
+pub fn install_default_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The TLS configuration, built once per process (loading the roots reads the system store).
 fn tls_config() -> &'static Result<rustls::ClientConfig, String> {
     static CONFIG: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
     CONFIG.get_or_init(|| {
+        install_default_tls_provider();
         let loaded = rustls_native_certs::load_native_certs();
         let mut roots = rustls::RootCertStore::empty();
         let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);

@@ -16,6 +16,7 @@ pub mod actor;
 pub mod connection;
 pub mod handle;
 mod http_client;
+pub use http_client::install_default_tls_provider;
 pub mod machine;
 pub mod process;
 mod sse;

@@ -159,6 +159,9 @@ pub(crate) struct RootArgs {
     pub shared: Arc<Shared>,
     pub autostart: bool,
     pub stale_tools: Vec<(ServiceId, mcpvisor_model::ToolList)>,
+    /// Services whose process records (of a previous run, reaped) are forgotten before any
+    /// service starts, so a record of this run is never wiped by a late clean-up.
+    pub reaped_owners: Vec<String>,
 }
 
 struct Entry {
@@ -218,6 +221,12 @@ impl Actor for RootActor {
         state.spawn_registry(&myself).await?;
         if state.persist {
             state.spawn_persistence(&myself).await?;
+            for service in std::mem::take(&mut state.args.reaped_owners) {
+                state.to_state_file(PersistenceMsg::SetProcesses {
+                    service,
+                    records: Vec::new(),
+                });
+            }
         }
         let mut all: Vec<(ServiceId, ServiceSpec)> = state
             .config
@@ -896,7 +905,12 @@ impl RootState {
                 });
                 self.evaluate();
             }
-            ServiceReport::Tools { id, tools, server } => {
+            ServiceReport::Tools {
+                id,
+                tools,
+                server,
+                stale,
+            } => {
                 if !self.entries.contains_key(&id) {
                     return;
                 }
@@ -910,7 +924,7 @@ impl RootState {
                     id,
                     tools,
                     server: Some(server),
-                    stale: false,
+                    stale,
                 });
             }
             ServiceReport::Process {

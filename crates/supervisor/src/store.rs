@@ -188,6 +188,7 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub async fn open(options: StoreOptions) -> Result<Store, StoreError> {
+        mcpvisor_service_actor::install_default_tls_provider();
         let mut config = options.config.clone().unwrap_or_default();
         if let Some(path) = &options.config_path {
             match load_config(path, &*options.env) {
@@ -240,19 +241,13 @@ impl Store {
             shared: shared.clone(),
             autostart: options.autostart,
             stale_tools,
+            // The previous run's records were reaped: the root forgets them before anything
+            // starts (this run records its own).
+            reaped_owners: old_process_owners,
         };
         let (root, _) = Actor::spawn(None, RootActor, args)
             .await
             .map_err(StoreError::gone)?;
-        if let Some(p) = shared.persistence() {
-            // The previous run's records were reaped: forget them (this run records its own).
-            for service in old_process_owners {
-                let _ = p.cast(PersistenceMsg::SetProcesses {
-                    service,
-                    records: Vec::new(),
-                });
-            }
-        }
         Ok(Store {
             inner: Arc::new(Inner {
                 root,
