@@ -255,15 +255,9 @@ pub(crate) async fn connect(
 fn header_map(
     headers: &std::collections::BTreeMap<String, String>,
 ) -> Result<std::collections::HashMap<http::HeaderName, http::HeaderValue>, String> {
-    let mut map = std::collections::HashMap::new();
-    for (k, v) in headers {
-        let name = http::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| format!("header name '{k}' is invalid: {e}"))?;
-        let value = http::HeaderValue::from_str(v)
-            .map_err(|e| format!("header '{k}' has an invalid value: {e}"))?;
-        map.insert(name, value);
-    }
-    Ok(map)
+    Ok(crate::http_client::parse_headers(headers)?
+        .into_iter()
+        .collect())
 }
 
 pub(crate) fn exit_info(status: std::io::Result<std::process::ExitStatus>) -> ExitInfo {

@@ -42,16 +42,25 @@ fn tls_config() -> &'static Result<rustls::ClientConfig, String> {
     })
 }
 
+/// The configured headers, each checked: a bad name or value is an error naming the header.
+pub(crate) fn parse_headers(
+    headers: &BTreeMap<String, String>,
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, String> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let name = http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("header name '{k}' is invalid: {e}"))?;
+            let value = http::HeaderValue::from_str(v)
+                .map_err(|e| format!("header '{k}' has an invalid value: {e}"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
 /// A client that sends `headers` with every request.
 pub(crate) fn client(headers: &BTreeMap<String, String>) -> Result<reqwest::Client, String> {
-    let mut map = reqwest::header::HeaderMap::new();
-    for (k, v) in headers {
-        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| format!("header name '{k}' is invalid: {e}"))?;
-        let value = reqwest::header::HeaderValue::from_str(v)
-            .map_err(|e| format!("header '{k}' has an invalid value: {e}"))?;
-        map.insert(name, value);
-    }
+    let map: reqwest::header::HeaderMap = parse_headers(headers)?.into_iter().collect();
     let tls = tls_config().clone()?;
     reqwest::Client::builder()
         .default_headers(map)
