@@ -539,6 +539,31 @@ async fn reaping_never_signals_a_recycled_pid_but_kills_a_recorded_orphan() {
     let mut stranger = spawn_sleep();
     let mut orphan = spawn_sleep();
     let mut earlier_boot = spawn_sleep();
+    // A leader that leaves a member of its group behind and exits (what a server with a
+    // grandchild does when a SIGKILLed supervisor closes its stdin).
+    let mut leader = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "sleep 30 </dev/null >/dev/null 2>&1 & echo $!; read _ || true",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let left_behind: u32 = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(leader.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        line.trim().parse().unwrap()
+    };
+    let l = mcpvisor_service_actor::process_identity(leader.id()).unwrap();
+    let member = mcpvisor_service_actor::process_identity(left_behind).unwrap();
+    drop(leader.stdin.take()); // EOF: the leader exits, its member lives on
+    assert!(leader.wait().unwrap().success());
+    assert!(pid_alive(left_behind));
     let ident = |pid: u32| mcpvisor_service_actor::process_identity(pid).unwrap();
     let (s, o, b) = (
         ident(stranger.id()),
@@ -560,7 +585,11 @@ async fn reaping_never_signals_a_recycled_pid_but_kills_a_recorded_orphan() {
             // Matching pid and start time, but recorded in another boot: left alone.
             {"service": "older", "pid": earlier_boot.id(), "pgid": earlier_boot.id(),
              "start_time_ticks": b.start_time_ticks, "cmdline": b.cmdline,
-             "boot_id": "an-earlier-boot", "sid": b.sid}
+             "boot_id": "an-earlier-boot", "sid": b.sid},
+            // Leader gone, one member of its group left behind: reaped.
+            {"service": "vanished", "pid": leader.id(), "pgid": leader.id(),
+             "start_time_ticks": l.start_time_ticks, "cmdline": l.cmdline,
+             "boot_id": mcpvisor_service_actor::boot_id(), "sid": l.sid}
         ]
     });
     std::fs::write(dir.path().join("state.json"), state.to_string()).unwrap();
@@ -577,6 +606,15 @@ async fn reaping_never_signals_a_recycled_pid_but_kills_a_recorded_orphan() {
     })
     .await;
     assert!(!status.success());
+    // The member left behind is gone too (not our child: checked by pid and start time).
+    deadline(LONG, "member left behind reaped", async {
+        while mcpvisor_service_actor::process_identity(left_behind)
+            .is_some_and(|p| !p.zombie && p.start_time_ticks == member.start_time_ticks)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     assert!(
         stranger.try_wait().unwrap().is_none(),
         "a recycled pid was signalled"

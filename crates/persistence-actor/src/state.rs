@@ -66,9 +66,11 @@ pub struct ProcessRecord {
     #[serde(default)]
     pub boot_id: String,
     /// The session id of the process when recorded: members a vanished leader left behind are
-    /// only reaped if they are still in this session.
-    #[serde(default)]
-    pub sid: u32,
+    /// only reaped if they are still in this session. `None` (not recorded) reaps no members.
+    /// 0 is a real session: processes started by an init that never called `setsid` (CI
+    /// runners, containers) live in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<u32>,
 }
 
 /// Reads the state file in `state_dir`. Never fails: a missing file gives the default snapshot

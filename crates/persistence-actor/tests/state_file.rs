@@ -34,7 +34,7 @@ fn record(service: &str, pid: u32) -> ProcessRecord {
         start_time_ticks: 123_456 + u64::from(pid),
         cmdline: vec!["node".into(), format!("{service}.js")],
         boot_id: "boot".into(),
-        sid: 1,
+        sid: Some(1),
     }
 }
 

@@ -941,7 +941,7 @@ impl RootState {
                         start_time_ticks: ident.start_time_ticks,
                         cmdline: ident.cmdline,
                         boot_id: self.boot_id.clone(),
-                        sid: ident.sid,
+                        sid: Some(ident.sid),
                     }],
                     _ => Vec::new(),
                 };
