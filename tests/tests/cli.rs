@@ -879,6 +879,38 @@ fn a_sigkilled_supervisor_leaves_orphans_that_the_next_run_reaps() {
 }
 
 #[test]
+fn a_hand_edit_made_while_running_survives_a_runtime_add() {
+    let sb = Sandbox::new();
+    sb.write_config(json!({"one": chaos(&[])}));
+    let mut run = sb.start(&[]);
+    run.wait_healthy(&sb, &["one"]);
+    // Edited by hand while `run` (without --watch) holds the config: a service and a note.
+    let chaos_path = chaos_bin().to_string_lossy().into_owned();
+    write_atomically(
+        &sb.config(),
+        &json!({"note": "added by hand", "mcpServers": {"one": chaos(&[]), "manual": chaos(&[])}})
+            .to_string(),
+    );
+    let added = sb
+        .run(&["add", "extra", "--", &chaos_path, "--tools", "1"])
+        .ok();
+    assert!(added.stdout.contains("added extra: healthy"), "{added:?}");
+    let file: Value = poll(
+        Duration::from_secs(5),
+        "the added service in the config file",
+        || {
+            let text = fs::read_to_string(sb.config()).ok()?;
+            let v: Value = serde_json::from_str(&text).ok()?;
+            v["mcpServers"].get("extra").is_some().then_some(v)
+        },
+    );
+    let names: Vec<&String> = file["mcpServers"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["one", "manual", "extra"], "{file}");
+    assert_eq!(file["note"], "added by hand", "{file}");
+    assert!(run.terminate().success(), "{}", run.output());
+}
+
+#[test]
 fn agent_scoped_tools_and_calls() {
     let sb = Sandbox::new();
     write_atomically(

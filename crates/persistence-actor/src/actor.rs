@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcpvisor_model::env::{Env, ProcessEnv};
 use mcpvisor_model::{Event, ServerInfo, ServicesConfig, Timestamp, ToolList};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::error::PersistError;
-use crate::file::{remove_stale_temp_files, write_config};
+use crate::file::remove_stale_temp_files;
+use crate::save::{save_config, Known, Saved};
 use crate::state::{load_state, state_path, ProcessRecord, ServiceSnapshot, StateSnapshot};
 use crate::streak::{FailureStreak, RetryPolicy, DEFAULT_COALESCE};
 
@@ -50,6 +52,9 @@ pub struct PersistenceArgs {
     /// Receives [`Event::PersistenceError`] and [`Event::PersistenceRecovered`]. Called on the
     /// actor's task: keep it quick and non-blocking.
     pub on_event: Arc<dyn Fn(Event) + Send + Sync>,
+    /// Expands `${VAR}`s when the config file, edited by hand, is read back for a merge (use
+    /// the environment the config was loaded with; default: the process environment).
+    pub env: Arc<dyn Env + Send + Sync>,
 }
 
 impl PersistenceArgs {
@@ -65,7 +70,14 @@ impl PersistenceArgs {
             coalesce: DEFAULT_COALESCE,
             retry: RetryPolicy::default(),
             on_event: Arc::new(on_event),
+            env: Arc::new(ProcessEnv),
         }
+    }
+
+    /// Uses `env` to expand `${VAR}`s when reading the config file back.
+    pub fn with_env(mut self, env: Arc<dyn Env + Send + Sync>) -> Self {
+        self.env = env;
+        self
     }
 }
 
@@ -160,7 +172,10 @@ pub struct PersistenceState {
     coalesce: Duration,
     retry: RetryPolicy,
     on_event: Arc<dyn Fn(Event) + Send + Sync>,
+    env: Arc<dyn Env + Send + Sync>,
     pending_config: Option<Arc<ServicesConfig>>,
+    /// The config file as last read or written (to detect and merge edits made by hand).
+    known_config: Option<Known>,
     config_slot: Slot,
     snapshot: StateSnapshot,
     state_dirty: bool,
@@ -180,7 +195,8 @@ impl Actor for PersistenceActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let dir = args.state_dir.clone();
         let config_path = args.config_path.clone();
-        let (snapshot, problem) = tokio::task::spawn_blocking(move || {
+        let env = args.env.clone();
+        let (snapshot, problem, known_config) = tokio::task::spawn_blocking(move || {
             let _ = std::fs::create_dir_all(&dir);
             let stale =
                 remove_stale_temp_files(&config_path) + remove_stale_temp_files(&state_path(&dir));
@@ -190,7 +206,9 @@ impl Actor for PersistenceActor {
                     "removed temp files left by an interrupted write"
                 );
             }
-            load_state(&dir)
+            let known = Known::read(&config_path, &*env);
+            let (snapshot, problem) = load_state(&dir);
+            (snapshot, problem, known)
         })
         .await
         .unwrap_or_default();
@@ -203,7 +221,9 @@ impl Actor for PersistenceActor {
             coalesce: args.coalesce,
             retry: args.retry,
             on_event: args.on_event,
+            env: args.env,
             pending_config: None,
+            known_config,
             config_slot: Slot::default(),
             snapshot,
             state_dirty: false,
@@ -366,11 +386,15 @@ impl PersistenceState {
             Target::Config => match self.pending_config.clone() {
                 Some(cfg) => {
                     // No message is handled while this awaits, so nothing newer can arrive.
-                    let result = write_config_blocking(path.clone(), cfg).await;
-                    if result.is_ok() {
-                        self.pending_config = None;
+                    let known = self.known_config.clone();
+                    match save_config_blocking(path.clone(), cfg, known, self.env.clone()).await {
+                        Ok(saved) => {
+                            self.pending_config = None;
+                            self.after_save(&path, saved);
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
                     }
-                    result
                 }
                 None => Ok(()),
             },
@@ -384,9 +408,8 @@ impl PersistenceState {
         };
         match &result {
             Ok(()) => {
-                match target {
-                    Target::Config => self.stats.config_writes += 1,
-                    Target::State => self.stats.state_writes += 1,
+                if target == Target::State {
+                    self.stats.state_writes += 1;
                 }
                 if self.slot(target).streak.succeeded() {
                     tracing::info!(path = %path.display(), "write succeeded again");
@@ -417,6 +440,29 @@ impl PersistenceState {
         result
     }
 
+    /// Bookkeeping of a successful config save: counters, the file as it is now, and the
+    /// report of a merge with hand edits.
+    fn after_save(&mut self, path: &Path, saved: Saved) {
+        if saved.wrote {
+            self.stats.config_writes += 1;
+        }
+        if saved.merged {
+            tracing::info!(path = %path.display(), wrote = saved.wrote, "the config file was edited by hand; runtime changes merged into it");
+        }
+        if !saved.conflicts.is_empty() {
+            let services = saved.conflicts.join(", ");
+            tracing::warn!(path = %path.display(), %services, "hand edits kept over runtime changes");
+            self.emit(Event::PersistenceError {
+                path: path.display().to_string(),
+                message: format!(
+                    "the file was edited by hand since mcpvisor last wrote it; kept the file's version of {services} (their runtime changes are not saved)"
+                ),
+                at: Timestamp::now(),
+            });
+        }
+        self.known_config = Some(saved.known);
+    }
+
     fn emit(&self, event: Event) {
         let on_event = &self.on_event;
         if std::panic::catch_unwind(AssertUnwindSafe(|| on_event(event))).is_err() {
@@ -425,25 +471,27 @@ impl PersistenceState {
     }
 }
 
-/// Writes the config file off the actor's thread.
-async fn write_config_blocking(
+/// Saves the config file (merging hand edits) off the actor's thread.
+async fn save_config_blocking(
     path: PathBuf,
     cfg: Arc<ServicesConfig>,
-) -> Result<(), PersistError> {
+    known: Option<Known>,
+    env: Arc<dyn Env + Send + Sync>,
+) -> Result<Saved, PersistError> {
     let task_path = path.clone();
     tokio::task::spawn_blocking(move || {
         if let Some(parent) = task_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             // A failure here shows up, better named, as the write's own error.
             let _ = std::fs::create_dir_all(parent);
         }
-        write_config(&task_path, &cfg)
+        save_config(&task_path, &cfg, known.as_ref(), &*env)
     })
     .await
     .unwrap_or_else(|e| join_failed(path, e))
 }
 
 /// The blocking write task panicked (not expected): reported like an I/O failure, retried.
-fn join_failed(path: PathBuf, e: tokio::task::JoinError) -> Result<(), PersistError> {
+fn join_failed<T>(path: PathBuf, e: tokio::task::JoinError) -> Result<T, PersistError> {
     Err(PersistError::Io {
         path,
         op: "run the write task",

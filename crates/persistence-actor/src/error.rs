@@ -57,6 +57,17 @@ pub enum PersistError {
         /// What the JSON parser expected.
         message: String,
     },
+    /// The config file was edited by hand since mcpvisor last read or wrote it, and the
+    /// runtime's pending changes cannot be merged into it: the edit does not validate, or the
+    /// merge would not (say, a service added at run time depends on one removed by hand).
+    /// Nothing is written; the changes stay pending and are retried.
+    #[error("not writing {}: it was edited by hand since mcpvisor last wrote it, and {message}; pending runtime changes are kept and written once the file is fixed", path.display())]
+    HandEdit {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, naming services and fields.
+        message: String,
+    },
     /// The data could not be encoded as JSON (not expected to happen for mcpvisor's types).
     #[error("cannot write {}: encoding JSON failed: {message}", path.display())]
     Encode {
@@ -90,6 +101,7 @@ impl PersistError {
             | PersistError::DiskFull { path, .. }
             | PersistError::Io { path, .. }
             | PersistError::Unparseable { path, .. }
+            | PersistError::HandEdit { path, .. }
             | PersistError::Encode { path, .. } => path,
         }
     }

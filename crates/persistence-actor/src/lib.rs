@@ -13,11 +13,15 @@
 //! **Invariant:** a file on disk is always either the previous or the next complete version
 //! (temp file, fsync, rename, fsync directory; the previous one kept as `<file>.bak`), and a
 //! config file that does not parse is never overwritten. The actor never stops on an I/O error.
+//! A config file edited by hand since the actor last read or wrote it is never replaced
+//! wholesale: the runtime's changes are merged into it service by service ([`merge()`]).
 #![warn(missing_docs)]
 
 mod actor;
 mod error;
 mod file;
+mod merge;
+mod save;
 mod state;
 mod streak;
 
@@ -31,6 +35,7 @@ pub use file::{
     backup_path, check_overwritable, is_temp_file_of, load_config, remove_stale_temp_files,
     write_atomic, write_config,
 };
+pub use merge::{merge, Merged};
 pub use state::{
     load_state, state_path, write_state, ProcessRecord, ServiceSnapshot, StateSnapshot, STATE_FILE,
 };

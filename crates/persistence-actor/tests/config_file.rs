@@ -161,7 +161,8 @@ async fn unparseable_config_is_never_overwritten_until_fixed_by_hand() {
     assert!(errors[0].contains("fix the file by hand"), "{}", errors[0]);
     assert!(stats(&actor).await.config_pending, "the change is kept");
 
-    // The user repairs the file: the pending config is written, the old file kept as .bak.
+    // The user repairs the file: the pending config is merged into it (the repair, a service
+    // of its own, is an edit by hand and stays), the old file kept as .bak.
     let fixed = "{\"mcpServers\": {\"db\": {\"command\": \"pg\"}}}\n";
     fs::write(&path, fixed).unwrap();
     let latest = config_of(4, 2);
@@ -172,7 +173,10 @@ async fn unparseable_config_is_never_overwritten_until_fixed_by_hand() {
         (events.recovered(&path) == 1).then_some(())
     })
     .await;
-    assert_eq!(read(&path), latest.to_json_pretty());
+    let written: Value = serde_json::from_str(&read(&path)).unwrap();
+    let names: Vec<&String> = written["mcpServers"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["db", "s0", "s1", "s2", "s3"]);
+    assert_eq!(written["generation"], 2);
     assert_eq!(read(&backup_path(&path)), fixed);
     assert_eq!(events.errors(&path).len(), 1);
 }

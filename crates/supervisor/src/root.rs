@@ -474,7 +474,8 @@ impl RootState {
         });
         let args = PersistenceArgs::new(config_path, state_dir, move |e| {
             let _ = me.cast(RootMsg::Publish(e));
-        });
+        })
+        .with_env(self.args.env.clone());
         let (p, _) = Actor::spawn_linked(None, PersistenceActor, args, myself.get_cell()).await?;
         *write(&self.args.shared.persistence) = Some(p);
         Ok(())
