@@ -510,6 +510,21 @@ async fn ignore_sigterm_flag_survives_sigterm() {
 }
 
 #[tokio::test]
+async fn log_ignored_sigterm_flag_survives_sigterm_and_says_so() {
+    let (mut process, stderr) = spawn_drained(&["--log-ignored-sigterm"]);
+    let client = deadline(T, "initialize", process.connect()).await.unwrap();
+    assert!(!stderr.text().contains("SIGTERM received"));
+    assert_survives_sigterm(&mut process, &client).await;
+    assert!(
+        stderr
+            .wait_for(T, |s| s.contains("SIGTERM received, ignored"))
+            .await,
+        "{}",
+        stderr.text()
+    );
+}
+
+#[tokio::test]
 async fn ignore_sigterm_action_survives_sigterm() {
     let (mut process, _stderr) = spawn_drained(&[]);
     let client = deadline(T, "initialize", process.connect()).await.unwrap();

@@ -367,6 +367,63 @@ async fn forced_stop_is_immediate() {
 }
 
 #[tokio::test]
+async fn a_forced_stop_cuts_a_graceful_stop_short() {
+    // Ignores SIGTERM (logging it) and, once hung, stdin closing too. With a 5 s grace the
+    // graceful stop closes stdin, waits 5 s, sends SIGTERM, then would wait 5 s more.
+    let mut cfg = config(&["--log-ignored-sigterm"]);
+    cfg.timeouts.shutdown = Duration::from_secs(5);
+    cfg.health.interval = Duration::from_secs(60);
+    let mut s = start(cfg).await;
+    s.reach(S::Healthy, LONG).await;
+    let pid = s.pid();
+    s.call("chaos", json!({"action": "hang"})).await.unwrap();
+    let (graceful_tx, graceful_rx) = tokio::sync::oneshot::channel();
+    s.actor
+        .cast(ServiceMsg::Stop {
+            force: false,
+            reply: Some(graceful_tx.into()),
+        })
+        .unwrap();
+    s.reach(S::Stopping, LONG).await;
+    // In the last graceful step: SIGTERM sent (and ignored), waiting for an exit.
+    let ring = s.stderr.clone();
+    assert!(
+        wait_until(LONG, || ring
+            .tail(20)
+            .iter()
+            .any(|l| l.contains("SIGTERM received, ignored")))
+        .await,
+        "no SIGTERM seen; stderr: {:?}",
+        s.stderr.tail(10)
+    );
+    assert!(pid_alive(pid), "still in its graceful wait");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = Instant::now();
+    s.actor
+        .cast(ServiceMsg::Stop {
+            force: true,
+            reply: Some(tx.into()),
+        })
+        .unwrap();
+    deadline(Duration::from_secs(10), "forced stop", rx)
+        .await
+        .unwrap();
+    deadline(
+        Duration::from_secs(1),
+        "the graceful stop's answer too",
+        graceful_rx,
+    )
+    .await
+    .unwrap();
+    assert!(wait_for_pid_exit(pid, Duration::from_secs(2)).await);
+    // Not at the end of the SIGTERM wait (5 s), at once.
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    assert_eq!(s.handle.state(), S::Stopped);
+    s.actor.stop(None);
+}
+
+#[tokio::test]
 async fn call_timeout_cancels_and_leaves_the_service_healthy() {
     let mut s = start(config(&[])).await;
     s.reach(S::Healthy, LONG).await;

@@ -275,6 +275,11 @@ pub(crate) fn exit_info(status: std::io::Result<std::process::ExitStatus>) -> Ex
 
 /// Kills what is left of the group, reaps the leader, waits (bounded) for the group to empty,
 /// and only then disarms the guard — a group id is never signalled after it could be reused.
+/// Resolves when a forced stop is requested (or the actor is gone).
+async fn forced(stop_rx: &mut mpsc::Receiver<bool>) {
+    while let Some(false) = stop_rx.recv().await {}
+}
+
 async fn teardown(child: &mut Child, mut guard: GroupGuard, force: bool, grace: Grace) {
     let Some(pgid) = guard.pgid() else { return };
     if !force {
@@ -329,20 +334,28 @@ async fn monitor_stdio(
             }
         }
         force = stop_rx.recv() => {
-            let mut force = force.unwrap_or(true);
-            if !force {
-                // 1. Close stdin (ending the MCP session drops the transport), wait.
-                ct.cancel();
-                let _ = tokio::time::timeout(grace.shutdown, &mut waiting).await;
+            ct.cancel();
+            if !force.unwrap_or(true) {
+                // 1. Close stdin (ending the MCP session drops the transport), wait for the
+                // exit; 2. SIGTERM the group, wait. A forced stop (or the connection's cancel)
+                // arriving meanwhile cuts the waits short.
+                let pgid = guard.pgid();
+                let graceful = async {
+                    let _ = tokio::time::timeout(grace.shutdown, &mut waiting).await;
+                    let _ = tokio::time::timeout(grace.shutdown, child.wait()).await;
+                    if let Some(pgid) = pgid {
+                        signal_group(pgid, Signal::SIGTERM);
+                    }
+                    let _ = tokio::time::timeout(grace.shutdown, child.wait()).await;
+                };
                 tokio::select! {
-                    _ = tokio::time::timeout(grace.shutdown, child.wait()) => {}
-                    f = stop_rx.recv() => force = f.unwrap_or(true),
+                    _ = graceful => {}
+                    _ = forced(&mut stop_rx) => tracing::debug!("forced stop during a graceful stop"),
+                    _ = cancel.cancelled() => {}
                 }
-            } else {
-                ct.cancel();
             }
-            // 2. SIGTERM the group, wait; 3. SIGKILL the group.
-            teardown(&mut child, guard, force, grace).await;
+            // 3. SIGKILL the group (what is left of it).
+            teardown(&mut child, guard, true, grace).await;
             EndCause::Cancelled
         }
         _ = cancel.cancelled() => {

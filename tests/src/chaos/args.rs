@@ -91,6 +91,11 @@ pub struct Args {
     #[arg(long)]
     pub ignore_sigterm: bool,
 
+    /// Ignore SIGTERM through a handler that logs `SIGTERM received, ignored` on stderr at
+    /// each one (so a test can see when it came). Not inherited by children, unlike SIG_IGN.
+    #[arg(long)]
+    pub log_ignored_sigterm: bool,
+
     /// Spawn a grandchild (`sleep 100000`) in our process group that outlives us.
     #[arg(long)]
     pub spawn_grandchild: bool,

@@ -95,6 +95,26 @@ pub fn ignore_sigterm() {
     log(format_args!("ignoring SIGTERM"));
 }
 
+/// Ignore SIGTERM from now on through a handler that writes `SIGTERM received, ignored` to
+/// stderr each time (one write(2): async-signal-safe, and atomic on a pipe).
+pub fn log_ignored_sigterm() {
+    extern "C" fn on_sigterm(_: libc::c_int) {
+        const MSG: &[u8] = b"chaos-mcp: SIGTERM received, ignored\n";
+        // SAFETY: write(2) is async-signal-safe; MSG is a valid static buffer.
+        unsafe {
+            libc::write(2, MSG.as_ptr().cast(), MSG.len());
+        }
+    }
+    // SAFETY: the handler only calls write(2), which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            on_sigterm as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+    log(format_args!("ignoring SIGTERM (logging each)"));
+}
+
 /// Spawn `sleep 100000` in our process group and forget it: it is neither killed nor waited
 /// for, so it outlives us. Returns its pid (also logged as `grandchild pid N`).
 pub fn spawn_grandchild(keep_stdio: bool) -> std::io::Result<u32> {

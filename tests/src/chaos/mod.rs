@@ -56,7 +56,7 @@
 //! | garbage line on stdout | `--garbage-at-start` (text from `--garbage-text`) | `garbage` (`text`: string) |
 //! | flood stderr | `--stderr-flood BYTES` | `stderr_flood` (`bytes`: integer) |
 //! | log lines on stderr | `--stderr-lines N` | `stderr_lines` (`count`: integer) |
-//! | ignore SIGTERM | `--ignore-sigterm` | `ignore_sigterm` |
+//! | ignore SIGTERM | `--ignore-sigterm` (`--log-ignored-sigterm`: through a handler logging `SIGTERM received, ignored`) | `ignore_sigterm` |
 //! | grandchild | `--spawn-grandchild` (+ `--grandchild-keep-stdio`) | `spawn_grandchild` (`keep_stdio`: bool) |
 //! | slow startup | `--startup-delay-ms MS` | — |
 //! | tool list change | `--add-tool-after-calls N` (adds `late_tool`) | `add_tool` (`name`), `remove_tool` (`name`) |
@@ -160,6 +160,9 @@ pub fn run_with(args: Args) -> anyhow::Result<()> {
     }
     if args.ignore_sigterm {
         faults::ignore_sigterm();
+    }
+    if args.log_ignored_sigterm {
+        faults::log_ignored_sigterm();
     }
     if let Some(code) = args.exit_at_start {
         chaos_log!("exiting at start with code {code}");
