@@ -424,6 +424,58 @@ async fn dropping_the_store_without_shutdown_kills_every_child() {
 }
 
 #[tokio::test]
+async fn hand_edits_survive_runtime_changes_and_a_respawned_persistence_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mcp.json");
+    let chaos = chaos_bin().to_string_lossy().into_owned();
+    std::fs::write(
+        &file,
+        json!({"mcpServers": {"a": {"command": chaos}}}).to_string(),
+    )
+    .unwrap();
+    let store = Store::open(StoreOptions {
+        autostart: false,
+        ..StoreOptions::new()
+            .config_file(&file)
+            .state_dir(dir.path().join("state"))
+    })
+    .await
+    .unwrap();
+    // Edited by hand while the store runs: a service and a top-level note.
+    std::fs::write(
+        &file,
+        json!({"note": "by hand", "mcpServers": {"a": {"command": chaos}, "h": {"command": chaos}}})
+            .to_string(),
+    )
+    .unwrap();
+    // The persistence actor dies; its successor re-saves the runtime config (which knows
+    // nothing of the edit) and must merge, not overwrite.
+    store.inject_persistence_death().unwrap();
+    store
+        .add_service(json!({"name": "b", "command": chaos}), Wait::None)
+        .await
+        .unwrap();
+    let f = file.clone();
+    let on_disk = deadline(LONG, "b in the config file", async move {
+        loop {
+            if let Ok(v) =
+                serde_json::from_str::<Value>(&std::fs::read_to_string(&f).unwrap_or_default())
+            {
+                if v["mcpServers"].get("b").is_some() {
+                    return v;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let names: Vec<&String> = on_disk["mcpServers"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["a", "h", "b"], "{on_disk}");
+    assert_eq!(on_disk["note"], "by hand");
+    store.shutdown().await;
+}
+
+#[tokio::test]
 async fn runtime_changes_are_persisted_and_reloaded() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mcp.json");

@@ -17,7 +17,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::error::PersistError;
 use crate::file::remove_stale_temp_files;
-use crate::save::{save_config, Known, Saved};
+use crate::save::{save_config, KnownCell, KnownConfig, Saved};
 use crate::state::{load_state, state_path, ProcessRecord, ServiceSnapshot, StateSnapshot};
 use crate::streak::{FailureStreak, RetryPolicy, DEFAULT_COALESCE};
 
@@ -55,6 +55,10 @@ pub struct PersistenceArgs {
     /// Expands `${VAR}`s when the config file, edited by hand, is read back for a merge (use
     /// the environment the config was loaded with; default: the process environment).
     pub env: Arc<dyn Env + Send + Sync>,
+    /// What the config file held when last read or written, shared with whoever spawns the
+    /// actor so a respawned actor continues from it. `None`: the actor reads the file when it
+    /// starts and keeps its own cell.
+    pub known: Option<KnownCell>,
 }
 
 impl PersistenceArgs {
@@ -71,7 +75,14 @@ impl PersistenceArgs {
             retry: RetryPolicy::default(),
             on_event: Arc::new(on_event),
             env: Arc::new(ProcessEnv),
+            known: None,
         }
+    }
+
+    /// Shares `cell` (see [`PersistenceArgs::known`]).
+    pub fn with_known(mut self, cell: KnownCell) -> Self {
+        self.known = Some(cell);
+        self
     }
 
     /// Uses `env` to expand `${VAR}`s when reading the config file back.
@@ -175,7 +186,7 @@ pub struct PersistenceState {
     env: Arc<dyn Env + Send + Sync>,
     pending_config: Option<Arc<ServicesConfig>>,
     /// The config file as last read or written (to detect and merge edits made by hand).
-    known_config: Option<Known>,
+    known_config: KnownCell,
     config_slot: Slot,
     snapshot: StateSnapshot,
     state_dirty: bool,
@@ -196,7 +207,8 @@ impl Actor for PersistenceActor {
         let dir = args.state_dir.clone();
         let config_path = args.config_path.clone();
         let env = args.env.clone();
-        let (snapshot, problem, known_config) = tokio::task::spawn_blocking(move || {
+        let read_known = args.known.is_none();
+        let (snapshot, problem, known_read) = tokio::task::spawn_blocking(move || {
             let _ = std::fs::create_dir_all(&dir);
             let stale =
                 remove_stale_temp_files(&config_path) + remove_stale_temp_files(&state_path(&dir));
@@ -206,7 +218,11 @@ impl Actor for PersistenceActor {
                     "removed temp files left by an interrupted write"
                 );
             }
-            let known = Known::read(&config_path, &*env);
+            let known = if read_known {
+                KnownConfig::read(&config_path, &*env)
+            } else {
+                None
+            };
             let (snapshot, problem) = load_state(&dir);
             (snapshot, problem, known)
         })
@@ -223,7 +239,9 @@ impl Actor for PersistenceActor {
             on_event: args.on_event,
             env: args.env,
             pending_config: None,
-            known_config,
+            known_config: args
+                .known
+                .unwrap_or_else(|| Arc::new(std::sync::Mutex::new(known_read))),
             config_slot: Slot::default(),
             snapshot,
             state_dirty: false,
@@ -386,7 +404,11 @@ impl PersistenceState {
             Target::Config => match self.pending_config.clone() {
                 Some(cfg) => {
                     // No message is handled while this awaits, so nothing newer can arrive.
-                    let known = self.known_config.clone();
+                    let known = self
+                        .known_config
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone();
                     match save_config_blocking(path.clone(), cfg, known, self.env.clone()).await {
                         Ok(saved) => {
                             self.pending_config = None;
@@ -460,7 +482,10 @@ impl PersistenceState {
                 at: Timestamp::now(),
             });
         }
-        self.known_config = Some(saved.known);
+        *self
+            .known_config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(saved.known);
     }
 
     fn emit(&self, event: Event) {
@@ -475,7 +500,7 @@ impl PersistenceState {
 async fn save_config_blocking(
     path: PathBuf,
     cfg: Arc<ServicesConfig>,
-    known: Option<Known>,
+    known: Option<KnownConfig>,
     env: Arc<dyn Env + Send + Sync>,
 ) -> Result<Saved, PersistError> {
     let task_path = path.clone();

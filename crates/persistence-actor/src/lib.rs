@@ -36,6 +36,7 @@ pub use file::{
     write_atomic, write_config,
 };
 pub use merge::{merge, Merged};
+pub use save::{load_config_known, KnownCell, KnownConfig, SETTLE};
 pub use state::{
     load_state, state_path, write_state, ProcessRecord, ServiceSnapshot, StateSnapshot, STATE_FILE,
 };

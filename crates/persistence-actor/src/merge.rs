@@ -5,9 +5,9 @@
 //! `theirs` what the file holds now. Services (of the store and of each agent) are the unit:
 //! a service the runtime changed (added, updated, removed) since `base` takes the runtime's
 //! version unless the file changed that same service differently, in which case the file's
-//! version is kept and the service is reported as a conflict. Everything else — services only
-//! the file changed, `defaults`, `supervisor`, unknown top-level keys, key order — is the
-//! file's. Pure: no I/O.
+//! version is kept and the service is reported as a conflict. Top-level keys (`defaults`,
+//! `supervisor`, unknown ones) merge the same way, one key at a time. Everything else —
+//! services and keys only the file changed, key order — is the file's. Pure: no I/O.
 
 use indexmap::IndexMap;
 use mcpvisor_model::{AgentConfig, AgentId, ServiceName, ServiceSpec, ServicesConfig};

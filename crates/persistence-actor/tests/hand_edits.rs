@@ -209,3 +209,77 @@ async fn a_file_edited_before_the_actor_started_counts_as_its_starting_point() {
         .unwrap();
     assert_eq!(on_disk(&path), json!({"mcpServers": {"a": svc("a")}}));
 }
+
+#[tokio::test]
+async fn a_hand_edit_using_a_variable_unset_here_still_takes_runtime_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = Events::default();
+    let path = config_path(dir.path());
+    let actor = spawn(args(dir.path(), &events)).await;
+    save(&actor, json!({"mcpServers": {"a": svc("a")}}))
+        .await
+        .unwrap();
+    // Meant for another environment: neither variable is set in this process.
+    let remote = json!({"url": "${MCPVISOR_TEST_UNSET_URL}", "headers": {"Authorization": "Bearer ${MCPVISOR_TEST_UNSET_TOKEN}"}});
+    edit_by_hand(
+        &path,
+        json!({"mcpServers": {"a": svc("a"), "remote": remote}}),
+    );
+    save(
+        &actor,
+        json!({"mcpServers": {"a": svc("a"), "b": svc("b")}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        on_disk(&path),
+        json!({"mcpServers": {"a": svc("a"), "remote": remote, "b": svc("b")}}),
+        "merged, the variables written back as written"
+    );
+    assert!(
+        events.errors(&path).is_empty(),
+        "{:?}",
+        events.errors(&path)
+    );
+}
+
+#[tokio::test]
+async fn an_emptied_file_is_given_time_to_settle_then_written_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_path(dir.path());
+    let actor = spawn(args(dir.path(), &Events::default())).await;
+    save(&actor, json!({"mcpServers": {"a": svc("a")}}))
+        .await
+        .unwrap();
+    // Truncated (as an editor does before writing) and left so.
+    fs::write(&path, "").unwrap();
+    let started = std::time::Instant::now();
+    save(
+        &actor,
+        json!({"mcpServers": {"a": svc("a"), "b": svc("b")}}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() >= mcpvisor_persistence_actor::SETTLE,
+        "written without waiting for the file to settle"
+    );
+    assert_eq!(
+        on_disk(&path),
+        json!({"mcpServers": {"a": svc("a"), "b": svc("b")}})
+    );
+}
+
+#[tokio::test]
+async fn saving_what_the_file_already_holds_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_path(dir.path());
+    let actor = spawn(args(dir.path(), &Events::default())).await;
+    let v = json!({"mcpServers": {"a": svc("a")}});
+    save(&actor, v.clone()).await.unwrap();
+    let writes = stats(&actor).await.config_writes;
+    let before = fs::metadata(&path).unwrap().modified().unwrap();
+    save(&actor, v).await.unwrap();
+    assert_eq!(stats(&actor).await.config_writes, writes);
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), before);
+}

@@ -14,7 +14,7 @@ use mcpvisor_model::{
     ServiceSpec, ServiceState, ServicesConfig, Timestamp,
 };
 use mcpvisor_persistence_actor::{
-    PersistenceActor, PersistenceArgs, PersistenceMsg, ProcessRecord,
+    KnownCell, PersistenceActor, PersistenceArgs, PersistenceMsg, ProcessRecord,
 };
 use mcpvisor_registry_actor::{RegistryActor, RegistryArgs, RegistryMsg};
 use mcpvisor_service_actor::{ServiceActor, ServiceArgs, ServiceHandle, ServiceMsg, ServiceReport};
@@ -162,6 +162,9 @@ pub(crate) struct RootArgs {
     /// Services whose process records (of a previous run, reaped) are forgotten before any
     /// service starts, so a record of this run is never wiped by a late clean-up.
     pub reaped_owners: Vec<String>,
+    /// The config file as last read or written, shared with every persistence actor spawned
+    /// (a respawned one continues from it).
+    pub known_config: KnownCell,
 }
 
 struct Entry {
@@ -475,7 +478,8 @@ impl RootState {
         let args = PersistenceArgs::new(config_path, state_dir, move |e| {
             let _ = me.cast(RootMsg::Publish(e));
         })
-        .with_env(self.args.env.clone());
+        .with_env(self.args.env.clone())
+        .with_known(self.args.known_config.clone());
         let (p, _) = Actor::spawn_linked(None, PersistenceActor, args, myself.get_cell()).await?;
         *write(&self.args.shared.persistence) = Some(p);
         Ok(())

@@ -9,7 +9,9 @@ use mcpvisor_model::{
     split_services, AgentId, ConfigError, ConfigErrors, MetricsSnapshot, ServiceId, ServiceName,
     ServiceState, ServicesConfig,
 };
-use mcpvisor_persistence_actor::{load_config, load_state, LoadError, PersistenceMsg};
+use mcpvisor_persistence_actor::{
+    load_config_known, load_state, KnownCell, LoadError, PersistenceMsg,
+};
 use mcpvisor_registry_actor::{
     EventStream, LookupError, RegistryMsg, Scope, ServiceView, ToolEntry,
 };
@@ -190,9 +192,17 @@ impl Store {
     pub async fn open(options: StoreOptions) -> Result<Store, StoreError> {
         mcpvisor_service_actor::install_default_tls_provider();
         let mut config = options.config.clone().unwrap_or_default();
+        // What the file held as loaded: the persistence actor merges later runtime changes
+        // into any edit made by hand after this point.
+        let known_config: KnownCell = Default::default();
         if let Some(path) = &options.config_path {
-            match load_config(path, &*options.env) {
-                Ok(c) => config = c,
+            match load_config_known(path, &*options.env) {
+                Ok((c, known)) => {
+                    config = c;
+                    *known_config
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = known;
+                }
                 Err(LoadError::NotFound { .. }) => {}
                 Err(LoadError::Config { errors, .. }) => return Err(StoreError::Config(errors)),
                 Err(e) => {
@@ -244,6 +254,7 @@ impl Store {
             // The previous run's records were reaped: the root forgets them before anything
             // starts (this run records its own).
             reaped_owners: old_process_owners,
+            known_config,
         };
         let (root, _) = Actor::spawn(None, RootActor, args)
             .await
@@ -851,6 +862,18 @@ impl Store {
     pub fn inject_registry_death(&self) -> Result<(), StoreError> {
         self.registry()?.kill();
         Ok(())
+    }
+
+    /// Fault injection for tests: kills the persistence actor.
+    #[doc(hidden)]
+    pub fn inject_persistence_death(&self) -> Result<(), StoreError> {
+        match self.inner.shared.persistence() {
+            Some(p) => {
+                p.kill();
+                Ok(())
+            }
+            None => Err(StoreError::gone("no persistence actor")),
+        }
     }
 
     /// Stops every service in reverse dependency order and returns once every process is
