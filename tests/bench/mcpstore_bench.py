@@ -214,11 +214,31 @@ def start_many(ctx, n: int, prefix: str) -> list[str]:
     names = [f"{prefix}{i}" for i in range(n)]
     ctx.add_service(service_config(n, prefix))
     deadline = time.monotonic() + READY_TIMEOUT_S
-    for name in names:
+    verbose = bool(os.environ.get("BENCH_VERBOSE"))
+    waiting = ["", 0]  # service being waited for, its index
+
+    def watchdog():  # wait_service has been seen not to return (see README): give up loudly
+        print(f"    watchdog: not all ready after {READY_TIMEOUT_S + 10:.0f} s; waiting for "
+              f"{waiting[0]} ({waiting[1]}/{n} ready), {len(descendants(os.getpid()))} "
+              "server processes running; exiting", file=sys.stderr, flush=True)
+        kill_tree(os.getpid())
+        os._exit(3)
+
+    dog = threading.Timer(READY_TIMEOUT_S + 10, watchdog)
+    dog.daemon = True
+    dog.start()
+    for k, name in enumerate(names):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError(f"services not ready within {READY_TIMEOUT_S} s")
+        waiting[:] = [name, k]
+        t = time.monotonic()
         ctx.wait_service(name, timeout=left)
+        took = time.monotonic() - t
+        if verbose or took > 5:
+            print(f"    {name} ready after {took:.3f} s ({k + 1}/{n})", file=sys.stderr,
+                  flush=True)
+    dog.cancel()
     have = {t.info()["service_name"] for t in ctx.list_tools() if t.info()["tool_name"] == TOOL}
     missing = set(names) - have
     if missing:
@@ -250,8 +270,9 @@ def scenario_cold(data_dir: Path, arg: str) -> None:
             await asyncio.gather(*[ctx.wait_service(service_name=x, timeout=READY_TIMEOUT_S)
                                    for x in names])
             tools = await ctx.list_tools()
+            infos = await asyncio.gather(*[x.info() for x in tools])
             ms = (time.perf_counter() - t) * 1000
-            have = {x.info()["service_name"] for x in tools if x.info()["tool_name"] == TOOL}
+            have = {i["service_name"] for i in infos if i["tool_name"] == TOOL}
             if set(names) - have:
                 raise RuntimeError(f"no {TOOL} tool listed for {sorted(set(names) - have)[:5]}")
             return ms, setup_ms
@@ -361,8 +382,11 @@ def scenario_throughput(data_dir: Path, api: str) -> None:
          calls=count[0])
 
 
+N_SERVICES = int(os.environ.get("BENCH_SERVICES", "30"))
+
+
 def thirty(data_dir: Path):
-    n = int(os.environ.get("BENCH_SERVICES", "30"))
+    n = N_SERVICES
     store = open_store(data_dir)
     ctx = store.for_store()
     start_many(ctx, n, "s")
@@ -376,7 +400,8 @@ def scenario_rss(data_dir: Path) -> None:
     base_rss = status_kib("VmRSS:") / 1024
     _store, _ctx = thirty(data_dir)
     time.sleep(3.0)  # first probes, as mcpvisor-bench's rss-cli waits 3 s
-    emit("MCPStore process peak RSS (VmHWM), 30 services", status_kib("VmHWM:") / 1024, "MiB")
+    emit(f"MCPStore process peak RSS (VmHWM), {N_SERVICES} services",
+         status_kib("VmHWM:") / 1024, "MiB")
     emit("  resident now (VmRSS)", status_kib("VmRSS:") / 1024, "MiB")
     emit("  resident now: anonymous (RssAnon)", status_kib("RssAnon:") / 1024, "MiB")
     emit("  resident now: file-backed (RssFile)", status_kib("RssFile:") / 1024, "MiB")
@@ -392,7 +417,7 @@ def scenario_idle(data_dir: Path) -> None:
         t0, w0 = cpu_ticks(), time.monotonic()
         time.sleep(secs)
         ticks, wall = cpu_ticks() - t0, time.monotonic() - w0
-        emit(f"MCPStore idle CPU, 30 services, {label} (% of a core)",
+        emit(f"MCPStore idle CPU, {N_SERVICES} services, {label} (% of a core)",
              100.0 * ticks / hz / wall, "%", ticks=ticks, wall_s=wall)
 
 
@@ -419,6 +444,9 @@ def worker_main(scenario: str, data_dir: Path, arg: str | None) -> None:
 # --------------------------------------------------------------------------- driver
 
 
+FAILED: list[str] = []
+
+
 def run_worker(scenario: str, arg: str | None, tmp: Path) -> list[dict]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"{scenario}-", dir=tmp))
     env = dict(os.environ, HOME=str(data_dir), PYTHONUNBUFFERED="1")
@@ -429,7 +457,13 @@ def run_worker(scenario: str, arg: str | None, tmp: Path) -> list[dict]:
     print(f"[{scenario}{' ' + arg if arg else ''}] loadavg {loadavg()}", flush=True)
     results = []
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    timer = threading.Timer(WORKER_TIMEOUT_S, proc.kill)
+    timed_out = []
+
+    def on_timeout():
+        timed_out.append(True)
+        proc.kill()
+
+    timer = threading.Timer(WORKER_TIMEOUT_S, on_timeout)
     timer.start()
     try:
         assert proc.stdout is not None
@@ -448,7 +482,9 @@ def run_worker(scenario: str, arg: str | None, tmp: Path) -> list[dict]:
     if left:
         print(f"  (driver: killed {left} orphaned server processes)", flush=True)
     if rc != 0:
-        print(f"  worker exited with {rc}", flush=True)
+        why = f" (killed after {WORKER_TIMEOUT_S} s)" if timed_out else ""
+        print(f"  worker exited with {rc}{why}", flush=True)
+        FAILED.append(f"{scenario} {arg or ''}".strip())
     return results
 
 
@@ -514,6 +550,9 @@ def main() -> int:
     if a.json:
         a.json.write_text(json.dumps({"mcpstore": mcpstore.__version__,
                                       "results": all_results}, indent=2))
+    if FAILED:
+        print(f"failed: {', '.join(FAILED)}")
+        return 1
     return 0
 
 
