@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mcpvisor_model::env::Env;
-use mcpvisor_model::{parse_str, ServicesConfig};
+use mcpvisor_model::ServicesConfig;
 
 use crate::error::{LoadError, PersistError};
 
@@ -246,27 +246,7 @@ pub fn write_config(path: &Path, config: &ServicesConfig) -> Result<(), PersistE
 /// file is an empty config; a file that does not parse or validate is [`LoadError::Config`],
 /// whose syntax errors carry line and column.
 pub fn load_config(path: &Path, env: &dyn Env) -> Result<ServicesConfig, LoadError> {
-    let text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(LoadError::NotFound {
-                path: path.to_path_buf(),
-            })
-        }
-        Err(source) => {
-            return Err(LoadError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    if text.trim().is_empty() {
-        return Ok(ServicesConfig::default());
-    }
-    parse_str(&text, env).map_err(|errors| LoadError::Config {
-        path: path.to_path_buf(),
-        errors,
-    })
+    crate::save::load_config_known(path, env).map(|(config, _)| config)
 }
 
 #[cfg(test)]

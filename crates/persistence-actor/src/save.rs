@@ -61,11 +61,14 @@ pub fn load_config_known(
             })
         }
     };
-    let text = String::from_utf8_lossy(&bytes);
+    let text = std::str::from_utf8(&bytes).map_err(|e| LoadError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, e),
+    })?;
     if text.trim().is_empty() {
         return Ok((ServicesConfig::default(), None));
     }
-    let config = mcpvisor_model::parse_str(&text, env).map_err(|errors| LoadError::Config {
+    let config = mcpvisor_model::parse_str(text, env).map_err(|errors| LoadError::Config {
         path: path.to_path_buf(),
         errors,
     })?;
