@@ -160,12 +160,15 @@ async fn an_invalid_hand_edit_is_not_written_over_until_fixed() {
     assert!(stats(&actor).await.config_pending);
     // Fixed by hand: the pending change lands on top of the fix.
     edit_by_hand(&path, json!({"mcpServers": {"a": svc("a-fixed")}}));
+    // The recovered event follows the successful write.
     eventually("the pending change written", WAIT, || async {
-        (on_disk(&path) == json!({"mcpServers": {"a": svc("a-fixed"), "b": svc("b")}}))
-            .then_some(())
+        (events.recovered(&path) == 1).then_some(())
     })
     .await;
-    assert_eq!(events.recovered(&path), 1);
+    assert_eq!(
+        on_disk(&path),
+        json!({"mcpServers": {"a": svc("a-fixed"), "b": svc("b")}})
+    );
 }
 
 #[tokio::test]
