@@ -213,15 +213,21 @@ pub fn check_overwritable(path: &Path) -> Result<(), PersistError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
-    match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(PersistError::Unparseable {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: strip_position(&e),
-        }),
-    }
+    parse_existing::<serde::de::IgnoredAny>(path, &bytes).map(|_| ())
+}
+
+/// Decodes the existing file's `bytes` (read from `path`); a file that does not parse is
+/// [`PersistError::Unparseable`] with the line and column of the first error.
+pub(crate) fn parse_existing<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+) -> Result<T, PersistError> {
+    serde_json::from_slice(bytes).map_err(|e| PersistError::Unparseable {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e),
+    })
 }
 
 /// serde_json's message without its trailing " at line L column C".

@@ -20,7 +20,7 @@ use mcpvisor_model::{parse_value, ConfigError, ConfigErrors, ServicesConfig};
 use serde_json::Value;
 
 use crate::error::{LoadError, PersistError};
-use crate::file::{check_overwritable, write_atomic};
+use crate::file::{parse_existing, write_atomic};
 use crate::merge::merge;
 
 /// How long a file found empty or missing (while mcpvisor last saw content in it) is given to
@@ -171,12 +171,7 @@ pub(crate) fn save_config(
     let (theirs, edited) = match known {
         Some(k) if k.bytes == disk => (k.on_disk.clone(), false),
         _ => {
-            check_overwritable(path)?;
-            let value: Value =
-                serde_json::from_slice(&disk).map_err(|e| PersistError::HandEdit {
-                    path: path.to_path_buf(),
-                    message: format!("it cannot be read: {e}"),
-                })?;
+            let value: Value = parse_existing(path, &disk)?;
             let theirs = parse_for_merge(value, env).map_err(|errors| PersistError::HandEdit {
                 path: path.to_path_buf(),
                 message: format!("it does not validate: {errors}"),

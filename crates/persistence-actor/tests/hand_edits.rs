@@ -13,6 +13,29 @@ use serde_json::{json, Value};
 
 const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A persistence actor writing `mcp.json` in a temp dir (removed when `_dir` drops).
+struct Fixture {
+    _dir: tempfile::TempDir,
+    events: Events,
+    path: std::path::PathBuf,
+    actor: ActorRef<PersistenceMsg>,
+}
+
+impl Fixture {
+    async fn open() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let events = Events::default();
+        let path = config_path(dir.path());
+        let actor = spawn(args(dir.path(), &events)).await;
+        Fixture {
+            _dir: dir,
+            events,
+            path,
+            actor,
+        }
+    }
+}
+
 async fn save(actor: &ActorRef<PersistenceMsg>, v: Value) -> Result<(), PersistError> {
     actor
         .cast(PersistenceMsg::SaveConfig(Box::new(parse(&v.to_string()))))
@@ -39,10 +62,12 @@ fn svc(cmd: &str) -> Value {
 
 #[tokio::test]
 async fn a_runtime_change_is_merged_into_a_hand_edit_instead_of_replacing_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = Events::default();
-    let path = config_path(dir.path());
-    let actor = spawn(args(dir.path(), &events)).await;
+    let Fixture {
+        _dir,
+        events,
+        path,
+        actor,
+    } = Fixture::open().await;
     save(
         &actor,
         json!({"mcpServers": {"a": svc("a"), "b": svc("b")}}),
@@ -75,10 +100,12 @@ async fn a_runtime_change_is_merged_into_a_hand_edit_instead_of_replacing_it() {
 
 #[tokio::test]
 async fn a_conflicting_service_keeps_the_hand_edit_is_reported_and_stays_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = Events::default();
-    let path = config_path(dir.path());
-    let actor = spawn(args(dir.path(), &events)).await;
+    let Fixture {
+        _dir,
+        events,
+        path,
+        actor,
+    } = Fixture::open().await;
     save(&actor, json!({"mcpServers": {"a": svc("a")}}))
         .await
         .unwrap();
@@ -109,9 +136,9 @@ async fn a_conflicting_service_keeps_the_hand_edit_is_reported_and_stays_kept() 
 
 #[tokio::test]
 async fn a_hand_edit_that_already_says_it_all_is_left_byte_for_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = config_path(dir.path());
-    let actor = spawn(args(dir.path(), &Events::default())).await;
+    let Fixture {
+        _dir, path, actor, ..
+    } = Fixture::open().await;
     save(&actor, json!({"mcpServers": {"a": svc("a")}}))
         .await
         .unwrap();
@@ -131,10 +158,12 @@ async fn a_hand_edit_that_already_says_it_all_is_left_byte_for_byte() {
 
 #[tokio::test]
 async fn an_invalid_hand_edit_is_not_written_over_until_fixed() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = Events::default();
-    let path = config_path(dir.path());
-    let actor = spawn(args(dir.path(), &events)).await;
+    let Fixture {
+        _dir,
+        events,
+        path,
+        actor,
+    } = Fixture::open().await;
     save(&actor, json!({"mcpServers": {"a": svc("a")}}))
         .await
         .unwrap();
@@ -173,9 +202,9 @@ async fn an_invalid_hand_edit_is_not_written_over_until_fixed() {
 
 #[tokio::test]
 async fn a_merge_that_breaks_a_dependency_is_refused_and_names_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = config_path(dir.path());
-    let actor = spawn(args(dir.path(), &Events::default())).await;
+    let Fixture {
+        _dir, path, actor, ..
+    } = Fixture::open().await;
     save(&actor, json!({"mcpServers": {"x": svc("x")}}))
         .await
         .unwrap();
@@ -215,10 +244,12 @@ async fn a_file_edited_before_the_actor_started_counts_as_its_starting_point() {
 
 #[tokio::test]
 async fn a_hand_edit_using_a_variable_unset_here_still_takes_runtime_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let events = Events::default();
-    let path = config_path(dir.path());
-    let actor = spawn(args(dir.path(), &events)).await;
+    let Fixture {
+        _dir,
+        events,
+        path,
+        actor,
+    } = Fixture::open().await;
     save(&actor, json!({"mcpServers": {"a": svc("a")}}))
         .await
         .unwrap();
@@ -248,9 +279,9 @@ async fn a_hand_edit_using_a_variable_unset_here_still_takes_runtime_changes() {
 
 #[tokio::test]
 async fn an_emptied_file_is_given_time_to_settle_then_written_in_full() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = config_path(dir.path());
-    let actor = spawn(args(dir.path(), &Events::default())).await;
+    let Fixture {
+        _dir, path, actor, ..
+    } = Fixture::open().await;
     save(&actor, json!({"mcpServers": {"a": svc("a")}}))
         .await
         .unwrap();
@@ -275,9 +306,9 @@ async fn an_emptied_file_is_given_time_to_settle_then_written_in_full() {
 
 #[tokio::test]
 async fn saving_what_the_file_already_holds_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = config_path(dir.path());
-    let actor = spawn(args(dir.path(), &Events::default())).await;
+    let Fixture {
+        _dir, path, actor, ..
+    } = Fixture::open().await;
     let v = json!({"mcpServers": {"a": svc("a")}});
     save(&actor, v.clone()).await.unwrap();
     let writes = stats(&actor).await.config_writes;
