@@ -52,3 +52,10 @@ pub const STDERR_RING_BYTES: usize = 64 * 1024;
 pub const EVENT_BUFFER: usize = 1024;
 /// Default config file name.
 pub const CONFIG_FILE: &str = "mcp.json";
+
+/// The most pages of `tools/list` read in one listing (a server whose cursor never ends is cut
+/// off there, with an error).
+pub const MAX_LIST_PAGES: usize = 100;
+
+/// How long `stop_service` waits for the root to record a stop the service already answered.
+pub const STOP_RECORD_WAIT: Duration = Duration::from_secs(5);

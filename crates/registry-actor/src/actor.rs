@@ -12,7 +12,7 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 
 use crate::events::EventStream;
-use crate::registry::{Moment, Registry};
+use crate::registry::{Moment, Registry, ServiceRecord};
 use crate::view::{LookupError, Scope, ServiceView, ToolEntry, ToolTarget};
 
 /// The registry actor (spawn with [`RegistryArgs`], talk with [`RegistryMsg`]).
@@ -20,16 +20,20 @@ use crate::view::{LookupError, Scope, ServiceView, ToolEntry, ToolTarget};
 pub struct RegistryActor;
 
 /// What the registry actor is spawned with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RegistryArgs {
     /// Separator of namespaced tool names (`service{sep}tool`); not empty.
     pub tool_separator: String,
+    /// The event channel to publish on. Its owner (the Store) keeps it across registry
+    /// respawns, so a subscription outlives any registry; `None` makes a channel of its own.
+    pub events: Option<broadcast::Sender<Event>>,
 }
 
 impl Default for RegistryArgs {
     fn default() -> Self {
         RegistryArgs {
             tool_separator: TOOL_SEPARATOR.to_owned(),
+            events: None,
         }
     }
 }
@@ -118,6 +122,17 @@ pub enum RegistryMsg {
     },
     /// Send an event from elsewhere (e.g. a persistence error) to every subscriber, as is.
     Publish(Event),
+    /// Put back a whole record as its owner knows it (after this registry was respawned):
+    /// state, reason, last error, tools, process. Emits nothing: nothing changed.
+    Restore(Box<ServiceRecord>),
+    /// Why a service stays in its state changed (e.g. which dependency it waits for); the
+    /// state did not, so nothing is emitted.
+    Reason {
+        /// The service.
+        id: ServiceId,
+        /// The new reason.
+        reason: String,
+    },
     /// The services of a scope, without stderr.
     List {
         /// Which services.
@@ -175,7 +190,10 @@ impl Actor for RegistryActor {
         if args.tool_separator.is_empty() {
             return Err(RegistryError::EmptySeparator.into());
         }
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let events = match args.events {
+            Some(tx) => tx,
+            None => broadcast::channel(EVENT_BUFFER).0,
+        };
         Ok(RegistryState {
             registry: Registry::new(args.tool_separator),
             events,
@@ -253,6 +271,8 @@ impl Actor for RegistryActor {
                 }
             }
             RegistryMsg::Publish(event) => state.publish(event),
+            RegistryMsg::Restore(record) => state.registry.restore(*record),
+            RegistryMsg::Reason { id, reason } => state.registry.set_reason(&id, reason),
             RegistryMsg::List { scope, reply } => {
                 let _ = reply.send(state.registry.list(&scope, Instant::now()));
             }

@@ -214,6 +214,23 @@ impl Registry {
         }]
     }
 
+    /// Puts `record` in as it is (replacing any record of its id) and indexes its tools.
+    /// Emits nothing: this is the owner's table being copied back after a respawn.
+    pub fn restore(&mut self, record: ServiceRecord) {
+        if let Some(old) = self.records.remove(&record.id) {
+            self.index.remove(&old.id, &old.tools);
+        }
+        self.index.add(&record.id, &record.tools);
+        self.records.insert(record.id.clone(), record);
+    }
+
+    /// Replaces why `id` stays in its state (no transition, so no event).
+    pub fn set_reason(&mut self, id: &ServiceId, reason: String) {
+        if let Some(rec) = self.records.get_mut(id) {
+            rec.reason = reason;
+        }
+    }
+
     /// Forgets `id` and its tools. `None` when it was not registered.
     pub fn remove(&mut self, id: &ServiceId, at: Timestamp) -> Option<Event> {
         let rec = self.records.remove(id)?;

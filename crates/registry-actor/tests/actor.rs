@@ -381,6 +381,7 @@ async fn process_reports_show_in_views_and_snapshots() {
 async fn an_empty_tool_separator_is_refused_at_spawn() {
     let args = RegistryArgs {
         tool_separator: String::new(),
+        events: None,
     };
     assert!(Actor::spawn(None, RegistryActor, args).await.is_err());
 }

@@ -98,10 +98,8 @@ pub enum ServiceMsg {
     Reconfigure(Box<ServiceConfig>),
     /// Current tools and server info.
     GetTools(RpcReplyPort<(ToolList, ServerInfo)>),
-    /// Report the current state, tools and process again (after the registry was rebuilt).
-    Resend,
     /// Fault injection for tests: the actor panics while handling this.
-    #[doc(hidden)]
+    #[cfg(feature = "fault-injection")]
     PanicForTest,
     // ---- internal ----
     /// A server process was spawned for connection `gen` (reported before `initialize`, so a
@@ -137,8 +135,8 @@ pub enum ServiceMsg {
     ToolsListed {
         /// Generation.
         gen: u64,
-        /// The tools.
-        tools: ToolList,
+        /// The tools, or why not.
+        tools: Result<ToolList, String>,
     },
     /// Probe timer.
     #[doc(hidden)]
@@ -213,6 +211,12 @@ pub struct State {
     use_list_probe: bool,
     /// Generation of the periodic probe running now, if any.
     probe_in_flight: Option<u64>,
+    /// Generation of the re-list running now, if any: one at a time, so an older list never
+    /// overwrites a newer one.
+    relist_in_flight: Option<u64>,
+    /// A `tools/list_changed` arrived while a re-list ran: list once more when it ends (any
+    /// number of notifications meanwhile coalesce into this one re-list).
+    relist_again: bool,
     state_since: Instant,
     stop_waiters: Vec<RpcReplyPort<()>>,
     /// Cancels every connection task when the state is dropped (stop, kill or panic).
@@ -252,6 +256,8 @@ impl Actor for ServiceActor {
             identity: None,
             use_list_probe: false,
             probe_in_flight: None,
+            relist_in_flight: None,
+            relist_again: false,
             state_since: Instant::now(),
             stop_waiters: Vec::new(),
             _drop: root.clone().drop_guard(),
@@ -336,24 +342,7 @@ impl State {
             ServiceMsg::GetTools(reply) => {
                 let _ = reply.send((self.tools.clone(), self.server.clone()));
             }
-            ServiceMsg::Resend => {
-                let st = self.machine.state();
-                (self.sink)(ServiceReport::State {
-                    id: self.id.clone(),
-                    from: st,
-                    to: st,
-                    reason: "re-reported".into(),
-                    at: Timestamp::now(),
-                });
-                // Everything, connected or not: a rebuilt registry keeps the last-known tools
-                // (stale), and a rebuilt persistence actor records a process that is still
-                // initializing (so it can be reaped after a crash).
-                let live = self.machine.live_gen().is_some();
-                if live || !self.tools.is_empty() {
-                    self.report_tools(!live);
-                }
-                self.report_process(self.pid, self.identity.clone());
-            }
+            #[cfg(feature = "fault-injection")]
             ServiceMsg::PanicForTest => panic!("fault injection: service actor panic requested"),
             ServiceMsg::Spawned { gen, pid, identity } => {
                 if matches!(&self.conn, Some(Conn::Connecting { gen: g, .. }) if *g == gen) {
@@ -377,23 +366,27 @@ impl State {
                 self.answer_stop_waiters();
             }
             ServiceMsg::ToolsChanged { gen } => {
-                if let Some(Conn::Live { gen: g, peer, .. }) = &self.conn {
-                    if *g == gen {
-                        let peer = peer.clone();
-                        let me = myself.clone();
-                        tokio::spawn(async move {
-                            if let Ok(tools) = peer.list_all_tools().await {
-                                let tools = tools.iter().map(connection::tool_info).collect();
-                                let _ = me.cast(ServiceMsg::ToolsListed { gen, tools });
-                            }
-                        });
-                    }
+                if self.relist_in_flight == Some(gen) {
+                    self.relist_again = true;
+                } else {
+                    self.spawn_relist(myself, gen);
                 }
             }
             ServiceMsg::ToolsListed { gen, tools } => {
+                if self.relist_in_flight == Some(gen) {
+                    self.relist_in_flight = None;
+                }
                 if self.machine.live_gen() == Some(gen) {
-                    self.tools = tools;
-                    self.report_tools(false);
+                    match tools {
+                        Ok(tools) => {
+                            self.tools = tools;
+                            self.report_tools(false);
+                        }
+                        Err(why) => tracing::warn!(%why, "re-listing tools after list_changed"),
+                    }
+                }
+                if std::mem::take(&mut self.relist_again) {
+                    self.spawn_relist(myself, gen);
                 }
             }
             ServiceMsg::ProbeTick { gen } => {
@@ -413,14 +406,26 @@ impl State {
                     self.use_list_probe = true;
                 }
                 let live = self.machine.live_gen() == Some(gen);
-                self.feed(
-                    myself,
-                    Input::Probe {
+                let input = if probe.lost {
+                    // A transport error is a loss, not a slow answer. A stdio server's
+                    // monitor reports the end itself, with the exit status that decides
+                    // the restart policy; a remote one is reconnected at once.
+                    (self.config.transport() != mcpvisor_model::TransportKind::Stdio).then(|| {
+                        Input::Lost {
+                            gen,
+                            detail: probe.detail.clone(),
+                        }
+                    })
+                } else {
+                    Some(Input::Probe {
                         gen,
                         ok: probe.ok,
                         detail: probe.detail.clone(),
-                    },
-                );
+                    })
+                };
+                if let Some(input) = input {
+                    self.feed(myself, input);
+                }
                 if let Some(r) = reply {
                     let _ = r.send(ProbeOutcome {
                         ok: probe.ok,
@@ -435,6 +440,33 @@ impl State {
             }
             ServiceMsg::RetryDue { timer } => self.feed(myself, Input::RetryDue { timer }),
         }
+    }
+
+    /// Re-lists the tools of connection `gen` in a task, bounded by `timeouts.connect` and
+    /// [`MAX_LIST_PAGES`](mcpvisor_model::defaults::MAX_LIST_PAGES).
+    fn spawn_relist(&mut self, myself: &ActorRef<ServiceMsg>, gen: u64) {
+        let Some(Conn::Live { gen: g, peer, .. }) = &self.conn else {
+            return;
+        };
+        if *g != gen {
+            return;
+        }
+        self.relist_in_flight = Some(gen);
+        let peer = peer.clone();
+        let me = myself.clone();
+        let limit = self.config.timeouts.connect;
+        tokio::spawn(async move {
+            let tools = match tokio::time::timeout(limit, connection::list_tools_paged(&peer)).await
+            {
+                Ok(Ok(tools)) => Ok(tools.iter().map(connection::tool_info).collect()),
+                Ok(Err(why)) => Err(why),
+                Err(_) => Err(format!(
+                    "tools/list: no answer within {} (timeouts.connect)",
+                    humantime::format_duration(limit)
+                )),
+            };
+            let _ = me.cast(ServiceMsg::ToolsListed { gen, tools });
+        });
     }
 
     fn spawn_probe(
@@ -517,12 +549,8 @@ impl State {
                 self.state_since = now;
                 tracing::info!(from = %from, to = %to, %reason, "transition");
                 self.handle.set_state(to, &reason);
-                if to == ServiceState::Stopped && self.conn.is_none() {
-                    // Even if a queued start follows at once, this stop is done.
-                    for w in self.stop_waiters.drain(..) {
-                        let _ = w.send(());
-                    }
-                }
+                // Reported before any stop waiter is answered: a waiter's next message to the
+                // root arrives after this report.
                 (self.sink)(ServiceReport::State {
                     id: self.id.clone(),
                     from,
@@ -530,6 +558,12 @@ impl State {
                     reason,
                     at: Timestamp::now(),
                 });
+                if to == ServiceState::Stopped && self.conn.is_none() {
+                    // Even if a queued start follows at once, this stop is done.
+                    for w in self.stop_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                }
             }
             Action::Connect { gen, restart } => {
                 if restart {

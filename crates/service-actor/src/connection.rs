@@ -61,6 +61,9 @@ pub struct Established {
     pub stop: mpsc::Sender<bool>,
 }
 
+/// How a timed-out connect attempt's reason begins.
+const NO_ANSWER: &str = "no answer";
+
 /// Shutdown grace periods.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Grace {
@@ -130,11 +133,7 @@ pub(crate) async fn connect(
                     .serve((stdout, stdin))
                     .await
                     .map_err(|e| format!("initialize failed: {e}"))?;
-                let tools = running
-                    .peer()
-                    .list_all_tools()
-                    .await
-                    .map_err(|e| format!("tools/list failed: {e}"))?;
+                let tools = list_tools_paged(running.peer()).await?;
                 Ok::<_, String>((running, tools))
             };
             let outcome = tokio::select! {
@@ -172,8 +171,14 @@ pub(crate) async fn connect(
                     })
                 }
                 Err(why) => {
-                    // The failure may be the process dying: give it a moment to be reaped.
-                    let exited = tokio::time::timeout(Duration::from_millis(100), child.wait())
+                    // The failure may be the process dying: its exit status decides the
+                    // restart policy, so wait for it up to the shutdown grace (not when the
+                    // attempt timed out: that process is alive and hanging).
+                    let wait = match &why {
+                        Some(w) if !w.starts_with(NO_ANSWER) => grace.shutdown,
+                        _ => Duration::from_millis(100),
+                    };
+                    let exited = tokio::time::timeout(wait, child.wait())
                         .await
                         .ok()
                         .map(exit_info);
@@ -215,11 +220,7 @@ pub(crate) async fn connect(
                         .await
                         .map_err(|e| format!("initialize failed: {e}"))?
                 };
-                let tools = running
-                    .peer()
-                    .list_all_tools()
-                    .await
-                    .map_err(|e| format!("tools/list failed: {e}"))?;
+                let tools = list_tools_paged(running.peer()).await?;
                 Ok::<_, String>((running, tools))
             };
             let outcome = tokio::select! {
@@ -320,8 +321,10 @@ async fn monitor_stdio(
             EndCause::Exited(exit)
         }
         _ = &mut waiting => {
-            // Output closed. If the process is dying too, report its exit.
-            match tokio::time::timeout(Duration::from_millis(50), child.wait()).await {
+            // Output closed. The end's cause decides the restart policy, so collect the exit
+            // status if the process exits within the shutdown grace (a crash closes stdout a
+            // moment before the exit is seen); only a process still alive then is `Closed`.
+            match tokio::time::timeout(grace.shutdown, child.wait()).await {
                 Ok(status) => {
                     let exit = exit_info(status);
                     teardown(&mut child, guard, true, grace).await;
@@ -406,6 +409,32 @@ fn server_info(running: &Running) -> ServerInfo {
 }
 
 /// Converts the SDK's tool into plain data.
+/// Every page of `tools/list`, at most [`MAX_LIST_PAGES`](mcpvisor_model::defaults::MAX_LIST_PAGES)
+/// of them (a cursor that never ends is an error, not a hang). The caller bounds the time.
+pub(crate) async fn list_tools_paged(
+    peer: &rmcp::Peer<rmcp::service::RoleClient>,
+) -> Result<Vec<rmcp::model::Tool>, String> {
+    let mut tools = Vec::new();
+    let mut cursor = None;
+    for _ in 0..mcpvisor_model::defaults::MAX_LIST_PAGES {
+        let page = peer
+            .list_tools(Some(
+                rmcp::model::PaginatedRequestParams::default().with_cursor(cursor),
+            ))
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+        tools.extend(page.tools);
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            return Ok(tools);
+        }
+    }
+    Err(format!(
+        "tools/list failed: more than {} pages",
+        mcpvisor_model::defaults::MAX_LIST_PAGES
+    ))
+}
+
 pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
     let mut raw = serde_json::to_value(t).unwrap_or_default();
     // Name, description and schema are kept once, in their own fields.
@@ -456,6 +485,8 @@ pub struct Probe {
     pub latency: Duration,
     /// The server answered `ping` with "method not found": use `tools/list` from now on.
     pub ping_unsupported: bool,
+    /// The probe failed on the transport (closed, refused, reset), not by a slow answer.
+    pub lost: bool,
 }
 
 /// One health probe: `ping`, or `tools/list` for servers without ping.
@@ -474,12 +505,14 @@ pub(crate) async fn probe(peer: Peer<RoleClient>, timeout: Duration, use_list: b
             detail: String::new(),
             latency,
             ping_unsupported: false,
+            lost: false,
         },
         Ok(_) => Probe {
             ok: true,
             detail: "unexpected probe response".into(),
             latency,
             ping_unsupported: false,
+            lost: false,
         },
         Err(ServiceError::McpError(e)) if !use_list && e.code == ErrorCode::METHOD_NOT_FOUND => {
             Probe {
@@ -487,6 +520,7 @@ pub(crate) async fn probe(peer: Peer<RoleClient>, timeout: Duration, use_list: b
                 detail: "ping not supported; probing with tools/list".into(),
                 latency,
                 ping_unsupported: true,
+                lost: false,
             }
         }
         Err(ServiceError::Timeout { .. }) => Probe {
@@ -497,9 +531,14 @@ pub(crate) async fn probe(peer: Peer<RoleClient>, timeout: Duration, use_list: b
             ),
             latency,
             ping_unsupported: false,
+            lost: false,
         },
         Err(e) => Probe {
             ok: false,
+            lost: matches!(
+                e,
+                ServiceError::TransportClosed | ServiceError::TransportSend(_)
+            ),
             detail: e.to_string(),
             latency,
             ping_unsupported: false,

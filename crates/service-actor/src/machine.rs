@@ -83,6 +83,14 @@ pub enum Input {
         /// Failure text.
         detail: String,
     },
+    /// Connection `gen` failed on its transport (a probe or request was refused, reset or
+    /// closed): lost now, killed and re-established per the restart policy.
+    Lost {
+        /// Connection generation.
+        gen: u64,
+        /// What failed.
+        detail: String,
+    },
     /// Retry timer `timer` fired.
     RetryDue {
         /// Timer id.
@@ -239,6 +247,21 @@ impl Machine {
                     self.on_probe(gen, ok, detail, now, rand01, &mut out);
                 }
             }
+            Input::Lost { gen, detail } => {
+                if self.live == Some(gen) && self.up && !self.stopping {
+                    self.live = None;
+                    self.up = false;
+                    self.note_stability(now);
+                    out.push(Action::Disconnect { gen, force: true });
+                    self.lost(
+                        format!("connection lost: {detail}"),
+                        true,
+                        now,
+                        rand01,
+                        &mut out,
+                    );
+                }
+            }
             Input::RetryDue { timer } => {
                 let waiting = matches!(
                     self.state,
@@ -358,40 +381,58 @@ impl Machine {
                 } else {
                     format!("server exited during start ({exit})")
                 };
-                if !self.cfg.restart.restarts_after(exit.abnormal()) {
-                    let policy = match self.cfg.restart {
-                        RestartPolicy::Permanent => "permanent",
-                        RestartPolicy::Transient => "transient",
-                        RestartPolicy::Temporary => "temporary",
-                    };
-                    self.go(
-                        ServiceState::Stopped,
-                        format!("{what}; restart policy {policy}: not restarted"),
-                        out,
-                    );
-                    return;
-                }
-                if self.window.record(now) == RestartVerdict::GiveUp {
-                    let i = self.cfg.intensity;
-                    self.go(
-                        ServiceState::Failed,
-                        format!(
-                            "{what}; more than {} restarts within {}: giving up until started by hand",
-                            i.max_restarts,
-                            humantime::format_duration(i.within)
-                        ),
-                        out,
-                    );
-                    return;
-                }
-                self.retry(what, rand01, out);
+                self.lost(what, exit.abnormal(), now, rand01, out);
             }
-            EndCause::Closed(why) => self.retry(format!("connection lost: {why}"), rand01, out),
+            EndCause::Closed(why) => {
+                self.lost(format!("connection lost: {why}"), true, now, rand01, out)
+            }
             EndCause::ConnectFailed(why) => {
                 self.retry(format!("connect failed: {why}"), rand01, out)
             }
             EndCause::Cancelled => self.retry("connection cancelled".to_owned(), rand01, out),
         }
+    }
+
+    /// An unplanned end of a server (it exited, its transport closed, or it was killed after
+    /// failed probes): one place decides from the restart policy and the intensity window
+    /// whether it is re-established, and every re-establishment counts toward the window.
+    fn lost(
+        &mut self,
+        what: String,
+        abnormal: bool,
+        now: Instant,
+        rand01: f64,
+        out: &mut Vec<Action>,
+    ) {
+        if !self.cfg.restart.restarts_after(abnormal) {
+            let policy = match self.cfg.restart {
+                RestartPolicy::Permanent => "permanent",
+                RestartPolicy::Transient => "transient",
+                RestartPolicy::Temporary => "temporary",
+            };
+            self.timer += 1; // no retry is pending any more
+            self.go(
+                ServiceState::Stopped,
+                format!("{what}; restart policy {policy}: not restarted"),
+                out,
+            );
+            return;
+        }
+        if self.window.record(now) == RestartVerdict::GiveUp {
+            let i = self.cfg.intensity;
+            self.timer += 1;
+            self.go(
+                ServiceState::Failed,
+                format!(
+                    "{what}; more than {} restarts within {}: giving up until started by hand",
+                    i.max_restarts,
+                    humantime::format_duration(i.within)
+                ),
+                out,
+            );
+            return;
+        }
+        self.retry(what, rand01, out);
     }
 
     /// Resets the attempt counter if the connection that just ended was stable long enough.
@@ -458,8 +499,10 @@ impl Machine {
             self.up = false;
             self.note_stability(now);
             out.push(Action::Disconnect { gen, force: true });
-            self.retry(
-                format!("{n} consecutive probes failed ({detail}); killed to reconnect"),
+            self.lost(
+                format!("{n} consecutive probes failed ({detail}); killed"),
+                true,
+                now,
                 rand01,
                 out,
             );
@@ -861,5 +904,196 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_temporary_service_whose_transport_closes_or_probes_fail_is_not_restarted() {
+        let temporary = MachineConfig {
+            restart: RestartPolicy::Temporary,
+            ..cfg()
+        };
+        let mut t = T::new(temporary);
+        let gen = t.up();
+        let a = t.feed(Input::Ended {
+            gen,
+            cause: EndCause::Closed("the server closed its stdout".into()),
+        });
+        assert_eq!(T::states(&a), vec![S::Stopped]);
+        assert!(T::retry_after(&a).is_none(), "{a:?}");
+
+        let mut t = T::new(temporary);
+        let gen = t.up();
+        let mut all = Vec::new();
+        for _ in 0..3 {
+            all.extend(t.feed(Input::Probe {
+                gen,
+                ok: false,
+                detail: "timed out".into(),
+            }));
+        }
+        assert!(all.contains(&Action::Disconnect { gen, force: true }));
+        assert_eq!(T::states(&all), vec![S::Warning, S::Stopped]);
+        assert!(T::retry_after(&all).is_none(), "{all:?}");
+    }
+
+    #[test]
+    fn closed_transports_and_probe_kills_count_toward_intensity_like_exits() {
+        // max_restarts 3: the fourth unplanned end within the window gives up, whichever mix.
+        let mut t = T::new(cfg());
+        let mut last = Vec::new();
+        for i in 0..4 {
+            let gen = t.up();
+            last = match i % 3 {
+                0 => t.exit(gen, Some(1), None),
+                1 => t.feed(Input::Ended {
+                    gen,
+                    cause: EndCause::Closed("eof".into()),
+                }),
+                _ => {
+                    let mut a = Vec::new();
+                    for _ in 0..3 {
+                        a = t.feed(Input::Probe {
+                            gen,
+                            ok: false,
+                            detail: "timed out".into(),
+                        });
+                    }
+                    a
+                }
+            };
+            if i < 3 {
+                assert!(T::retry_after(&last).is_some(), "end {i}: {last:?}");
+                // A manual start would reset the window: reconnect through the retry instead.
+                let (timer, _) = T::retry_after(&last).unwrap();
+                let a = t.feed(Input::RetryDue { timer });
+                let gen = T::connect_gen(&a).unwrap();
+                t.feed(Input::Connected {
+                    gen,
+                    detail: "ok".into(),
+                });
+                t.feed(Input::Stop { force: true });
+                t.exit(gen, None, Some(9));
+            }
+        }
+        let _ = last;
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            Start,
+            Stop(bool),
+            Connected,
+            Ended(u8),
+            Probe(bool),
+            Retry,
+            Lost,
+            Wait(u16),
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                Just(Step::Start),
+                any::<bool>().prop_map(Step::Stop),
+                Just(Step::Connected),
+                (0u8..5).prop_map(Step::Ended),
+                any::<bool>().prop_map(Step::Probe),
+                Just(Step::Retry),
+                Just(Step::Lost),
+                (0u16..5000).prop_map(Step::Wait),
+            ]
+        }
+
+        fn policy() -> impl Strategy<Value = RestartPolicy> {
+            prop_oneof![
+                Just(RestartPolicy::Permanent),
+                Just(RestartPolicy::Transient),
+                Just(RestartPolicy::Temporary),
+            ]
+        }
+
+        proptest! {
+            /// Over any sequence of inputs: at most one live connection generation at a time;
+            /// a temporary service is never re-established without a manual start; `failed`
+            /// is entered only after more than `max_restarts` unplanned ends since the last
+            /// manual start.
+            #[test]
+            fn the_machine_keeps_its_invariants(restart in policy(), steps in proptest::collection::vec(step(), 1..80)) {
+                let config = MachineConfig { restart, ..cfg() };
+                let mut m = Machine::new(config);
+                let mut now = Instant::now();
+                let mut gen = 0u64;
+                let mut live: Option<u64> = None;
+                let mut timer = 0u64;
+                // Unplanned ends (over-counted: every end of the tracked generation and every
+                // failed probe) and whether a connection got up, since the last fresh start.
+                let mut ends = 0u32;
+                let mut was_up = false;
+                for s in steps {
+                    let input = match s {
+                        Step::Start => Input::Start,
+                        Step::Stop(force) => Input::Stop { force },
+                        Step::Connected => Input::Connected { gen, detail: "ok".into() },
+                        Step::Ended(k) => {
+                            // A connect attempt fails only while connecting.
+                            let k = if k == 4 && m.live_gen().is_some() { 3 } else { k };
+                            if live == Some(gen) && k < 4 { ends += 1; }
+                            let cause = match k {
+                                0 => EndCause::Exited(ExitInfo { code: Some(0), signal: None }),
+                                1 => EndCause::Exited(ExitInfo { code: Some(1), signal: None }),
+                                2 => EndCause::Exited(ExitInfo { code: None, signal: Some(9) }),
+                                3 => EndCause::Closed("eof".into()),
+                                _ => EndCause::ConnectFailed("refused".into()),
+                            };
+                            if live == Some(gen) { live = None; }
+                            Input::Ended { gen, cause }
+                        }
+                        Step::Probe(ok) => {
+                            if !ok && m.live_gen().is_some() { ends += 1; }
+                            Input::Probe { gen, ok, detail: "probe".into() }
+                        }
+                        Step::Retry => Input::RetryDue { timer },
+                        Step::Lost => {
+                            if m.live_gen().is_some() { ends += 1; }
+                            Input::Lost { gen, detail: "refused".into() }
+                        }
+                        Step::Wait(ms) => { now += Duration::from_millis(u64::from(ms)); continue; }
+                    };
+                    let was = m.state();
+                    for a in m.handle(input, now, 0.5) {
+                        match a {
+                            Action::Connect { gen: g, .. } => {
+                                prop_assert!(live.is_none(), "connect {g} while {live:?} is live");
+                                prop_assert!(g > gen);
+                                prop_assert!(!(restart == RestartPolicy::Temporary && was_up),
+                                    "a temporary service was re-established");
+                                gen = g;
+                                live = Some(g);
+                            }
+                            Action::Disconnect { gen: g, .. } => {
+                                if live == Some(g) { live = None; }
+                            }
+                            Action::ScheduleRetry { timer: t, .. } => timer = t,
+                            Action::Transition { to, .. } => {
+                                if to == S::Starting {
+                                    ends = 0;
+                                    was_up = false;
+                                }
+                                if to == S::Healthy { was_up = true; }
+                                if to == S::Failed {
+                                    prop_assert!(was != S::Failed);
+                                    prop_assert!(ends > config.intensity.max_restarts,
+                                        "failed after {ends} unplanned ends");
+                                }
+                            }
+                            Action::StartProbes { .. } => {}
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -59,6 +59,14 @@ pub enum StoreError {
         /// The services not there yet with their states.
         waiting: Vec<(String, ServiceState)>,
     },
+    /// Another Store (in this or another process) owns the state dir.
+    #[error("the state dir {dir} is in use by another mcpvisor{}; stop it, or use another state dir", owner.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    StateDirInUse {
+        /// The state dir.
+        dir: String,
+        /// The owner's pid, when it wrote one.
+        owner: Option<u32>,
+    },
     /// The supervisor is not running (shut down, or an actor could not be reached).
     #[error("the supervisor is not running ({0})")]
     NotRunning(String),

@@ -26,9 +26,11 @@
 #![warn(missing_docs)]
 
 mod error;
+mod owner;
 mod reaper;
 mod root;
 mod store;
+mod table;
 
 pub use error::StoreError;
 pub use root::AddReport;

@@ -20,8 +20,10 @@ use mcpvisor_registry_actor::{RegistryActor, RegistryArgs, RegistryMsg};
 use mcpvisor_service_actor::{ServiceActor, ServiceArgs, ServiceHandle, ServiceMsg, ServiceReport};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use serde_json::{Map, Value};
+use tokio::sync::{broadcast, watch};
 
 use crate::error::StoreError;
+use crate::table::Row;
 
 /// State shared between the root actor and every [`crate::Store`] clone, read without a
 /// mailbox hop.
@@ -39,6 +41,11 @@ pub(crate) struct Shared {
     /// Namespaced tool name → (service, the server's tool name), per scope: the fast path of
     /// `call_tool` (no mailbox hop). Bare, shortened and unknown names go to the registry.
     pub routes: RwLock<HashMap<Route, (ServiceId, String)>>,
+    /// The event channel: the Store's, handed to every registry spawned, so a subscription
+    /// survives a registry respawn.
+    pub events: broadcast::Sender<Event>,
+    /// Each service's state as the root published it (after the registry was told).
+    pub observed: RwLock<HashMap<ServiceId, watch::Receiver<ServiceState>>>,
 }
 
 /// A namespaced tool name within a scope (`None` = the store's own services).
@@ -70,6 +77,9 @@ impl Shared {
     }
     pub(crate) fn handle(&self, id: &ServiceId) -> Option<ServiceHandle> {
         read(&self.handles).get(id).cloned()
+    }
+    pub(crate) fn observed(&self, id: &ServiceId) -> Option<watch::Receiver<ServiceState>> {
+        read(&self.observed).get(id).cloned()
     }
 }
 
@@ -165,6 +175,9 @@ pub(crate) struct RootArgs {
     /// The config file as last read or written, shared with every persistence actor spawned
     /// (a respawned one continues from it).
     pub known_config: KnownCell,
+    /// The mark every spawned server carries in its environment (`MCPVISOR_OWNER`), so a
+    /// later owner of the state dir finds it even if it was never recorded.
+    pub owner_mark: Option<String>,
 }
 
 struct Entry {
@@ -178,6 +191,8 @@ struct Entry {
     wanted: bool,
     started: bool,
     blocked: String,
+    /// What the fleet observes of it: the one copy every other view is made from.
+    row: Row,
 }
 
 pub(crate) struct RootState {
@@ -247,7 +262,9 @@ impl Actor for RootActor {
             state.register(&myself, id, spec, autostart).await?;
         }
         for (id, tools) in std::mem::take(&mut state.args.stale_tools) {
-            if state.entries.contains_key(&id) {
+            if let Some(e) = state.entries.get_mut(&id) {
+                e.row.tools = tools.clone();
+                e.row.stale = true;
                 state.set_routes(&id, &tools);
                 state.to_registry(RegistryMsg::Tools {
                     id,
@@ -450,6 +467,7 @@ impl RootState {
     ) -> Result<(), ActorProcessingErr> {
         let args = RegistryArgs {
             tool_separator: self.config.supervisor.tool_separator.clone(),
+            events: Some(self.args.shared.events.clone()),
         };
         let (r, _) = Actor::spawn_linked(None, RegistryActor, args, myself.get_cell()).await?;
         *write(&self.args.shared.registry) = Some(r);
@@ -502,6 +520,8 @@ impl RootState {
         write(&self.args.shared.handles).insert(id.clone(), handle.clone());
         write(&self.args.shared.stderr).insert(id.clone(), stderr.clone());
         let disabled = spec.config.disabled;
+        let row = Row::new(handle.state());
+        write(&self.args.shared.observed).insert(id.clone(), row.subscribe());
         self.entries.insert(
             id.clone(),
             Entry {
@@ -514,6 +534,7 @@ impl RootState {
                 wanted: wanted && !disabled,
                 started: false,
                 blocked: String::new(),
+                row,
             },
         );
         self.upsert_to_registry(&id);
@@ -537,7 +558,7 @@ impl RootState {
         let last_pid: Arc<Mutex<Option<u32>>> = Arc::default();
         let args = ServiceArgs {
             id: id.clone(),
-            config: spec.config.clone(),
+            config: self.actor_config(spec),
             handle: entry.handle.clone(),
             stderr: entry.stderr.clone(),
             sink: Arc::new(move |r: ServiceReport| {
@@ -684,6 +705,18 @@ impl RootState {
         services.insert(spec.name.clone(), spec.clone());
     }
 
+    /// The config a service actor runs with: the spec's, plus the owner mark in a stdio
+    /// server's environment.
+    fn actor_config(&self, spec: &ServiceSpec) -> mcpvisor_model::ServiceConfig {
+        let mut config = spec.config.clone();
+        if let (Some(mark), mcpvisor_model::Endpoint::Stdio { env, .. }) =
+            (&self.args.owner_mark, &mut config.endpoint)
+        {
+            env.insert(crate::owner::OWNER_ENV.to_owned(), mark.clone());
+        }
+        config
+    }
+
     fn scope_graph(&self, agent: &Option<AgentId>) -> DependencyGraph {
         DependencyGraph::from_specs(
             self.entries
@@ -723,6 +756,7 @@ impl RootState {
         }
         write(&self.args.shared.handles).remove(id);
         write(&self.args.shared.stderr).remove(id);
+        write(&self.args.shared.observed).remove(id);
         self.to_registry(RegistryMsg::Remove { id: id.clone() });
         self.to_state_file(PersistenceMsg::RemoveService {
             service: id.to_string(),
@@ -784,7 +818,7 @@ impl RootState {
         }
         self.upsert_to_registry(id);
         if let Some(a) = &actor {
-            let _ = a.cast(ServiceMsg::Reconfigure(Box::new(spec.config.clone())));
+            let _ = a.cast(ServiceMsg::Reconfigure(Box::new(self.actor_config(&spec))));
             if spec.config.disabled {
                 let _ = a.cast(ServiceMsg::Stop {
                     force: false,
@@ -845,7 +879,7 @@ impl RootState {
                 let st = self
                     .entries
                     .get(&dep_id)
-                    .map(|x| x.handle.state())
+                    .map(|x| x.row.state)
                     .unwrap_or(ServiceState::NotStarted);
                 let ok = match d.condition {
                     DependencyCondition::Healthy => st.is_up(),
@@ -870,16 +904,11 @@ impl RootState {
                 let reason = format!("waiting for {}", waiting.join(", "));
                 let changed = self.entries.get(&id).is_some_and(|e| e.blocked != reason);
                 if changed {
-                    let st = self.entries[&id].handle.state();
+                    let st = self.entries[&id].row.state;
                     if st == ServiceState::NotStarted {
                         self.entries[&id].handle.set_state(st, &reason);
-                        self.to_registry(RegistryMsg::State {
-                            id: id.clone(),
-                            from: st,
-                            to: st,
-                            reason: reason.clone(),
-                            at: Timestamp::now(),
-                        });
+                        // Same state, new reason: no event.
+                        self.observe_state(&id, st, reason.clone(), Timestamp::now());
                     }
                     if let Some(e) = self.entries.get_mut(&id) {
                         e.blocked = reason;
@@ -889,25 +918,41 @@ impl RootState {
         }
     }
 
-    fn on_report(&mut self, r: ServiceReport) {
-        match r {
-            ServiceReport::State {
-                id,
+    /// Records `to` in the row of `id`, tells the registry (a transition from the row's
+    /// previous state, or only the new reason when the state did not change), then publishes
+    /// it to waiters — in that order, so a waiter's next query sees it.
+    fn observe_state(&mut self, id: &ServiceId, to: ServiceState, reason: String, at: Timestamp) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        let msg = match e.row.transition(to, reason.clone(), Instant::now()) {
+            Some(from) => RegistryMsg::State {
+                id: id.clone(),
                 from,
                 to,
                 reason,
                 at,
+            },
+            None => RegistryMsg::Reason {
+                id: id.clone(),
+                reason,
+            },
+        };
+        self.to_registry(msg);
+        if let Some(e) = self.entries.get(id) {
+            e.row.publish();
+        }
+    }
+
+    fn on_report(&mut self, r: ServiceReport) {
+        match r {
+            ServiceReport::State {
+                id, to, reason, at, ..
             } => {
                 if !self.entries.contains_key(&id) {
                     return;
                 }
-                self.to_registry(RegistryMsg::State {
-                    id,
-                    from,
-                    to,
-                    reason,
-                    at,
-                });
+                self.observe_state(&id, to, reason, at);
                 self.evaluate();
             }
             ServiceReport::Tools {
@@ -916,9 +961,12 @@ impl RootState {
                 server,
                 stale,
             } => {
-                if !self.entries.contains_key(&id) {
+                let Some(e) = self.entries.get_mut(&id) else {
                     return;
-                }
+                };
+                e.row.tools = tools.clone();
+                e.row.server = Some(server.clone());
+                e.row.stale = stale;
                 self.set_routes(&id, &tools);
                 self.to_state_file(PersistenceMsg::SetTools {
                     service: id.to_string(),
@@ -938,8 +986,8 @@ impl RootState {
                 identity,
                 restarts,
             } => {
-                let records = match (pid, identity) {
-                    (Some(pid), Some(ident)) => vec![ProcessRecord {
+                let record = match (pid, identity) {
+                    (Some(pid), Some(ident)) => Some(ProcessRecord {
                         service: id.to_string(),
                         pid,
                         pgid: pid,
@@ -947,14 +995,17 @@ impl RootState {
                         cmdline: ident.cmdline,
                         boot_id: self.boot_id.clone(),
                         sid: Some(ident.sid),
-                    }],
-                    _ => Vec::new(),
+                    }),
+                    _ => None,
                 };
                 self.to_state_file(PersistenceMsg::SetProcesses {
                     service: id.to_string(),
-                    records,
+                    records: record.iter().cloned().collect(),
                 });
-                if self.entries.contains_key(&id) {
+                if let Some(e) = self.entries.get_mut(&id) {
+                    e.row.pid = pid;
+                    e.row.restarts = restarts;
+                    e.row.process = record;
                     self.to_registry(RegistryMsg::Process { id, pid, restarts });
                 }
             }
@@ -984,10 +1035,19 @@ impl RootState {
             tracing::warn!(%why, "persistence actor down; respawning");
             self.spawn_persistence(myself).await?;
             self.save_config();
-            for e in self.entries.values() {
-                if let Some(a) = &e.actor {
-                    let _ = a.cast(ServiceMsg::Resend);
+            // The state file is rebuilt from the table: last-known tools and live processes.
+            for (id, e) in &self.entries {
+                if !e.row.tools.is_empty() {
+                    self.to_state_file(PersistenceMsg::SetTools {
+                        service: id.to_string(),
+                        tools: e.row.tools.clone(),
+                        server: e.row.server.clone(),
+                    });
                 }
+                self.to_state_file(PersistenceMsg::SetProcesses {
+                    service: id.to_string(),
+                    records: e.row.process.iter().cloned().collect(),
+                });
             }
             return Ok(());
         }
@@ -1014,7 +1074,7 @@ impl RootState {
         // The dead actor's state was dropped: its guards killed its process groups.
         handle.set_peer(None);
         lock(&self.args.shared.pgids).retain(|_, svc| *svc != id);
-        let old = handle.state();
+        let old = self.entries[&id].row.state;
         if why == "stopped" || !wanted && old == ServiceState::Stopped {
             return Ok(());
         }
@@ -1022,17 +1082,25 @@ impl RootState {
             RestartVerdict::Restart => {
                 tracing::warn!(service = %id, %why, "service actor down; respawning");
                 handle.set_state(ServiceState::Reconnecting, &format!("service actor {why}"));
-                self.to_registry(RegistryMsg::State {
-                    id: id.clone(),
-                    from: old,
-                    to: ServiceState::Reconnecting,
-                    reason: format!("service actor {why}; respawned"),
-                    at: Timestamp::now(),
-                });
+                self.observe_state(
+                    &id,
+                    ServiceState::Reconnecting,
+                    format!("service actor {why}; respawned"),
+                    Timestamp::now(),
+                );
                 self.spawn_service(myself, id.clone(), &spec, false).await?;
                 // It restarts from not_started: let dependency gating start it.
                 handle.set_state(ServiceState::NotStarted, "respawned");
                 self.evaluate();
+                if self.entries.get(&id).is_some_and(|e| !e.started) {
+                    self.observe_state(
+                        &id,
+                        ServiceState::NotStarted,
+                        "service actor respawned".into(),
+                        Timestamp::now(),
+                    );
+                    self.evaluate();
+                }
             }
             RestartVerdict::GiveUp => {
                 let i = spec.config.intensity;
@@ -1042,13 +1110,7 @@ impl RootState {
                     humantime::format_duration(i.within)
                 );
                 handle.set_state(ServiceState::Failed, &reason);
-                self.to_registry(RegistryMsg::State {
-                    id,
-                    from: old,
-                    to: ServiceState::Failed,
-                    reason,
-                    at: Timestamp::now(),
-                });
+                self.observe_state(&id, ServiceState::Failed, reason, Timestamp::now());
             }
         }
         Ok(())
@@ -1072,19 +1134,19 @@ impl RootState {
             self.to_registry(RegistryMsg::Upsert {
                 spec: e.spec.clone(),
                 id: id.clone(),
-                state: e.handle.state(),
+                state: e.row.state,
                 stderr: e.stderr.clone(),
                 metrics: e.handle.metrics().clone(),
             });
         }
     }
 
+    /// Copies the table into a respawned registry: no service is asked anything, and no
+    /// state, reason or error changes.
     fn rebuild_registry(&self) {
         for (id, e) in &self.entries {
-            self.upsert_to_registry(id);
-            if let Some(a) = &e.actor {
-                let _ = a.cast(ServiceMsg::Resend);
-            }
+            let record = e.row.record(id, &e.spec, &e.stderr, e.handle.metrics());
+            self.to_registry(RegistryMsg::Restore(Box::new(record)));
         }
     }
 }

@@ -20,6 +20,7 @@ use ractor::{Actor, ActorRef};
 use serde_json::{Map, Value};
 
 use crate::error::StoreError;
+use crate::owner;
 use crate::reaper;
 use crate::root::{lock, read, AddReport, RootActor, RootArgs, RootMsg, Shared};
 
@@ -130,6 +131,8 @@ struct Inner {
     root: ActorRef<RootMsg>,
     shared: Arc<Shared>,
     closed: Mutex<bool>,
+    /// The claim on the state dir, released once shut down (or dropped).
+    claim: Mutex<Option<owner::OwnerClaim>>,
 }
 
 impl Drop for Inner {
@@ -215,6 +218,18 @@ impl Store {
         }
         let mut stale_tools = Vec::new();
         let mut old_process_owners: Vec<String> = Vec::new();
+        // One owner per state dir: a second one is refused before anything is reaped.
+        let claim = match &options.state_dir {
+            Some(dir) => Some(owner::claim(dir)?),
+            None => None,
+        };
+        if let Some(claim) = &claim {
+            // Servers a killed owner spawned but never recorded carry the dir's mark.
+            let marked = owner::reap_marked(&claim.mark);
+            if marked > 0 {
+                tracing::warn!(marked, "killed unrecorded servers left by a previous run");
+            }
+        }
         if let Some(dir) = &options.state_dir {
             let (snapshot, problem) = load_state(dir);
             if let Some(p) = problem {
@@ -242,6 +257,8 @@ impl Store {
             registry: Default::default(),
             persistence: Default::default(),
             routes: Default::default(),
+            events: tokio::sync::broadcast::channel(mcpvisor_model::defaults::EVENT_BUFFER).0,
+            observed: Default::default(),
         });
         let args = RootArgs {
             config,
@@ -255,6 +272,7 @@ impl Store {
             // starts (this run records its own).
             reaped_owners: old_process_owners,
             known_config,
+            owner_mark: claim.as_ref().map(|c| c.mark.clone()),
         };
         let (root, _) = Actor::spawn(None, RootActor, args)
             .await
@@ -264,6 +282,7 @@ impl Store {
                 root,
                 shared,
                 closed: Mutex::new(false),
+                claim: Mutex::new(claim),
             }),
             scope: Scope::Store,
         })
@@ -390,30 +409,28 @@ impl Store {
             .collect();
         let report = ractor::call!(self.inner.root, |reply| RootMsg::Add { items, reply })
             .map_err(StoreError::gone)??;
-        let limit = match wait {
-            Wait::None => None,
-            Wait::For(d) => Some(d),
-            Wait::Auto => Some(Duration::from_secs(35)),
-        };
-        if let Some(limit) = limit {
-            let names: Vec<String> = report
-                .added
-                .iter()
-                .map(|n| n.rsplit('/').next().unwrap_or(n).to_owned())
-                .collect();
-            let settled = |s: ServiceState| {
-                s.is_up()
-                    || matches!(
-                        s,
-                        ServiceState::Failed | ServiceState::Unreachable | ServiceState::Stopped
-                    )
+        if wait != Wait::None {
+            // Every service is waited for at once (never one after another), each up to the
+            // limit: `For`'s duration, or its own `timeouts.connect` for `Auto`.
+            let config = match wait {
+                Wait::Auto => Some(self.config().await?),
+                _ => None,
             };
-            for n in &names {
-                if let Some(h) = self.inner.shared.handle(&self.id(n)?) {
-                    let _ = h.wait_until(limit, settled).await;
+            let mut waits = Vec::new();
+            for n in &report.added {
+                let id = self.id(n.rsplit('/').next().unwrap_or(n))?;
+                let limit = match (wait, &config) {
+                    (Wait::For(d), _) => d,
+                    (_, Some(c)) => config_of(c, &id)
+                        .map(|s| s.config.timeouts.connect)
+                        .unwrap_or(mcpvisor_model::defaults::TIMEOUT_CONNECT),
+                    _ => Duration::ZERO,
+                };
+                if let Some(rx) = self.inner.shared.observed(&id) {
+                    waits.push(wait_observed(rx, limit, settled_after_add));
                 }
             }
-            self.settle().await;
+            futures_join_all(waits).await;
         }
         Ok(report)
     }
@@ -517,6 +534,16 @@ impl Store {
                 reply: Some(r)
             })
             .map_err(StoreError::gone)?;
+            // The actor answered once stopped; return once the root recorded it too.
+            if let Some(rx) = self.inner.shared.observed(&self.id(name)?) {
+                let _ = wait_observed(rx, mcpvisor_model::defaults::STOP_RECORD_WAIT, |s| {
+                    matches!(
+                        s,
+                        ServiceState::Stopped | ServiceState::NotStarted | ServiceState::Failed
+                    )
+                })
+                .await;
+            }
         }
         Ok(())
     }
@@ -535,14 +562,6 @@ impl Store {
     /// Waits until every report sent so far has reached the registry: reports go service →
     /// root → registry, each hop in order, so a round trip through both is a barrier. Used
     /// after waiting on a state so that what the registry answers next agrees with it.
-    async fn settle(&self) {
-        let _ = ractor::call!(self.inner.root, |reply| RootMsg::Sync { reply });
-        if let Ok(r) = self.registry() {
-            let scope = Scope::All;
-            let _ = ractor::call!(r, |reply| RegistryMsg::List { scope, reply });
-        }
-    }
-
     fn registry(&self) -> Result<ActorRef<RegistryMsg>, StoreError> {
         self.inner.shared.registry()
     }
@@ -752,25 +771,26 @@ impl Store {
         state: ServiceState,
         timeout: Duration,
     ) -> Result<(), StoreError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut waiting = Vec::new();
+        let mut waits = Vec::new();
         for n in names {
             let id = self.id(n)?;
-            let Some(h) = self.inner.shared.handle(&id) else {
+            let Some(rx) = self.inner.shared.observed(&id) else {
                 return Err(StoreError::Lookup(LookupError::UnknownService {
                     name: (*n).to_owned(),
                     suggestions: Vec::new(),
                 }));
             };
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let pred = |s: ServiceState| {
+            let pred = move |s: ServiceState| {
                 s == state || (state == ServiceState::Healthy && s == ServiceState::Warning)
             };
-            if let Err(now) = h.wait_until(left, pred).await {
-                waiting.push(((*n).to_owned(), now));
-            }
+            waits.push(async move { ((*n).to_owned(), wait_observed(rx, timeout, pred).await) });
         }
-        self.settle().await;
+        // All at once: the timeout bounds the whole wait, not each service.
+        let waiting: Vec<(String, ServiceState)> = futures_join_all(waits)
+            .await
+            .into_iter()
+            .filter_map(|(n, r)| r.err().map(|now| (n, now)))
+            .collect();
         if waiting.is_empty() {
             Ok(())
         } else {
@@ -789,8 +809,7 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub async fn subscribe(&self) -> Result<EventStream, StoreError> {
-        ractor::call!(self.registry()?, |reply| RegistryMsg::Subscribe { reply })
-            .map_err(StoreError::gone)
+        Ok(EventStream::from(self.inner.shared.events.subscribe()))
     }
 
     /// Per-service metrics: availability, probe and call latency percentiles, calls, errors,
@@ -846,7 +865,7 @@ impl Store {
     }
 
     /// Fault injection for tests: makes a service's actor panic.
-    #[doc(hidden)]
+    #[cfg(feature = "fault-injection")]
     pub async fn inject_actor_panic(&self, name: &str) -> Result<(), StoreError> {
         let id = self.id(name)?;
         let actors = ractor::call!(self.inner.root, |reply| RootMsg::Actors { reply })
@@ -858,14 +877,14 @@ impl Store {
     }
 
     /// Fault injection for tests: kills the registry actor.
-    #[doc(hidden)]
+    #[cfg(feature = "fault-injection")]
     pub fn inject_registry_death(&self) -> Result<(), StoreError> {
         self.registry()?.kill();
         Ok(())
     }
 
     /// Fault injection for tests: kills the persistence actor.
-    #[doc(hidden)]
+    #[cfg(feature = "fault-injection")]
     pub fn inject_persistence_death(&self) -> Result<(), StoreError> {
         match self.inner.shared.persistence() {
             Some(p) => {
@@ -916,6 +935,47 @@ impl Store {
             .root
             .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
             .await;
+        // Every group is gone: the state dir is free for the next owner.
+        lock(&self.inner.claim).take();
+    }
+}
+
+/// The spec of `id` in `config`.
+fn config_of<'a>(
+    config: &'a ServicesConfig,
+    id: &ServiceId,
+) -> Option<&'a mcpvisor_model::ServiceSpec> {
+    match &id.agent {
+        None => config.services.get(&id.name),
+        Some(a) => config.agents.get(a)?.services.get(&id.name),
+    }
+}
+
+/// Whether a service just added has settled: up, or given up on for now.
+fn settled_after_add(s: ServiceState) -> bool {
+    s.is_up()
+        || matches!(
+            s,
+            ServiceState::Failed | ServiceState::Unreachable | ServiceState::Stopped
+        )
+}
+
+/// Waits up to `limit` until the published state satisfies `pred`; `Err(state now)` if not.
+/// The root publishes a state only after the registry was told, so once this returns every
+/// query agrees with it.
+async fn wait_observed(
+    mut rx: tokio::sync::watch::Receiver<ServiceState>,
+    limit: Duration,
+    pred: impl Fn(ServiceState) -> bool,
+) -> Result<(), ServiceState> {
+    let ok = matches!(
+        tokio::time::timeout(limit, rx.wait_for(|s| pred(*s))).await,
+        Ok(Ok(_))
+    );
+    if ok {
+        Ok(())
+    } else {
+        Err(*rx.borrow())
     }
 }
 
