@@ -265,6 +265,12 @@ async fn a_server_no_record_names_is_still_found_and_reaped_by_the_next_owner() 
         .spawn()
         .unwrap();
     let orphan_pid = orphan.id();
+    let marked = eventually(LONG, || async {
+        std::fs::read(format!("/proc/{orphan_pid}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == mark.as_bytes()))
+    })
+    .await;
+    assert!(marked, "the stand-in orphan does not carry {mark}");
     let next = Store::open(StoreOptions::new().state_dir(&state))
         .await
         .unwrap();
@@ -285,4 +291,43 @@ async fn a_server_no_record_names_is_still_found_and_reaped_by_the_next_owner() 
         "pid {orphan_pid} was not SIGKILLed"
     );
     next.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_removed_service_leaves_no_process_record_in_the_state_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let store = Store::open(StoreOptions::new().state_dir(&state))
+        .await
+        .unwrap();
+    store
+        .add_service(
+            json!({"mcpServers": {"gone": chaos(&[]), "kept": chaos(&[])}}),
+            Wait::Auto,
+        )
+        .await
+        .unwrap();
+    let kept = pid_of(&store, "kept").await;
+    store.remove_service("gone").await.unwrap();
+    // Drop without shutdown: the state file then holds what a killed run would leave.
+    let flushed = eventually(LONG, || async {
+        let text = std::fs::read_to_string(state.join("state.json")).unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let services: Vec<String> = v["processes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["service"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        services == ["kept"]
+    })
+    .await;
+    assert!(
+        flushed,
+        "the state file still names the removed service's process"
+    );
+    assert!(pid_alive(kept));
+    store.shutdown().await;
 }

@@ -155,6 +155,11 @@ pub(crate) enum RootMsg {
     Publish(Event),
     /// Stop every service at once (SIGKILL) and start nothing any more.
     ForceStopAll,
+    /// A removed service's actor is gone with its process group: forget its process records
+    /// (unless a service of that name was added again, which keeps its own).
+    Forget {
+        id: ServiceId,
+    },
     /// Answers once every message sent before it was handled (a barrier).
     Sync {
         reply: RpcReplyPort<()>,
@@ -290,6 +295,7 @@ impl Actor for RootActor {
                 let _ = reply.send(r);
             }
             RootMsg::Remove { id, reply } => {
+                let me = myself.clone();
                 let r = state.remove(&id).map(|actor| {
                     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
                     tokio::spawn(async move {
@@ -300,6 +306,7 @@ impl Actor for RootActor {
                             });
                             a.stop(Some("removed".into()));
                         }
+                        let _ = me.cast(RootMsg::Forget { id });
                         let _ = done_tx.send(());
                     });
                     done_rx
@@ -370,6 +377,14 @@ impl Actor for RootActor {
                             reply: None,
                         });
                     }
+                }
+            }
+            RootMsg::Forget { id } => {
+                if !state.entries.contains_key(&id) {
+                    state.to_state_file(PersistenceMsg::SetProcesses {
+                        service: id.to_string(),
+                        records: Vec::new(),
+                    });
                 }
             }
             RootMsg::Sync { reply } => {
