@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod fleet;
 mod owner;
 mod reaper;
 mod root;

@@ -9,9 +9,8 @@ use std::time::Instant;
 use indexmap::IndexMap;
 use mcpvisor_model::env::Env;
 use mcpvisor_model::{
-    resolve_service, AgentId, ConfigError, ConfigErrors, DependencyCondition, DependencyGraph,
-    Event, LogRing, RestartVerdict, RestartWindow, ServiceId, ServiceMetrics, ServiceName,
-    ServiceSpec, ServiceState, ServicesConfig, Timestamp,
+    resolve_service, AgentId, ConfigError, ConfigErrors, DependencyGraph, Event, LogRing,
+    ServiceId, ServiceMetrics, ServiceName, ServiceSpec, ServiceState, ServicesConfig, Timestamp,
 };
 use mcpvisor_persistence_actor::{
     KnownCell, PersistenceActor, PersistenceArgs, PersistenceMsg, ProcessRecord,
@@ -23,7 +22,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::StoreError;
-use crate::table::Row;
+use crate::fleet::{Action as FleetAction, Fleet, Observation};
 
 /// State shared between the root actor and every [`crate::Store`] clone, read without a
 /// mailbox hop.
@@ -192,18 +191,12 @@ struct Entry {
     handle: ServiceHandle,
     stderr: LogRing,
     actor: Option<ActorRef<ServiceMsg>>,
-    panics: RestartWindow,
-    wanted: bool,
-    started: bool,
-    blocked: String,
-    /// What the fleet observes of it: the one copy every other view is made from.
-    row: Row,
 }
 
 pub(crate) struct RootState {
     boot_id: String,
-    /// Set once shutdown began: nothing is started any more.
-    shutting_down: bool,
+    /// Every supervision decision and the observed-state table.
+    fleet: Fleet,
     /// Spawn counter: reports carry the epoch of the actor that sent them, so a removed
     /// actor still stopping never speaks for a new service of the same name.
     next_epoch: u64,
@@ -234,7 +227,7 @@ impl Actor for RootActor {
     ) -> Result<RootState, ActorProcessingErr> {
         let mut state = RootState {
             boot_id: mcpvisor_service_actor::boot_id(),
-            shutting_down: false,
+            fleet: Fleet::default(),
             next_epoch: 0,
             config: args.config.clone(),
             entries: IndexMap::new(),
@@ -267,9 +260,9 @@ impl Actor for RootActor {
             state.register(&myself, id, spec, autostart).await?;
         }
         for (id, tools) in std::mem::take(&mut state.args.stale_tools) {
-            if let Some(e) = state.entries.get_mut(&id) {
-                e.row.tools = tools.clone();
-                e.row.stale = true;
+            if let Some(m) = state.fleet.get_mut(&id) {
+                m.row.tools = tools.clone();
+                m.row.stale = true;
                 state.set_routes(&id, &tools);
                 state.to_registry(RegistryMsg::Tools {
                     id,
@@ -318,35 +311,26 @@ impl Actor for RootActor {
                 let _ = reply.send(r);
             }
             RootMsg::Want { id, wanted, reply } => {
-                let r = match state.entries.get_mut(&id) {
-                    None => Err(unknown(&id, &state.entries)),
-                    Some(e) => {
-                        e.wanted = wanted;
-                        if !wanted {
-                            e.started = false;
-                        }
-                        if wanted && e.actor.is_none() {
-                            // Revive a service given up on after panics.
-                            e.panics.reset();
-                            let spec = e.spec.clone();
-                            state
-                                .spawn_service(&myself, id.clone(), &spec, false)
-                                .await?;
-                        }
-                        Ok(state.entries.get(&id).and_then(|e| e.actor.clone()))
+                if !state.entries.contains_key(&id) {
+                    let _ = reply.send(Err(unknown(&id, &state.entries)));
+                    return Ok(());
+                }
+                state.fleet.want(&id, wanted);
+                let dead = state.entries.get(&id).is_some_and(|e| e.actor.is_none());
+                if wanted && dead {
+                    // Revive a service given up on after panics.
+                    if let Some(spec) = state.entries.get(&id).map(|e| e.spec.clone()) {
+                        state.spawn_service(&myself, id.clone(), &spec).await?;
+                        let actions = state.fleet.actor_up(&id, Instant::now());
+                        state.carry_out(actions);
                     }
-                };
-                if wanted {
-                    if let Some(e) = state.entries.get_mut(&id) {
-                        // A manual start bypasses dependency gating only when they are met.
-                        e.started = false;
-                    }
+                } else if wanted {
                     state.evaluate();
                 }
-                let _ = reply.send(r);
+                let _ = reply.send(Ok(state.entries.get(&id).and_then(|e| e.actor.clone())));
             }
             RootMsg::StopLevels { reply } => {
-                state.shutting_down = true;
+                state.fleet.shutting_down = true;
                 let _ = reply.send(state.stop_levels());
             }
             RootMsg::Actors { reply } => {
@@ -369,7 +353,7 @@ impl Actor for RootActor {
                 }
             }
             RootMsg::ForceStopAll => {
-                state.shutting_down = true;
+                state.fleet.shutting_down = true;
                 for e in state.entries.values() {
                     if let Some(a) = &e.actor {
                         let _ = a.cast(ServiceMsg::Stop {
@@ -534,9 +518,10 @@ impl RootState {
         let stderr = LogRing::default();
         write(&self.args.shared.handles).insert(id.clone(), handle.clone());
         write(&self.args.shared.stderr).insert(id.clone(), stderr.clone());
-        let disabled = spec.config.disabled;
-        let row = Row::new(handle.state());
-        write(&self.args.shared.observed).insert(id.clone(), row.subscribe());
+        self.fleet.insert(id.clone(), &spec, wanted);
+        if let Some(m) = self.fleet.get(&id) {
+            write(&self.args.shared.observed).insert(id.clone(), m.row.subscribe());
+        }
         self.entries.insert(
             id.clone(),
             Entry {
@@ -545,15 +530,10 @@ impl RootState {
                 handle,
                 stderr,
                 actor: None,
-                panics: RestartWindow::new(spec.config.intensity),
-                wanted: wanted && !disabled,
-                started: false,
-                blocked: String::new(),
-                row,
             },
         );
         self.upsert_to_registry(&id);
-        self.spawn_service(myself, id, &spec, false).await
+        self.spawn_service(myself, id, &spec).await
     }
 
     async fn spawn_service(
@@ -561,7 +541,6 @@ impl RootState {
         myself: &ActorRef<RootMsg>,
         id: ServiceId,
         spec: &ServiceSpec,
-        autostart: bool,
     ) -> Result<(), ActorProcessingErr> {
         let Some(entry) = self.entries.get(&id) else {
             return Ok(());
@@ -591,12 +570,11 @@ impl RootState {
                 }
                 let _ = me.cast(RootMsg::Report(epoch, r));
             }),
-            autostart,
+            autostart: false,
         };
         let (actor, _) = Actor::spawn_linked(None, ServiceActor, args, myself.get_cell()).await?;
         if let Some(e) = self.entries.get_mut(&id) {
             e.actor = Some(actor);
-            e.started = autostart;
             e.epoch = epoch;
         }
         Ok(())
@@ -758,6 +736,7 @@ impl RootState {
             });
         }
         let entry = self.entries.shift_remove(id);
+        self.fleet.remove(id);
         self.set_routes(id, &[]);
         match &id.agent {
             None => {
@@ -821,16 +800,16 @@ impl RootState {
         self.config_insert(id, &spec);
         if let Some(e) = self.entries.get_mut(id) {
             e.spec = spec.clone();
-            if spec.config.disabled {
-                // Disabled: stop it and let a later enable start it again.
-                e.wanted = false;
-                e.started = false;
-            } else if was_disabled {
-                e.wanted = true;
-            }
-            // Otherwise `wanted` stays as it was: an update never starts a service the user
-            // stopped.
         }
+        self.fleet.respec(id, &spec);
+        if spec.config.disabled {
+            // Disabled: stop it and let a later enable start it again.
+            self.fleet.want(id, false);
+        } else if was_disabled {
+            self.fleet.want(id, true);
+        }
+        // Otherwise `wanted` stays as it was: an update never starts a service the user
+        // stopped.
         self.upsert_to_registry(id);
         if let Some(a) = &actor {
             let _ = a.cast(ServiceMsg::Reconfigure(Box::new(self.actor_config(&spec))));
@@ -839,7 +818,7 @@ impl RootState {
                     force: false,
                     reply: None,
                 });
-            } else if restart && self.entries.get(id).is_some_and(|e| e.started) {
+            } else if restart && self.fleet.get(id).is_some_and(|m| m.started) {
                 let _ = a.cast(ServiceMsg::Restart);
             }
         }
@@ -875,88 +854,69 @@ impl RootState {
     }
 
     /// Starts every wanted, not yet started service whose dependencies meet their condition;
-    /// records why the others wait.
+    /// records why the others wait (the fleet core decides).
     fn evaluate(&mut self) {
-        if self.shutting_down {
-            return;
-        }
-        let ids: Vec<ServiceId> = self.entries.keys().cloned().collect();
-        for id in ids {
-            let Some(e) = self.entries.get(&id) else {
-                continue;
-            };
-            if !e.wanted || e.started || e.actor.is_none() {
-                continue;
-            }
-            let mut waiting = Vec::new();
-            for d in &e.spec.config.depends_on {
-                let dep_id = id_of(&id.agent, d.name.clone());
-                let st = self
-                    .entries
-                    .get(&dep_id)
-                    .map(|x| x.row.state)
-                    .unwrap_or(ServiceState::NotStarted);
-                let ok = match d.condition {
-                    DependencyCondition::Healthy => st.is_up(),
-                    DependencyCondition::Started => matches!(
-                        st,
-                        ServiceState::Healthy | ServiceState::Warning | ServiceState::Reconnecting
-                    ),
-                };
-                if !ok {
-                    waiting.push(format!("{} ({st})", d.name));
-                }
-            }
-            if waiting.is_empty() {
-                if let Some(e) = self.entries.get_mut(&id) {
-                    e.started = true;
-                    e.blocked.clear();
-                    if let Some(a) = &e.actor {
+        let actions = self.fleet.evaluate(Instant::now());
+        self.carry_out(actions);
+    }
+
+    /// Carries out the fleet core's actions (a respawn is carried out by `on_child_down`).
+    fn carry_out(&mut self, actions: Vec<FleetAction>) {
+        for action in actions {
+            match action {
+                FleetAction::Start(id) => {
+                    if let Some(a) = self.entries.get(&id).and_then(|e| e.actor.clone()) {
                         let _ = a.cast(ServiceMsg::Start);
                     }
                 }
-            } else {
-                let reason = format!("waiting for {}", waiting.join(", "));
-                let changed = self.entries.get(&id).is_some_and(|e| e.blocked != reason);
-                if changed {
-                    let st = self.entries[&id].row.state;
-                    if st == ServiceState::NotStarted {
-                        self.entries[&id].handle.set_state(st, &reason);
-                        // Same state, new reason: no event.
-                        self.observe_state(&id, st, reason.clone(), Timestamp::now());
-                    }
-                    if let Some(e) = self.entries.get_mut(&id) {
-                        e.blocked = reason;
-                    }
+                FleetAction::Observed(id, obs) => self.tell_observed(id, obs),
+                FleetAction::Respawn(id) => {
+                    tracing::error!(service = %id, "respawn outside on_child_down ignored");
                 }
             }
         }
     }
 
-    /// Records `to` in the row of `id`, tells the registry (a transition from the row's
-    /// previous state, or only the new reason when the state did not change), then publishes
-    /// it to waiters — in that order, so a waiter's next query sees it.
-    fn observe_state(&mut self, id: &ServiceId, to: ServiceState, reason: String, at: Timestamp) {
-        let Some(e) = self.entries.get_mut(id) else {
-            return;
-        };
-        let msg = match e.row.transition(to, reason.clone(), Instant::now()) {
-            Some(from) => RegistryMsg::State {
+    /// Tells the registry what the fleet observed, then publishes the row to waiters — in
+    /// that order, so a waiter's next query sees it.
+    fn tell_observed(&mut self, id: ServiceId, obs: Observation) {
+        let msg = match obs {
+            Observation::Transition { from, to, reason } => RegistryMsg::State {
                 id: id.clone(),
                 from,
                 to,
                 reason,
-                at,
+                at: Timestamp::now(),
             },
-            None => RegistryMsg::Reason {
-                id: id.clone(),
-                reason,
-            },
+            Observation::Reason(reason) => {
+                // A waiting service's call fails naming what it waits for.
+                if let Some(e) = self.entries.get(&id) {
+                    if e.handle.state() == ServiceState::NotStarted
+                        && self.fleet.state(&id) == ServiceState::NotStarted
+                    {
+                        e.handle.set_state(ServiceState::NotStarted, &reason);
+                    }
+                }
+                RegistryMsg::Reason {
+                    id: id.clone(),
+                    reason,
+                }
+            }
         };
         self.to_registry(msg);
-        if let Some(e) = self.entries.get(id) {
-            e.row.publish();
+        if let Some(m) = self.fleet.get(&id) {
+            m.row.publish();
         }
+    }
+
+    /// Records a service's report of `to` in the fleet's table and tells everyone.
+    fn observe_state(&mut self, id: &ServiceId, to: ServiceState, reason: String) {
+        let actions: Vec<FleetAction> = self
+            .fleet
+            .observe(id, to, reason, Instant::now())
+            .into_iter()
+            .collect();
+        self.carry_out(actions);
     }
 
     fn on_report(&mut self, r: ServiceReport) {
@@ -967,7 +927,8 @@ impl RootState {
                 if !self.entries.contains_key(&id) {
                     return;
                 }
-                self.observe_state(&id, to, reason, at);
+                let _ = at;
+                self.observe_state(&id, to, reason);
                 self.evaluate();
             }
             ServiceReport::Tools {
@@ -976,12 +937,12 @@ impl RootState {
                 server,
                 stale,
             } => {
-                let Some(e) = self.entries.get_mut(&id) else {
+                let Some(m) = self.fleet.get_mut(&id) else {
                     return;
                 };
-                e.row.tools = tools.clone();
-                e.row.server = Some(server.clone());
-                e.row.stale = stale;
+                m.row.tools = tools.clone();
+                m.row.server = Some(server.clone());
+                m.row.stale = stale;
                 self.set_routes(&id, &tools);
                 self.to_state_file(PersistenceMsg::SetTools {
                     service: id.to_string(),
@@ -1017,10 +978,10 @@ impl RootState {
                     service: id.to_string(),
                     records: record.iter().cloned().collect(),
                 });
-                if let Some(e) = self.entries.get_mut(&id) {
-                    e.row.pid = pid;
-                    e.row.restarts = restarts;
-                    e.row.process = record;
+                if let Some(m) = self.fleet.get_mut(&id) {
+                    m.row.pid = pid;
+                    m.row.restarts = restarts;
+                    m.row.process = record;
                     self.to_registry(RegistryMsg::Process { id, pid, restarts });
                 }
             }
@@ -1051,17 +1012,17 @@ impl RootState {
             self.spawn_persistence(myself).await?;
             self.save_config();
             // The state file is rebuilt from the table: last-known tools and live processes.
-            for (id, e) in &self.entries {
-                if !e.row.tools.is_empty() {
+            for (id, m) in self.fleet.iter() {
+                if !m.row.tools.is_empty() {
                     self.to_state_file(PersistenceMsg::SetTools {
                         service: id.to_string(),
-                        tools: e.row.tools.clone(),
-                        server: e.row.server.clone(),
+                        tools: m.row.tools.clone(),
+                        server: m.row.server.clone(),
                     });
                 }
                 self.to_state_file(PersistenceMsg::SetProcesses {
                     service: id.to_string(),
-                    records: e.row.process.iter().cloned().collect(),
+                    records: m.row.process.iter().cloned().collect(),
                 });
             }
             return Ok(());
@@ -1075,57 +1036,31 @@ impl RootState {
             return Ok(()); // a removed service's actor finishing
         };
         let now = Instant::now();
-        let (verdict, spec, wanted, handle) = {
+        let (spec, handle) = {
             let e = &mut self.entries[&id];
             e.actor = None;
-            e.started = false;
-            (
-                e.panics.record(now),
-                e.spec.clone(),
-                e.wanted,
-                e.handle.clone(),
-            )
+            (e.spec.clone(), e.handle.clone())
         };
         // The dead actor's state was dropped: its guards killed its process groups.
         handle.set_peer(None);
         lock(&self.args.shared.pgids).retain(|_, svc| *svc != id);
-        let old = self.entries[&id].row.state;
-        if why == "stopped" || !wanted && old == ServiceState::Stopped {
-            return Ok(());
-        }
-        match verdict {
-            RestartVerdict::Restart => {
-                tracing::warn!(service = %id, %why, "service actor down; respawning");
-                handle.set_state(ServiceState::Reconnecting, &format!("service actor {why}"));
-                self.observe_state(
-                    &id,
-                    ServiceState::Reconnecting,
-                    format!("service actor {why}; respawned"),
-                    Timestamp::now(),
-                );
-                self.spawn_service(myself, id.clone(), &spec, false).await?;
-                // It restarts from not_started: let dependency gating start it.
-                handle.set_state(ServiceState::NotStarted, "respawned");
-                self.evaluate();
-                if self.entries.get(&id).is_some_and(|e| !e.started) {
-                    self.observe_state(
-                        &id,
-                        ServiceState::NotStarted,
-                        "service actor respawned".into(),
-                        Timestamp::now(),
-                    );
-                    self.evaluate();
+        for action in self.fleet.actor_down(&id, &why, now) {
+            match action {
+                FleetAction::Respawn(id) => {
+                    tracing::warn!(service = %id, %why, "service actor down; respawning");
+                    self.spawn_service(myself, id.clone(), &spec).await?;
+                    // It restarts from not_started: dependency gating starts it.
+                    handle.set_state(ServiceState::NotStarted, "respawned");
+                    let actions = self.fleet.actor_up(&id, Instant::now());
+                    self.carry_out(actions);
                 }
-            }
-            RestartVerdict::GiveUp => {
-                let i = spec.config.intensity;
-                let reason = format!(
-                    "service actor {why}; more than {} restarts within {}: giving up until started by hand",
-                    i.max_restarts,
-                    humantime::format_duration(i.within)
-                );
-                handle.set_state(ServiceState::Failed, &reason);
-                self.observe_state(&id, ServiceState::Failed, reason, Timestamp::now());
+                FleetAction::Observed(id, obs) => {
+                    if let Observation::Transition { to, reason, .. } = &obs {
+                        handle.set_state(*to, reason);
+                    }
+                    self.tell_observed(id, obs);
+                }
+                other => self.carry_out(vec![other]),
             }
         }
         Ok(())
@@ -1149,7 +1084,7 @@ impl RootState {
             self.to_registry(RegistryMsg::Upsert {
                 spec: e.spec.clone(),
                 id: id.clone(),
-                state: e.row.state,
+                state: self.fleet.state(id),
                 stderr: e.stderr.clone(),
                 metrics: e.handle.metrics().clone(),
             });
@@ -1160,8 +1095,10 @@ impl RootState {
     /// state, reason or error changes.
     fn rebuild_registry(&self) {
         for (id, e) in &self.entries {
-            let record = e.row.record(id, &e.spec, &e.stderr, e.handle.metrics());
-            self.to_registry(RegistryMsg::Restore(Box::new(record)));
+            if let Some(m) = self.fleet.get(id) {
+                let record = m.row.record(id, &e.spec, &e.stderr, e.handle.metrics());
+                self.to_registry(RegistryMsg::Restore(Box::new(record)));
+            }
         }
     }
 }

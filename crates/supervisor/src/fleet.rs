@@ -1,0 +1,301 @@
+//! The fleet core: every supervision decision above one service, as a pure state machine.
+//!
+//! Shaped like the service `Machine`: inputs in — a service's observed state, a service actor
+//! that died, a service wanted or not, time passed in — and [`Action`]s out, with one
+//! observed-state table ([`Row`]s) that every other view is a projection of. It owns the
+//! dependency gating (a service starts once each dependency meets its condition, and says what
+//! it waits for as a structured [`Blocker`] list), the respawn-or-give-up verdict for a
+//! panicked service actor (its restart intensity), and the rule that no transition is ever
+//! recorded from a state to itself. No actor, no clock, no I/O: the root actor feeds it and
+//! carries out its actions.
+
+use std::time::Instant;
+
+use indexmap::IndexMap;
+use mcpvisor_model::{
+    DependencyCondition, IntensityConfig, RestartVerdict, RestartWindow, ServiceId, ServiceSpec,
+    ServiceState,
+};
+
+use crate::table::Row;
+
+/// A dependency a service waits for, and the state it is in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Blocker {
+    /// The dependency's name (in the service's own scope).
+    pub service: String,
+    /// Its state now.
+    pub state: ServiceState,
+}
+
+/// What the fleet observed of one service: a transition, or (same state) a new reason.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Observation {
+    Transition {
+        from: ServiceState,
+        to: ServiceState,
+        reason: String,
+    },
+    Reason(String),
+}
+
+/// What the root must do.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Action {
+    /// Tell the service actor to start.
+    Start(ServiceId),
+    /// Spawn a new service actor for it (the old one died; its guards killed its processes).
+    Respawn(ServiceId),
+    /// Tell the registry, then publish the row to waiters.
+    Observed(ServiceId, Observation),
+}
+
+/// One service as the fleet sees it.
+pub(crate) struct Member {
+    deps: Vec<(ServiceId, DependencyCondition)>,
+    intensity: IntensityConfig,
+    /// Asked to run (not disabled, not stopped by hand).
+    pub wanted: bool,
+    /// Told to start since it was last wanted or respawned.
+    pub started: bool,
+    /// Its service actor is alive.
+    pub alive: bool,
+    panics: RestartWindow,
+    /// What it waits for (empty when it does not wait).
+    pub blocked_by: Vec<Blocker>,
+    /// What it is observed to be.
+    pub row: Row,
+}
+
+/// Whether `state` meets `condition`.
+pub(crate) fn meets(state: ServiceState, condition: DependencyCondition) -> bool {
+    match condition {
+        DependencyCondition::Healthy => state.is_up(),
+        DependencyCondition::Started => matches!(
+            state,
+            ServiceState::Healthy | ServiceState::Warning | ServiceState::Reconnecting
+        ),
+    }
+}
+
+fn deps_of(id: &ServiceId, spec: &ServiceSpec) -> Vec<(ServiceId, DependencyCondition)> {
+    spec.config
+        .depends_on
+        .iter()
+        .map(|d| {
+            (
+                ServiceId {
+                    agent: id.agent.clone(),
+                    name: d.name.clone(),
+                },
+                d.condition,
+            )
+        })
+        .collect()
+}
+
+/// The fleet: one [`Member`] per service, in registration order.
+#[derive(Default)]
+pub(crate) struct Fleet {
+    members: IndexMap<ServiceId, Member>,
+    /// Set once shutdown began: nothing is started any more.
+    pub shutting_down: bool,
+}
+
+impl Fleet {
+    /// Registers `id` (its actor alive, not started), wanted or not.
+    pub fn insert(&mut self, id: ServiceId, spec: &ServiceSpec, wanted: bool) {
+        let member = Member {
+            deps: deps_of(&id, spec),
+            intensity: spec.config.intensity,
+            wanted: wanted && !spec.config.disabled,
+            started: false,
+            alive: true,
+            panics: RestartWindow::new(spec.config.intensity),
+            blocked_by: Vec::new(),
+            row: Row::new(ServiceState::NotStarted),
+        };
+        self.members.insert(id, member);
+    }
+
+    /// Forgets `id`.
+    pub fn remove(&mut self, id: &ServiceId) -> Option<Member> {
+        self.members.shift_remove(id)
+    }
+
+    /// A new spec for `id` (dependencies and intensity; `wanted` is the caller's to set).
+    pub fn respec(&mut self, id: &ServiceId, spec: &ServiceSpec) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.deps = deps_of(id, spec);
+            m.intensity = spec.config.intensity;
+        }
+    }
+
+    pub fn get(&self, id: &ServiceId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &ServiceId) -> Option<&mut Member> {
+        self.members.get_mut(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ServiceId, &Member)> {
+        self.members.iter()
+    }
+
+    /// The observed state of `id` (`not_started` for an unknown one).
+    pub fn state(&self, id: &ServiceId) -> ServiceState {
+        self.members
+            .get(id)
+            .map(|m| m.row.state)
+            .unwrap_or(ServiceState::NotStarted)
+    }
+
+    /// Marks `id` wanted (a start by hand) or not (a stop by hand). A start revives a service
+    /// given up on after panics (its window starts afresh) and is gated like any start.
+    pub fn want(&mut self, id: &ServiceId, wanted: bool) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.wanted = wanted;
+            m.started = false;
+            if wanted && !m.alive {
+                m.panics = RestartWindow::new(m.intensity);
+            }
+        }
+    }
+
+    /// Records a report of `id` in `to` with `reason`: a transition from the row's state, or
+    /// only a new reason when the state did not change.
+    pub fn observe(
+        &mut self,
+        id: &ServiceId,
+        to: ServiceState,
+        reason: String,
+        now: Instant,
+    ) -> Option<Action> {
+        let m = self.members.get_mut(id)?;
+        let obs = match m.row.transition(to, reason.clone(), now) {
+            Some(from) => Observation::Transition { from, to, reason },
+            None => Observation::Reason(reason),
+        };
+        Some(Action::Observed(id.clone(), obs))
+    }
+
+    /// Starts every wanted, alive, not yet started service whose dependencies meet their
+    /// condition; records what the others wait for (as their reason while `not_started`).
+    pub fn evaluate(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.shutting_down {
+            return out;
+        }
+        let ids: Vec<ServiceId> = self.members.keys().cloned().collect();
+        for id in ids {
+            let Some(m) = self.members.get(&id) else {
+                continue;
+            };
+            if !m.wanted || m.started || !m.alive {
+                continue;
+            }
+            let blockers: Vec<Blocker> = m
+                .deps
+                .iter()
+                .filter_map(|(dep, cond)| {
+                    let st = self.state(dep);
+                    (!meets(st, *cond)).then(|| Blocker {
+                        service: dep.name.to_string(),
+                        state: st,
+                    })
+                })
+                .collect();
+            let Some(m) = self.members.get_mut(&id) else {
+                continue;
+            };
+            if blockers.is_empty() {
+                m.started = true;
+                m.blocked_by.clear();
+                out.push(Action::Start(id));
+                continue;
+            }
+            if m.blocked_by == blockers {
+                continue;
+            }
+            m.blocked_by = blockers;
+            if m.row.state == ServiceState::NotStarted {
+                let reason = waiting_reason(&m.blocked_by);
+                out.extend(self.observe(&id, ServiceState::NotStarted, reason, now));
+            }
+        }
+        out
+    }
+
+    /// The service actor of `id` died (`why`; "stopped" when it was stopped on purpose).
+    /// Within its restart intensity it is respawned (and gated again by its dependencies);
+    /// beyond it, `failed` until started by hand.
+    pub fn actor_down(&mut self, id: &ServiceId, why: &str, now: Instant) -> Vec<Action> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Vec::new();
+        };
+        m.alive = false;
+        m.started = false;
+        let verdict = m.panics.record(now);
+        if why == "stopped" || (!m.wanted && m.row.state == ServiceState::Stopped) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        match verdict {
+            RestartVerdict::Restart => {
+                out.extend(self.observe(
+                    id,
+                    ServiceState::Reconnecting,
+                    format!("service actor {why}; respawned"),
+                    now,
+                ));
+                out.push(Action::Respawn(id.clone()));
+            }
+            RestartVerdict::GiveUp => {
+                let i = self.members[id].intensity;
+                let reason = format!(
+                    "service actor {why}; more than {} restarts within {}: giving up until started by hand",
+                    i.max_restarts,
+                    humantime::format_duration(i.within)
+                );
+                out.extend(self.observe(id, ServiceState::Failed, reason, now));
+            }
+        }
+        out
+    }
+
+    /// A new actor runs for `id`. It restarts from `not_started`: if its dependencies hold it
+    /// back, that is what it is observed to be.
+    pub fn actor_up(&mut self, id: &ServiceId, now: Instant) -> Vec<Action> {
+        if let Some(m) = self.members.get_mut(id) {
+            m.alive = true;
+            m.started = false;
+        }
+        let mut out = self.evaluate(now);
+        if self.members.get(id).is_some_and(|m| !m.started && m.wanted) {
+            out.extend(self.observe(
+                id,
+                ServiceState::NotStarted,
+                "service actor respawned".into(),
+                now,
+            ));
+            if let Some(m) = self.members.get_mut(id) {
+                m.blocked_by.clear();
+            }
+            out.extend(self.evaluate(now));
+        }
+        out
+    }
+}
+
+/// "waiting for db (unreachable), cache (starting)".
+pub(crate) fn waiting_reason(blockers: &[Blocker]) -> String {
+    let list: Vec<String> = blockers
+        .iter()
+        .map(|b| format!("{} ({})", b.service, b.state))
+        .collect();
+    format!("waiting for {}", list.join(", "))
+}
+
+#[cfg(test)]
+mod tests;
