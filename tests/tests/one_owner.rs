@@ -331,3 +331,59 @@ async fn a_removed_service_leaves_no_process_record_in_the_state_file() {
     assert!(pid_alive(kept));
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn apply_reconciles_to_a_desired_config_touching_only_what_changed() {
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    let cfg = |v: Value| {
+        mcpvisor_model::parse_str(&v.to_string(), &mcpvisor_model::env::MapEnv::default()).unwrap()
+    };
+    let first = cfg(json!({"mcpServers": {"keep": chaos(&[]), "gone": chaos(&[])}}));
+    let mut lines = store.apply(&first).await.unwrap();
+    lines.sort();
+    assert_eq!(lines, ["added gone", "added keep"]);
+    store
+        .wait_for(&["keep", "gone"], S::Healthy, LONG)
+        .await
+        .unwrap();
+    let kept = pid_of(&store, "keep").await;
+    let second =
+        cfg(json!({"mcpServers": {"keep": chaos(&[]), "fresh": chaos(&["--tools", "2"])}}));
+    let mut lines = store.apply(&second).await.unwrap();
+    lines.sort();
+    assert_eq!(lines, ["added fresh", "removed gone"]);
+    assert!(
+        store.apply(&second).await.unwrap().is_empty(),
+        "applied twice"
+    );
+    assert_eq!(
+        pid_of(&store, "keep").await,
+        kept,
+        "an untouched service was restarted"
+    );
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn wait_settled_returns_once_a_dependent_is_held_back_by_a_broken_dependency() {
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    let mut broken = chaos(&[]);
+    broken["command"] = json!("/nonexistent/mcp-server");
+    let mut app = chaos(&[]);
+    app["depends_on"] = json!(["db"]);
+    let started = Instant::now();
+    store
+        .add_service(
+            json!({"mcpServers": {"db": broken, "app": app}}),
+            Wait::Settled,
+        )
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "Settled waited {took:?}");
+    let app = store.get_service_info("app").await.unwrap();
+    assert_eq!(app.state, S::NotStarted);
+    assert!(app.reason.starts_with("waiting for db ("), "{}", app.reason);
+    assert_ne!(store.get_service_status("db").await.unwrap(), S::Healthy);
+    store.shutdown().await;
+}

@@ -59,3 +59,6 @@ pub const MAX_LIST_PAGES: usize = 100;
 
 /// How long `stop_service` waits for the root to record a stop the service already answered.
 pub const STOP_RECORD_WAIT: Duration = Duration::from_secs(5);
+
+/// How often `Store::wait_settled` re-reads the services when no event arrives.
+pub const SETTLE_POLL: Duration = Duration::from_millis(200);

@@ -9,6 +9,7 @@
 //! recorded from a state to itself. No actor, no clock, no I/O: the root actor feeds it and
 //! carries out its actions.
 
+use std::collections::HashSet;
 use std::time::Instant;
 
 use indexmap::IndexMap;
@@ -285,6 +286,54 @@ impl Fleet {
             out.extend(self.evaluate(now));
         }
         out
+    }
+}
+
+impl Fleet {
+    /// The services whose outcome is known: up; failed at least once (`reconnecting`,
+    /// `unreachable`, `failed`); not asked to run (`not_started` and not wanted — disabled or
+    /// stopped by hand — or `stopped` when not in `expect_running`); or held back for good (a
+    /// dependency it waits for has settled without coming up). `starting`/`stopping` never
+    /// are. Waiting for these instead of `healthy` answers as soon as the outcome is known.
+    pub fn settled(&self, expect_running: &HashSet<ServiceId>) -> HashSet<ServiceId> {
+        let mut done: HashSet<ServiceId> = HashSet::new();
+        // Each pass settles at least one more service or stops: at most n + 1 passes.
+        for _ in 0..=self.members.len() {
+            let mut changed = false;
+            for (id, m) in &self.members {
+                if done.contains(id) {
+                    continue;
+                }
+                let held_back = m.blocked_by.iter().any(|b| {
+                    let dep = ServiceId {
+                        agent: id.agent.clone(),
+                        name: match mcpvisor_model::ServiceName::parse(&b.service) {
+                            Ok(n) => n,
+                            Err(_) => return false,
+                        },
+                    };
+                    done.contains(&dep) && !self.state(&dep).is_up()
+                });
+                let now = match m.row.state {
+                    ServiceState::Healthy
+                    | ServiceState::Warning
+                    | ServiceState::Reconnecting
+                    | ServiceState::Unreachable
+                    | ServiceState::Failed => true,
+                    ServiceState::Stopped => !expect_running.contains(id) || held_back,
+                    ServiceState::Starting | ServiceState::Stopping => false,
+                    ServiceState::NotStarted => !m.wanted || held_back,
+                };
+                if now {
+                    done.insert(id.clone());
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        done
     }
 }
 

@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod apply;
 mod error;
 mod fleet;
 mod owner;
@@ -34,8 +35,9 @@ mod store;
 mod table;
 
 pub use error::StoreError;
+pub use fleet::Blocker;
 pub use root::AddReport;
-pub use store::{ServiceInput, Store, StoreOptions, Wait};
+pub use store::{Progress, ServiceInput, Store, StoreOptions, Wait};
 
 pub use mcpvisor_model as model;
 pub use mcpvisor_registry_actor::{

@@ -159,6 +159,11 @@ pub(crate) enum RootMsg {
     Forget {
         id: ServiceId,
     },
+    /// The services whose outcome is known (see `Fleet::settled`).
+    Settled {
+        expect_running: std::collections::HashSet<ServiceId>,
+        reply: RpcReplyPort<std::collections::HashSet<ServiceId>>,
+    },
     /// Answers once every message sent before it was handled (a barrier).
     Sync {
         reply: RpcReplyPort<()>,
@@ -370,6 +375,12 @@ impl Actor for RootActor {
                         records: Vec::new(),
                     });
                 }
+            }
+            RootMsg::Settled {
+                expect_running,
+                reply,
+            } => {
+                let _ = reply.send(state.fleet.settled(&expect_running));
             }
             RootMsg::Sync { reply } => {
                 let _ = reply.send(());

@@ -42,6 +42,35 @@ pub enum Wait {
     For(Duration),
     /// Wait up to each service's `timeouts.connect`.
     Auto,
+    /// Wait until each new service's outcome is known — up, failed at least once, or held
+    /// back by a dependency that settled without coming up — up to the longest
+    /// `timeouts.connect` among them (see [`Store::wait_settled`]).
+    Settled,
+}
+
+/// How far a [`Store::wait_settled`] got: `up` of `total` are up, `settled` have a known
+/// outcome, `pending` (names) do not yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Services waited for.
+    pub total: usize,
+    /// Of them, up (`healthy`/`warning`).
+    pub up: usize,
+    /// Of them, with a known outcome.
+    pub settled: usize,
+    /// Those without one yet, by name.
+    pub pending: Vec<String>,
+}
+
+impl Progress {
+    /// "2/3 healthy (waiting for git)".
+    pub fn line(&self) -> String {
+        let mut s = format!("{}/{} healthy", self.up, self.total);
+        if !self.pending.is_empty() {
+            s.push_str(&format!(" (waiting for {})", self.pending.join(", ")));
+        }
+        s
+    }
 }
 
 /// How to open a [`Store`].
@@ -409,7 +438,24 @@ impl Store {
             .collect();
         let report = ractor::call!(self.inner.root, |reply| RootMsg::Add { items, reply })
             .map_err(StoreError::gone)??;
-        if wait != Wait::None {
+        if wait == Wait::Settled {
+            let config = self.config().await?;
+            let mut limit = Duration::ZERO;
+            for n in &report.added {
+                let id = self.id(n.rsplit('/').next().unwrap_or(n))?;
+                let connect = config_of(&config, &id)
+                    .map(|s| s.config.timeouts.connect)
+                    .unwrap_or(mcpvisor_model::defaults::TIMEOUT_CONNECT);
+                limit = limit.max(connect);
+            }
+            let names: Vec<String> = report
+                .added
+                .iter()
+                .map(|n| n.rsplit('/').next().unwrap_or(n).to_owned())
+                .collect();
+            self.wait_settled(Some(&names), true, limit, |_, _| {})
+                .await?;
+        } else if wait != Wait::None {
             // Every service is waited for at once (never one after another), each up to the
             // limit: `For`'s duration, or its own `timeouts.connect` for `Auto`.
             let config = match wait {
@@ -798,8 +844,86 @@ impl Store {
         }
     }
 
+    /// Waits until every service of `names` (all of this scope's when `None`) has a known
+    /// outcome: up, failed at least once (`reconnecting`, `unreachable`, `failed`), not asked
+    /// to run, or held back by a dependency that settled without coming up — at most
+    /// `timeout`. `expect_running`: the services were just asked to start, so `stopped` is not
+    /// an outcome yet. `progress` is called whenever the count changes. Returns the services'
+    /// views as they are then (check their states: a timeout is no error).
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// store.add_service(json!({"name": "off", "command": "x", "disabled": true}), Wait::None).await?;
+    /// let views = store
+    ///     .wait_settled(None, false, std::time::Duration::from_secs(5), |p, _| println!("{}", p.line()))
+    ///     .await?;
+    /// assert_eq!(views[0].state, mcpvisor_supervisor::model::ServiceState::NotStarted);
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_settled(
+        &self,
+        names: Option<&[String]>,
+        expect_running: bool,
+        timeout: Duration,
+        mut progress: impl FnMut(&Progress, &[ServiceView]),
+    ) -> Result<Vec<ServiceView>, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut events = self.subscribe().await?;
+        let mut last: Option<Progress> = None;
+        loop {
+            let views = self.list_services().await?;
+            let wanted: Vec<String> = match names {
+                Some(n) => n.to_vec(),
+                None => views.iter().map(|v| v.name.clone()).collect(),
+            };
+            let mine: Vec<ServiceView> = views
+                .into_iter()
+                .filter(|v| wanted.contains(&v.name))
+                .collect();
+            let expect = if expect_running {
+                mine.iter().map(|v| v.id.clone()).collect()
+            } else {
+                Default::default()
+            };
+            let done = ractor::call!(self.inner.root, |reply| RootMsg::Settled {
+                expect_running: expect,
+                reply
+            })
+            .map_err(StoreError::gone)?;
+            let pending: Vec<String> = wanted
+                .iter()
+                .filter(|n| !mine.iter().any(|v| &v.name == *n && done.contains(&v.id)))
+                .cloned()
+                .collect();
+            let p = Progress {
+                total: wanted.len(),
+                up: mine.iter().filter(|v| v.state.is_up()).count(),
+                settled: wanted.len() - pending.len(),
+                pending,
+            };
+            if last.as_ref() != Some(&p) {
+                progress(&p, &mine);
+                last = Some(p.clone());
+            }
+            if p.pending.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(mine);
+            }
+            // Woken by any event, or re-read every SETTLE_POLL at the latest.
+            let until =
+                (tokio::time::Instant::now() + mcpvisor_model::defaults::SETTLE_POLL).min(deadline);
+            tokio::select! {
+                _ = events.next() => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
     /// Every event from now on: transitions, tool changes, config changes, persistence errors.
-    /// A slow subscriber loses the oldest events and is told how many.
+    /// A subscription survives any internal actor's respawn; a slow subscriber loses the oldest events and is told how many.
     /// ```no_run
     /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
     /// let mut events = store.subscribe().await?;

@@ -105,6 +105,38 @@ fn nothing_starts_once_shutdown_began_and_a_stopped_actor_is_not_respawned() {
     assert!(f.actor_down(&id("svc"), "stopped", now).is_empty());
 }
 
+#[test]
+fn settled_means_up_failed_once_not_wanted_or_held_back_by_a_settled_dependency() {
+    let mut f = Fleet::default();
+    let now = Instant::now();
+    f.insert(id("db"), &spec("db", &[]), true);
+    f.insert(id("api"), &spec("api", &["db"]), true);
+    f.insert(id("off"), &spec("off", &[]), false);
+    let none = std::collections::HashSet::new();
+    f.evaluate(now);
+    assert_eq!(f.settled(&none), [id("off")].into());
+    f.observe(&id("db"), S::Starting, "start".into(), now);
+    f.evaluate(now);
+    assert!(!f.settled(&none).contains(&id("api")));
+    // db fails once: db has an outcome, and so has api, held back by it.
+    f.observe(&id("db"), S::Reconnecting, "exit 1".into(), now);
+    f.evaluate(now);
+    let done = f.settled(&none);
+    assert!(
+        done.contains(&id("db")) && done.contains(&id("api")),
+        "{done:?}"
+    );
+    // db up: api starts, and is not settled until it is up or fails.
+    f.observe(&id("db"), S::Healthy, "up".into(), now);
+    assert_eq!(starts(&f.evaluate(now)), ["api"]);
+    f.observe(&id("api"), S::Starting, "start".into(), now);
+    assert!(!f.settled(&none).contains(&id("api")));
+    // Stopped is no outcome for a service just asked to start.
+    f.observe(&id("db"), S::Stopped, "stopped".into(), now);
+    assert!(f.settled(&none).contains(&id("db")));
+    assert!(!f.settled(&[id("db")].into()).contains(&id("db")));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Report(usize, u8),
