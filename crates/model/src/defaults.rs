@@ -62,3 +62,30 @@ pub const STOP_RECORD_WAIT: Duration = Duration::from_secs(5);
 
 /// How often `Store::wait_settled` re-reads the services when no event arrives.
 pub const SETTLE_POLL: Duration = Duration::from_millis(200);
+
+/// Persistence: changes within this window coalesce into one write.
+pub const PERSIST_COALESCE: Duration = Duration::from_millis(50);
+/// Persistence: first retry after a failed write (doubling up to [`PERSIST_RETRY_MAX`]).
+pub const PERSIST_RETRY_INITIAL: Duration = Duration::from_secs(1);
+/// Persistence: longest wait between retries of a failed write.
+pub const PERSIST_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Persistence: a config file found empty or missing although content was known gets this
+/// long to settle (editors truncate before they write) before it is written in full.
+pub const PERSIST_SETTLE: Duration = Duration::from_millis(250);
+
+/// A connect attempt that failed by timing out: how long to wait for the process's exit
+/// status before calling it a connect failure (other failures wait `timeouts.shutdown`).
+pub const CONNECT_EXIT_WAIT: Duration = Duration::from_millis(100);
+
+/// Reaping: how long to wait for a killed group of a previous run to be gone.
+pub const REAP_WAIT: Duration = Duration::from_millis(500);
+
+/// `check_services`: the longest one probe (asked by hand) may take.
+pub const CHECK_WAIT: Duration = Duration::from_secs(30);
+/// `shutdown`: the longest one service's stop may take before the rest proceeds (a stop
+/// itself is bounded by `timeouts.shutdown` twice, then SIGKILL).
+pub const SHUTDOWN_STOP_WAIT: Duration = Duration::from_secs(120);
+/// `shutdown`: how long the root gets to stop after every service stopped.
+pub const SHUTDOWN_ROOT_WAIT: Duration = Duration::from_secs(10);
+/// `shutdown`: how long the last writes of the config and state files may take.
+pub const SHUTDOWN_FLUSH_WAIT: Duration = Duration::from_secs(10);

@@ -25,7 +25,7 @@ use crate::merge::merge;
 
 /// How long a file found empty or missing (while mcpvisor last saw content in it) is given to
 /// get its content back before it is written in full.
-pub const SETTLE: Duration = Duration::from_millis(250);
+pub const SETTLE: Duration = mcpvisor_model::defaults::PERSIST_SETTLE;
 
 /// What the config file held when mcpvisor last read or wrote it, and the runtime's config at
 /// that moment (the base of the next merge; it differs from the file's content only where a

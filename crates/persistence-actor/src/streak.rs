@@ -6,11 +6,11 @@ use std::time::Duration;
 use mcpvisor_model::{backoff_delay, BackoffConfig};
 
 /// Default first retry delay after a failed write.
-pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_RETRY_INITIAL: Duration = mcpvisor_model::defaults::PERSIST_RETRY_INITIAL;
 /// Default longest retry delay after failed writes.
-pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(30);
+pub const DEFAULT_RETRY_MAX: Duration = mcpvisor_model::defaults::PERSIST_RETRY_MAX;
 /// Default coalescing window: changes arriving within it are written together.
-pub const DEFAULT_COALESCE: Duration = Duration::from_millis(50);
+pub const DEFAULT_COALESCE: Duration = mcpvisor_model::defaults::PERSIST_COALESCE;
 
 /// How failed writes are retried: `initial`, doubling, capped at `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -176,7 +176,7 @@ pub(crate) async fn connect(
                     // attempt timed out: that process is alive and hanging).
                     let wait = match &why {
                         Some(w) if !w.starts_with(NO_ANSWER) => grace.shutdown,
-                        _ => Duration::from_millis(100),
+                        _ => mcpvisor_model::defaults::CONNECT_EXIT_WAIT,
                     };
                     let exited = tokio::time::timeout(wait, child.wait())
                         .await

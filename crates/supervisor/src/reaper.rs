@@ -75,7 +75,7 @@ pub(crate) fn reap(records: &[ProcessRecord]) -> usize {
         let pg = Pid::from_raw(pgid);
         let _ = killpg(pg, Signal::SIGTERM);
         let start = Instant::now();
-        while killpg(pg, None).is_ok() && start.elapsed() < Duration::from_millis(500) {
+        while killpg(pg, None).is_ok() && start.elapsed() < mcpvisor_model::defaults::REAP_WAIT {
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = killpg(pg, Signal::SIGKILL);

@@ -789,7 +789,12 @@ impl Store {
             .into_iter()
             .filter(|(id, _)| self.scope.contains(id))
             .map(|(id, a)| async move {
-                let out = ractor::call_t!(a, ServiceMsg::Check, 30_000).map_err(StoreError::gone);
+                let out = ractor::call_t!(
+                    a,
+                    ServiceMsg::Check,
+                    ms(mcpvisor_model::defaults::CHECK_WAIT)
+                )
+                .map_err(StoreError::gone);
                 (self.scope.name_of(&id), out)
             });
         let mut out = Vec::new();
@@ -1040,7 +1045,7 @@ impl Store {
                             force: false,
                             reply: Some(r)
                         },
-                        120_000
+                        ms(mcpvisor_model::defaults::SHUTDOWN_STOP_WAIT)
                     );
                 });
                 futures_join_all(stops).await;
@@ -1050,18 +1055,30 @@ impl Store {
         if let Some(p) = persistence {
             // Reports of the stops pass through the root first.
             let _ = ractor::call!(self.inner.root, |reply| RootMsg::Sync { reply });
-            let _ = ractor::call_t!(p, PersistenceMsg::Flush, 10_000);
+            let _ = ractor::call_t!(
+                p,
+                PersistenceMsg::Flush,
+                ms(mcpvisor_model::defaults::SHUTDOWN_FLUSH_WAIT)
+            );
         }
         // Only now: a shutdown cut short still leaves `Drop` to kill what is left.
         *lock(&self.inner.closed) = true;
         let _ = self
             .inner
             .root
-            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10)))
+            .stop_and_wait(
+                Some("shutdown".into()),
+                Some(mcpvisor_model::defaults::SHUTDOWN_ROOT_WAIT),
+            )
             .await;
         // Every group is gone: the state dir is free for the next owner.
         lock(&self.inner.claim).take();
     }
+}
+
+/// `d` in whole milliseconds, as ractor's timed calls take it.
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The spec of `id` in `config`.
