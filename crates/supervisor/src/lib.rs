@@ -28,9 +28,11 @@
 mod apply;
 mod error;
 mod fleet;
+mod options;
 mod owner;
 mod reaper;
 mod root;
+mod shared;
 mod store;
 mod table;
 

@@ -1,0 +1,394 @@
+//! One service object (with `defaults` merged in) → a resolved `ServiceSpec`, every rule of
+//! DESIGN §3; and the `supervisor` section.
+
+use super::*;
+
+/// Keys of a service object that `defaults` may not supply.
+pub(super) const NOT_DEFAULTABLE: &[&str] = &[
+    "command",
+    "args",
+    "url",
+    "transport",
+    "type",
+    "depends_on",
+    "name",
+    "cwd",
+];
+/// Sections whose keys merge one by one.
+pub(super) const MERGED_SECTIONS: &[&str] = &["health", "backoff", "timeouts", "env", "headers"];
+
+pub(super) fn merge_defaults(
+    raw: &Map<String, Value>,
+    defaults: &Map<String, Value>,
+) -> Map<String, Value> {
+    let mut merged = raw.clone();
+    for (k, dv) in defaults {
+        if NOT_DEFAULTABLE.contains(&k.as_str()) {
+            continue;
+        }
+        match (merged.get_mut(k), dv) {
+            (None, _) => {
+                merged.insert(k.clone(), dv.clone());
+            }
+            (Some(Value::Object(own)), Value::Object(d))
+                if MERGED_SECTIONS.contains(&k.as_str()) =>
+            {
+                for (dk, dvv) in d {
+                    if !own.contains_key(dk) {
+                        own.insert(dk.clone(), dvv.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    merged
+}
+
+pub(super) fn resolve_one(
+    name: &str,
+    shown: &str,
+    raw: &Map<String, Value>,
+    defaults: &Map<String, Value>,
+    supervisor: &SupervisorConfig,
+    env: &dyn Env,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ServiceSpec> {
+    let before = errors.len();
+    let service_name = match ServiceName::parse(name) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            errors.push(ConfigError::InvalidName {
+                service: shown.to_owned(),
+                reason: e.to_string(),
+            });
+            None
+        }
+    };
+    let merged = merge_defaults(raw, defaults);
+    let mut f = Fields {
+        service: shown,
+        obj: &merged,
+        errors,
+        env,
+    };
+
+    // Transport and endpoint.
+    let mut explicit: Option<(String, TransportKind)> = None;
+    for key in ["transport", "type"] {
+        if let Some(t) = f.string(key) {
+            match parse_transport(&t) {
+                None => f.errors.push(ConfigError::UnknownTransport {
+                    service: shown.to_owned(),
+                    field: key.to_owned(),
+                    value: t,
+                }),
+                Some(kind) => match &explicit {
+                    Some((first, k)) if *k != kind => f.errors.push(ConfigError::InvalidValue {
+                        service: shown.to_owned(),
+                        field: key.to_owned(),
+                        expected: format!("the same transport as '{first}' ({k})"),
+                        found: format!("\"{t}\""),
+                    }),
+                    Some(_) => {}
+                    None => explicit = Some((key.to_owned(), kind)),
+                },
+            }
+        }
+    }
+    let has_command = !matches!(merged.get("command"), None | Some(Value::Null));
+    let has_url = !matches!(merged.get("url"), None | Some(Value::Null));
+    let endpoint = match (has_command, has_url) {
+        (true, true) => {
+            f.errors.push(ConfigError::CommandAndUrl {
+                service: shown.to_owned(),
+            });
+            None
+        }
+        (false, false) => {
+            f.errors.push(ConfigError::MissingCommandOrUrl {
+                service: shown.to_owned(),
+            });
+            None
+        }
+        (true, false) => {
+            if let Some((field, kind)) = &explicit {
+                if *kind != TransportKind::Stdio {
+                    f.errors.push(ConfigError::TransportMismatch {
+                        service: shown.to_owned(),
+                        field: field.clone(),
+                        transport: kind.to_string(),
+                        kind: "command".into(),
+                        hint: "a local process speaks stdio; remove it, or replace 'command' with 'url' for a remote server".into(),
+                    });
+                }
+            }
+            let command = f.expanded_string("command");
+            let args = f.expanded_list("args");
+            let envs = f.expanded_map("env");
+            let cwd = f.expanded_string("cwd").map(PathBuf::from);
+            match command {
+                Some(c) if c.trim().is_empty() => {
+                    f.invalid("command", "a program name or path", &Value::String(c));
+                    None
+                }
+                Some(command) => Some(Endpoint::Stdio {
+                    command,
+                    args,
+                    env: envs,
+                    cwd,
+                }),
+                None => None,
+            }
+        }
+        (false, true) => {
+            let url = f.expanded_string("url");
+            let headers = f.expanded_map("headers");
+            let url = url.and_then(|u| match url::Url::parse(&u) {
+                Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {
+                    Some((u, p))
+                }
+                Ok(p) => {
+                    f.errors.push(ConfigError::InvalidUrl {
+                        service: shown.to_owned(),
+                        field: "url".into(),
+                        value: u.clone(),
+                        reason: format!(
+                            "scheme '{}' is not http or https, or the host is missing",
+                            p.scheme()
+                        ),
+                    });
+                    None
+                }
+                Err(e) => {
+                    f.errors.push(ConfigError::InvalidUrl {
+                        service: shown.to_owned(),
+                        field: "url".into(),
+                        value: u.clone(),
+                        reason: e.to_string(),
+                    });
+                    None
+                }
+            });
+            url.and_then(|(url, parsed)| {
+                let inferred = if parsed.path().trim_end_matches('/').ends_with("/sse") {
+                    TransportKind::Sse
+                } else {
+                    TransportKind::StreamableHttp
+                };
+                let transport = match &explicit {
+                    Some((field, TransportKind::Stdio)) => {
+                        f.errors.push(ConfigError::TransportMismatch {
+                            service: shown.to_owned(),
+                            field: field.clone(),
+                            transport: "stdio".into(),
+                            kind: "url".into(),
+                            hint: "a remote server speaks streamable-http or sse; use 'command' for a local process".into(),
+                        });
+                        return None;
+                    }
+                    Some((_, k)) => *k,
+                    None => inferred,
+                };
+                Some(Endpoint::Remote { transport, url, headers })
+            })
+        }
+    };
+
+    // Dependencies.
+    let mut depends_on = Vec::new();
+    match merged.get("depends_on").cloned() {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(d) => push_dependency(
+                        &mut f,
+                        &mut depends_on,
+                        d,
+                        DependencyCondition::Healthy,
+                        &format!("depends_on[{i}]"),
+                    ),
+                    other => f.invalid(&format!("depends_on[{i}]"), "a service name", other),
+                }
+            }
+        }
+        Some(Value::Object(m)) => {
+            for (d, spec) in &m {
+                let field = format!("depends_on.{d}");
+                let condition = match spec.get("condition").or(Some(spec)) {
+                    Some(Value::String(c)) if c == "healthy" => Some(DependencyCondition::Healthy),
+                    Some(Value::String(c)) if c == "started" => Some(DependencyCondition::Started),
+                    Some(Value::Object(o)) if o.is_empty() => Some(DependencyCondition::Healthy),
+                    Some(Value::Null) => Some(DependencyCondition::Healthy),
+                    Some(other) => {
+                        f.invalid(
+                            &format!("{field}.condition"),
+                            "\"healthy\" or \"started\"",
+                            other,
+                        );
+                        None
+                    }
+                    None => Some(DependencyCondition::Healthy),
+                };
+                if let Some(c) = condition {
+                    push_dependency(&mut f, &mut depends_on, d, c, &field);
+                }
+            }
+        }
+        Some(other) => f.invalid(
+            "depends_on",
+            "a list of service names or an object {name: {\"condition\": ...}}",
+            &other,
+        ),
+    }
+
+    let restart = match f.string("restart").as_deref() {
+        None => RestartPolicy::default(),
+        Some("permanent") => RestartPolicy::Permanent,
+        Some("transient") => RestartPolicy::Transient,
+        Some("temporary") => RestartPolicy::Temporary,
+        Some(other) => {
+            f.invalid(
+                "restart",
+                "\"permanent\", \"transient\" or \"temporary\"",
+                &Value::String(other.to_owned()),
+            );
+            RestartPolicy::default()
+        }
+    };
+    let disabled = f.bool("disabled", false);
+
+    let hd = HealthConfig::default();
+    let mut s = Section::open(
+        &mut f,
+        "health",
+        &["interval", "timeout", "warn_after", "reconnect_after"],
+    );
+    let health = HealthConfig {
+        interval: s.duration("interval", hd.interval, false),
+        timeout: s.duration("timeout", hd.timeout, false),
+        warn_after: s.count("warn_after", hd.warn_after, 1),
+        reconnect_after: s.count("reconnect_after", hd.reconnect_after, 1),
+    };
+
+    let bd = BackoffConfig::default();
+    let mut s = Section::open(
+        &mut f,
+        "backoff",
+        &[
+            "initial",
+            "max",
+            "factor",
+            "jitter",
+            "max_attempts",
+            "unreachable_retry",
+            "reset_after",
+        ],
+    );
+    let backoff = BackoffConfig {
+        initial: s.duration("initial", bd.initial, true),
+        max: s.duration("max", bd.max, false),
+        factor: s.float("factor", bd.factor, 1.0, f64::INFINITY),
+        jitter: s.float("jitter", bd.jitter, 0.0, 1.0),
+        max_attempts: s.count("max_attempts", bd.max_attempts, 1),
+        unreachable_retry: s.duration("unreachable_retry", bd.unreachable_retry, false),
+        reset_after: s.duration("reset_after", bd.reset_after, true),
+    };
+    if backoff.initial > backoff.max {
+        f.errors.push(ConfigError::InvalidValue {
+            service: shown.to_owned(),
+            field: "backoff.initial".into(),
+            expected: format!(
+                "at most backoff.max ({})",
+                humantime::format_duration(backoff.max)
+            ),
+            found: humantime::format_duration(backoff.initial).to_string(),
+        });
+    }
+
+    let td = TimeoutConfig::default();
+    let mut s = Section::open(&mut f, "timeouts", &["connect", "call", "shutdown"]);
+    let timeouts = TimeoutConfig {
+        connect: s.duration("connect", td.connect, false),
+        call: s.duration("call", td.call, false),
+        shutdown: s.duration("shutdown", td.shutdown, true),
+    };
+
+    if f.errors.len() > before {
+        return None;
+    }
+    Some(ServiceSpec {
+        name: service_name?,
+        raw: raw.clone(),
+        config: ServiceConfig {
+            endpoint: endpoint?,
+            depends_on,
+            restart,
+            disabled,
+            health,
+            backoff,
+            timeouts,
+            intensity: supervisor.intensity,
+        },
+    })
+}
+
+pub(super) fn push_dependency(
+    f: &mut Fields<'_>,
+    out: &mut Vec<Dependency>,
+    name: &str,
+    condition: DependencyCondition,
+    field: &str,
+) {
+    match ServiceName::parse(name) {
+        Ok(n) => {
+            if !out.iter().any(|d| d.name == n) {
+                out.push(Dependency { name: n, condition });
+            }
+        }
+        Err(e) => f.invalid(
+            field,
+            &format!("a service name ({e})"),
+            &Value::String(name.to_owned()),
+        ),
+    }
+}
+
+pub(super) fn parse_supervisor(v: &Value, errors: &mut Vec<ConfigError>) -> SupervisorConfig {
+    let obj = Map::from_iter([("supervisor".to_owned(), v.clone())]);
+    let env = crate::env::MapEnv::default();
+    let mut f = Fields {
+        service: TOP_LEVEL,
+        obj: &obj,
+        errors,
+        env: &env,
+    };
+    let dflt = SupervisorConfig::default();
+    let mut s = Section::open(
+        &mut f,
+        "supervisor",
+        &["max_restarts", "within", "tool_separator"],
+    );
+    let max_restarts = s.count("max_restarts", dflt.intensity.max_restarts, 0);
+    let within = s.duration("within", dflt.intensity.within, false);
+    let sep = match s.obj.get("tool_separator").cloned() {
+        None => dflt.tool_separator.clone(),
+        Some(Value::String(sep)) if !sep.is_empty() && sep.chars().count() <= 4 => sep,
+        Some(other) => {
+            s.f.invalid(
+                "supervisor.tool_separator",
+                "a non-empty string of at most 4 characters",
+                &other,
+            );
+            dflt.tool_separator.clone()
+        }
+    };
+    SupervisorConfig {
+        intensity: IntensityConfig {
+            max_restarts,
+            within,
+        },
+        tool_separator: sep,
+    }
+}

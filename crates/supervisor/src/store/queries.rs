@@ -1,0 +1,255 @@
+//! What the Store answers: status, info, listings, logs, calls, probes, events, metrics and
+//! the configuration. Queries go to the registry (or straight to a service's handle for a
+//! call); none waits on a server.
+
+use super::*;
+
+impl Store {
+    /// Waits until every report sent so far has reached the registry: reports go service →
+    /// root → registry, each hop in order, so a round trip through both is a barrier. Used
+    /// after waiting on a state so that what the registry answers next agrees with it.
+    pub(crate) fn registry(&self) -> Result<ActorRef<RegistryMsg>, StoreError> {
+        self.inner.shared.registry()
+    }
+
+    /// A service's state.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// use mcpvisor_supervisor::model::ServiceState;
+    /// store.add_service(json!({"name": "time", "command": "uvx", "disabled": true}), Wait::None).await?;
+    /// assert_eq!(store.get_service_status("time").await?, ServiceState::NotStarted);
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_service_status(&self, name: &str) -> Result<ServiceState, StoreError> {
+        let id = self.id(name)?;
+        match self.inner.shared.handle(&id) {
+            Some(h) => Ok(h.state()),
+            None => Err(self
+                .get_service_info(name)
+                .await
+                .err()
+                .unwrap_or_else(|| StoreError::gone("service vanished"))),
+        }
+    }
+
+    /// The last `lines` lines the service wrote to stderr (the ring keeps about 64 KiB).
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// for line in store.service_logs("time", 20)? {
+    ///     eprintln!("time: {line}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn service_logs(&self, name: &str, lines: usize) -> Result<Vec<String>, StoreError> {
+        let id = self.id(name)?;
+        read(&self.inner.shared.stderr)
+            .get(&id)
+            .map(|r| r.tail(lines))
+            .ok_or_else(|| {
+                StoreError::Lookup(LookupError::UnknownService {
+                    name: name.to_owned(),
+                    suggestions: Vec::new(),
+                })
+            })
+    }
+
+    /// Everything about a service: config (secrets redacted), state and reason, tools count,
+    /// pid, restarts, last error, stderr tail, metrics.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// store
+    ///     .add_service(
+    ///         json!({"name": "api", "url": "http://127.0.0.1:9/mcp",
+    ///                "headers": {"Authorization": "Bearer secret"}, "disabled": true}),
+    ///         Wait::None,
+    ///     )
+    ///     .await?;
+    /// let info = store.get_service_info("api").await?;
+    /// assert_eq!(info.transport.as_str(), "streamable-http");
+    /// assert!(!serde_json::to_string(&info).unwrap().contains("secret"), "secrets are redacted");
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn get_service_info(&self, name: &str) -> Result<ServiceView, StoreError> {
+        let scope = self.scope.clone();
+        let name = name.to_owned();
+        ractor::call!(self.registry()?, |reply| RegistryMsg::Get {
+            scope,
+            name,
+            reply
+        })
+        .map_err(StoreError::gone)?
+        .map_err(StoreError::Lookup)
+    }
+
+    /// Every service in this scope.
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// store.add_service(json!({"name": "time", "command": "uvx", "disabled": true}), Wait::None).await?;
+    /// for view in store.list_services().await? {
+    ///     println!("{} {} restarts={}", view.name, view.state, view.restarts);
+    /// }
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_services(&self) -> Result<Vec<ServiceView>, StoreError> {
+        let scope = self.scope.clone();
+        ractor::call!(self.registry()?, |reply| RegistryMsg::List { scope, reply })
+            .map_err(StoreError::gone)
+    }
+
+    /// Every tool in this scope, namespaced `service__tool`. Last-known tools of services not
+    /// connected yet are included, marked stale.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// for tool in store.list_tools().await? {
+    ///     println!("{}{}", tool.name, if tool.stale { " (stale)" } else { "" });
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_tools(&self) -> Result<Vec<ToolEntry>, StoreError> {
+        let scope = self.scope.clone();
+        ractor::call!(self.registry()?, |reply| RegistryMsg::ListTools {
+            scope,
+            reply
+        })
+        .map_err(StoreError::gone)
+    }
+
+    /// Calls a tool by namespaced (`service__tool`) or unique bare name. Runs concurrently
+    /// with every other call; fails fast when the service is not up; `timeout` overrides the
+    /// service's `timeouts.call` and sends `notifications/cancelled` when it fires.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// use std::time::Duration;
+    /// let args = serde_json::json!({"timezone": "Europe/Paris"});
+    /// let out = store
+    ///     .call_tool("time__get_current_time", args.as_object().cloned(), Some(Duration::from_secs(5)))
+    ///     .await?;
+    /// println!("{}", out.result);
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Option<Map<String, Value>>,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutcome, StoreError> {
+        if !matches!(self.scope, Scope::All) {
+            let route = read(&self.inner.shared.routes)
+                .get(&(self.agent(), name.to_owned()))
+                .cloned();
+            if let Some((id, tool)) = route {
+                if let Some(handle) = self.inner.shared.handle(&id) {
+                    return Ok(handle.call_tool(&tool, arguments, timeout).await?);
+                }
+            }
+        }
+        let scope = self.scope.clone();
+        let n = name.to_owned();
+        let target = ractor::call!(self.registry()?, |reply| RegistryMsg::ResolveTool {
+            scope,
+            name: n,
+            reply
+        })
+        .map_err(StoreError::gone)??;
+        let handle = self
+            .inner
+            .shared
+            .handle(&target.service)
+            .ok_or_else(|| StoreError::gone("service removed during the call"))?;
+        Ok(handle.call_tool(&target.tool, arguments, timeout).await?)
+    }
+
+    /// Probes every service of this scope now; not-connected services answer `ok: false`.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// for (name, probe) in store.check_services().await? {
+    ///     println!("{name}: {probe:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn check_services(&self) -> Result<Vec<(String, ProbeOutcome)>, StoreError> {
+        let actors = ractor::call!(self.inner.root, |reply| RootMsg::Actors { reply })
+            .map_err(StoreError::gone)?;
+        let probes = actors
+            .into_iter()
+            .filter(|(id, _)| self.scope.contains(id))
+            .map(|(id, a)| async move {
+                let out = ractor::call_t!(
+                    a,
+                    ServiceMsg::Check,
+                    ms(mcpvisor_model::defaults::CHECK_WAIT)
+                )
+                .map_err(StoreError::gone);
+                (self.scope.name_of(&id), out)
+            });
+        let mut out = Vec::new();
+        for (name, r) in futures_join_all(probes).await {
+            out.push((name, r?));
+        }
+        Ok(out)
+    }
+
+    /// Every event from now on: transitions, tool changes, config changes, persistence errors.
+    /// A subscription survives any internal actor's respawn; a slow subscriber loses the oldest events and is told how many.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// let mut events = store.subscribe().await?;
+    /// while let Some(event) = events.next().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe(&self) -> Result<EventStream, StoreError> {
+        Ok(EventStream::from(self.inner.shared.events.subscribe()))
+    }
+
+    /// Per-service metrics: availability, probe and call latency percentiles, calls, errors,
+    /// restarts, transitions.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// for (name, m) in store.metrics().await? {
+    ///     println!("{name}: {} calls, {} errors", m.calls, m.call_errors);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn metrics(&self) -> Result<Vec<(String, MetricsSnapshot)>, StoreError> {
+        Ok(self
+            .list_services()
+            .await?
+            .into_iter()
+            .map(|v| (v.name, v.metrics))
+            .collect())
+    }
+
+    /// The current configuration (as it would be written to the config file).
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// # use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+    /// # use serde_json::json;
+    /// # let store = Store::open(StoreOptions::new()).await?;
+    /// store.add_service(json!({"name": "time", "command": "uvx", "disabled": true}), Wait::None).await?;
+    /// let config = store.config().await?;
+    /// assert!(config.services.keys().any(|n| n.as_str() == "time"));
+    /// # store.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn config(&self) -> Result<ServicesConfig, StoreError> {
+        ractor::call!(self.inner.root, |reply| RootMsg::Config { reply }).map_err(StoreError::gone)
+    }
+}
