@@ -387,3 +387,49 @@ async fn wait_settled_returns_once_a_dependent_is_held_back_by_a_broken_dependen
     assert_ne!(store.get_service_status("db").await.unwrap(), S::Healthy);
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_burst_of_list_changed_is_coalesced_and_the_newest_list_wins() {
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    store
+        .add_service(json!({"mcpServers": {"svc": chaos(&[])}}), Wait::Auto)
+        .await
+        .unwrap();
+    let lists_before = store
+        .service_logs("svc", usize::MAX)
+        .unwrap()
+        .iter()
+        .filter(|l| l.ends_with("tools/list"))
+        .count();
+    const N: usize = 40;
+    let adds = (0..N).map(|i| {
+        let store = store.clone();
+        async move {
+            let args = json!({"action": "add_tool", "name": format!("t{i}")});
+            store
+                .call_tool("svc__chaos", args.as_object().cloned(), None)
+                .await
+        }
+    });
+    for r in futures::future::join_all(adds).await {
+        assert!(!r.unwrap().is_error);
+    }
+    let all_listed = eventually(LONG, || async {
+        let tools = store.list_tools().await.unwrap_or_default();
+        (0..N).all(|i| tools.iter().any(|t| t.name == format!("svc__t{i}")))
+    })
+    .await;
+    assert!(all_listed, "the newest tool list never arrived");
+    let lists = store
+        .service_logs("svc", usize::MAX)
+        .unwrap()
+        .iter()
+        .filter(|l| l.ends_with("tools/list"))
+        .count()
+        - lists_before;
+    assert!(
+        lists < N / 4,
+        "{lists} re-lists for {N} notifications: not coalesced"
+    );
+    store.shutdown().await;
+}

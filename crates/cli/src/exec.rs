@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mcpvisor_model::ServiceState;
 use mcpvisor_supervisor::{ServiceInput, ServiceView, Store, Wait};
 use serde_json::{json, Value};
 
@@ -85,11 +84,9 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
             view_after(&all, &name, wait).await
         }
         Request::Stop { name, force } => {
+            // Returns once the stop is recorded everywhere: the view agrees.
             all.stop_service(&name, force).await?;
-            // The registry hears of the stop a moment after it is done.
-            let stopped =
-                |s: ServiceState| matches!(s, ServiceState::Stopped | ServiceState::Failed);
-            to_json(&view_when(&all, &name, stopped, Duration::from_secs(2)).await?)
+            to_json(&all.get_service_info(&name).await?)
         }
         Request::Check => {
             let rows: Vec<Value> = all
@@ -146,23 +143,6 @@ async fn wait_up(
     let infos = settle::spec_infos(&store.config().await?);
     let deadline = settle::connect_deadline(&infos, Some(names), MAX_START_WAIT);
     Ok(settle::wait_settled(store, Some(names), expect_running, deadline, |_, _| {}).await?)
-}
-
-/// The view of `name` once its state satisfies `pred`, or after `limit` the latest view.
-async fn view_when(
-    all: &Store,
-    name: &str,
-    pred: impl Fn(ServiceState) -> bool,
-    limit: Duration,
-) -> CliResult<ServiceView> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let v = all.get_service_info(name).await?;
-        if pred(v.state) || tokio::time::Instant::now() >= deadline {
-            return Ok(v);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> CliResult<Value> {
