@@ -89,3 +89,10 @@ pub const SHUTDOWN_STOP_WAIT: Duration = Duration::from_secs(120);
 pub const SHUTDOWN_ROOT_WAIT: Duration = Duration::from_secs(10);
 /// `shutdown`: how long the last writes of the config and state files may take.
 pub const SHUTDOWN_FLUSH_WAIT: Duration = Duration::from_secs(10);
+/// A remote server's event stream that closed gracefully is reopened after this long.
+pub const STREAM_REOPEN_DELAY: Duration = Duration::from_millis(100);
+/// After an HTTP 404 at a remote server's path: how long each look at the usual MCP paths
+/// (`/mcp`, `/sse`) may take, to say which one the server serves.
+pub const PATH_HINT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The legacy SSE transport: how long one POST of a message may take.
+pub const SSE_POST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -130,6 +130,15 @@ pub enum ServiceMsg {
         /// Generation.
         gen: u64,
     },
+    /// Connection `gen` failed on its transport (a call was refused or reset, or the server's
+    /// event stream failed and could not be reopened).
+    #[doc(hidden)]
+    TransportLost {
+        /// Generation.
+        gen: u64,
+        /// What failed.
+        detail: String,
+    },
     /// A re-list finished.
     #[doc(hidden)]
     ToolsListed {
@@ -439,6 +448,13 @@ impl State {
                 }
             }
             ServiceMsg::RetryDue { timer } => self.feed(myself, Input::RetryDue { timer }),
+            ServiceMsg::TransportLost { gen, detail } => {
+                // A stdio server's monitor reports its end itself, with the exit status.
+                if self.config.transport() != mcpvisor_model::TransportKind::Stdio {
+                    tracing::debug!(gen, %detail, "transport lost");
+                    self.feed(myself, Input::Lost { gen, detail });
+                }
+            }
         }
     }
 
@@ -510,6 +526,11 @@ impl State {
                 self.tools = est.tools;
                 self.server = est.server;
                 self.handle.set_peer(Some(est.peer));
+                let me = myself.clone();
+                self.handle
+                    .set_loss_hook(Some(std::sync::Arc::new(move |detail: String| {
+                        let _ = me.cast(ServiceMsg::TransportLost { gen, detail });
+                    })));
                 self.pid = est.pid;
                 self.identity = est.identity.clone();
                 self.report_process(est.pid, est.identity);

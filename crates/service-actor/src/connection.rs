@@ -206,10 +206,14 @@ pub(crate) async fn connect(
                         .await
                         .map_err(|e| format!("initialize failed: {e}"))?
                 } else {
-                    let config = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                    let mut config = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
                         url.clone(),
                     )
                     .custom_headers(header_map(headers)?);
+                    config.retry_config = std::sync::Arc::new(StreamLossPolicy {
+                        actor: actor.clone(),
+                        gen,
+                    });
                     // Headers go through rmcp's config (it owns the MCP ones); the client
                     // brings TLS.
                     let http = crate::http_client::client(&Default::default())?;
@@ -433,6 +437,35 @@ pub(crate) async fn list_tools_paged(
         "tools/list failed: more than {} pages",
         mcpvisor_model::defaults::MAX_LIST_PAGES
     ))
+}
+
+/// The server's event stream policy: a graceful close is reopened (as the spec wants), but a
+/// stream that failed and could not be reopened is the loss of the server: the actor hears of
+/// it at once (`TransportLost`) instead of at the next probe.
+struct StreamLossPolicy {
+    actor: ActorRef<ServiceMsg>,
+    gen: u64,
+}
+
+impl std::fmt::Debug for StreamLossPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamLossPolicy")
+            .field("gen", &self.gen)
+            .finish()
+    }
+}
+
+impl rmcp::transport::common::client_side_sse::SseRetryPolicy for StreamLossPolicy {
+    fn retry(&self, current_times: usize) -> Option<Duration> {
+        if current_times == 0 {
+            return Some(mcpvisor_model::defaults::STREAM_REOPEN_DELAY);
+        }
+        let _ = self.actor.cast(ServiceMsg::TransportLost {
+            gen: self.gen,
+            detail: "the server's event stream failed and could not be reopened".into(),
+        });
+        None
+    }
 }
 
 pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {

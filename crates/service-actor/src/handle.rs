@@ -84,7 +84,22 @@ struct Shared {
     state_tx: watch::Sender<ServiceState>,
     call_timeout_ms: AtomicU64,
     metrics: ServiceMetrics,
+    /// Told when a call fails on the transport (refused, reset, closed): a loss of the
+    /// connection the actor must hear of at once.
+    on_lost: HookSlot,
 }
+
+#[derive(Default)]
+struct HookSlot(RwLock<Option<LossHook>>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookSlot")
+    }
+}
+
+/// What a call reports a transport failure to.
+pub type LossHook = Arc<dyn Fn(String) + Send + Sync>;
 
 /// A cloneable handle to one service: its state, and tool calls.
 #[derive(Debug, Clone)]
@@ -109,6 +124,7 @@ impl ServiceHandle {
                 state_tx,
                 call_timeout_ms: AtomicU64::new(ms(call_timeout)),
                 metrics,
+                on_lost: HookSlot::default(),
             }),
         }
     }
@@ -166,13 +182,26 @@ impl ServiceHandle {
         self.shared.state_tx.send_replace(state);
     }
 
-    /// Sets or clears the live peer calls go to.
+    /// Sets or clears the live peer calls go to (clearing it also clears the loss hook).
     pub fn set_peer(&self, peer: Option<Peer<RoleClient>>) {
+        if peer.is_none() {
+            self.set_loss_hook(None);
+        }
         self.shared
             .live
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .peer = peer;
+    }
+
+    /// Sets what a call failing on the transport reports to (the live connection's actor).
+    pub fn set_loss_hook(&self, hook: Option<LossHook>) {
+        *self
+            .shared
+            .on_lost
+            .0
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = hook;
     }
 
     fn peer(&self) -> Result<Peer<RoleClient>, CallError> {
@@ -242,11 +271,29 @@ impl ServiceHandle {
                 code: err.code.0,
                 message: err.message.to_string(),
             },
-            other => CallError::Transport {
-                service,
-                tool,
-                message: other.to_string(),
-            },
+            other => {
+                let message = other.to_string();
+                if matches!(
+                    other,
+                    ServiceError::TransportClosed | ServiceError::TransportSend(_)
+                ) {
+                    let hook = self
+                        .shared
+                        .on_lost
+                        .0
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if let Some(hook) = hook {
+                        hook(message.clone());
+                    }
+                }
+                CallError::Transport {
+                    service,
+                    tool,
+                    message,
+                }
+            }
         }
     }
 }

@@ -149,6 +149,9 @@ pub struct MachineConfig {
     pub backoff: BackoffConfig,
     /// Intensity.
     pub intensity: IntensityConfig,
+    /// A remote server (streamable HTTP or SSE): a retry costs one request, so it is retried
+    /// at least every `backoff.max`, also when `unreachable`.
+    pub remote: bool,
 }
 
 impl From<&ServiceConfig> for MachineConfig {
@@ -158,6 +161,7 @@ impl From<&ServiceConfig> for MachineConfig {
             health: c.health,
             backoff: c.backoff,
             intensity: c.intensity,
+            remote: c.transport() != mcpvisor_model::TransportKind::Stdio,
         }
     }
 }
@@ -448,10 +452,15 @@ impl Machine {
         self.attempt = self.attempt.saturating_add(1);
         self.timer += 1;
         if self.attempt >= self.cfg.backoff.max_attempts {
+            let slow = if self.cfg.remote {
+                self.cfg.backoff.unreachable_retry.min(self.cfg.backoff.max)
+            } else {
+                self.cfg.backoff.unreachable_retry
+            };
             let r = format!(
                 "{reason}; {} attempts failed, retrying every {}",
                 self.attempt,
-                humantime::format_duration(self.cfg.backoff.unreachable_retry)
+                humantime::format_duration(slow)
             );
             // Unreachable is entered once; later failed slow retries stay there.
             if self.state != ServiceState::Unreachable {
@@ -459,7 +468,7 @@ impl Machine {
             }
             out.push(Action::ScheduleRetry {
                 timer: self.timer,
-                after: self.cfg.backoff.unreachable_retry,
+                after: slow,
             });
         } else {
             let after = backoff_delay(&self.cfg.backoff, self.attempt, rand01);

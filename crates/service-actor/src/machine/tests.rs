@@ -19,6 +19,7 @@ fn cfg() -> MachineConfig {
             max_restarts: 3,
             within: Duration::from_secs(60),
         },
+        remote: false,
     }
 }
 
@@ -575,4 +576,32 @@ mod props {
             }
         }
     }
+}
+
+#[test]
+fn a_remote_server_is_retried_at_least_every_backoff_max_even_when_unreachable() {
+    let remote = MachineConfig {
+        remote: true,
+        ..cfg()
+    };
+    let mut t = T::new(remote);
+    let a = t.feed(Input::Start);
+    let mut gen = T::connect_gen(&a).unwrap();
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let a = t.feed(Input::Ended {
+            gen,
+            cause: EndCause::ConnectFailed("connection refused".into()),
+        });
+        let (timer, after) = T::retry_after(&a).unwrap();
+        delays.push(after);
+        gen = T::connect_gen(&t.feed(Input::RetryDue { timer })).unwrap();
+    }
+    assert_eq!(t.m.state(), S::Unreachable);
+    let max = cfg().backoff.max;
+    assert!(delays.iter().all(|d| *d <= max), "{delays:?}");
+    assert!(
+        delays.iter().filter(|d| **d == max).count() >= 4,
+        "{delays:?}"
+    );
 }
