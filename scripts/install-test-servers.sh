@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real MCP servers the integration tests run against, into .test-servers/ of the
 # workspace (idempotent; nothing global): npm @modelcontextprotocol/server-everything and
-# server-memory, PyPI mcp-server-time in a virtualenv.
+# server-memory, PyPI mcp-server-time in a virtualenv, and the MCP conformance suite with Node 22.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/.test-servers"
@@ -13,6 +13,17 @@ if [ ! -f "$dir/node_modules/@modelcontextprotocol/server-everything/dist/index.
       @modelcontextprotocol/server-everything @modelcontextprotocol/server-memory
   else
     echo "install-test-servers: npm not found; tests needing node servers will fail" >&2
+  fi
+fi
+# The official MCP conformance suite and the Node >= 22 it needs (a binary from npm, used only
+# to run the suite; the servers above run on the machine's node).
+if [ ! -x "$dir/conformance/node_modules/.bin/conformance" ] ||
+   [ ! -x "$dir/conformance/node_modules/.bin/node" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    npm install --prefix "$dir/conformance" --no-audit --no-fund --loglevel=error \
+      @modelcontextprotocol/conformance@0.1.16 node@22
+  else
+    echo "install-test-servers: npm not found; the conformance tests will fail" >&2
   fi
 fi
 if [ ! -x "$dir/venv/bin/mcp-server-time" ]; then

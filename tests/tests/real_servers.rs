@@ -212,15 +212,17 @@ fn free_port() -> u16 {
 
 /// A remote server-everything (`mode`: `streamableHttp` or `sse`) is supervised as service
 /// `name` at `path`: healthy with its tools, calls work, it goes away (`reconnecting`, calls
-/// fail fast) and returns on the same port (`healthy` again, calls work).
+/// fail fast) and returns on the same port (`healthy` again, calls work). Probes run every
+/// 30 s: the loss must be seen through the connection itself, within a second of the SIGKILL.
 async fn remote_server_goes_away_and_returns(mode: &str, name: &str, path: &str, transport: &str) {
     let port = free_port();
     let server = HttpServer::start_mode(port, mode).await;
     let store = store().await;
+    let mut events = store.subscribe().await.unwrap();
     store
         .add_service(
             json!({"name": name, "url": format!("http://127.0.0.1:{port}{path}"),
-                   "health": {"interval": "200ms", "timeout": "1s", "reconnect_after": 2},
+                   "health": {"interval": "30s", "timeout": "1s"},
                    "backoff": {"initial": "50ms", "max": "300ms"}}),
             Wait::Auto,
         )
@@ -240,11 +242,24 @@ async fn remote_server_goes_away_and_returns(mode: &str, name: &str, path: &str,
         .await
         .unwrap();
     assert_eq!(text(&out.result), "Echo: over the wire");
+    let killed = std::time::Instant::now();
     server.kill().await;
-    store
-        .wait_for(&[name], S::Reconnecting, LONG)
-        .await
-        .unwrap();
+    deadline(LONG, "reconnecting event", async {
+        loop {
+            match events.next().await {
+                Some(mcpvisor_model::Event::StateChanged {
+                    to: S::Reconnecting,
+                    ..
+                }) => return,
+                Some(_) => {}
+                None => panic!("event stream ended"),
+            }
+        }
+    })
+    .await;
+    let took = killed.elapsed();
+    eprintln!("{mode} server SIGKILLed → reconnecting event: {took:?}");
+    assert!(took < Duration::from_secs(1), "reconnecting after {took:?}");
     let err = store.call_tool(&echo, None, None).await.unwrap_err();
     assert!(err.to_string().contains("reconnecting"), "{err}");
     let server = HttpServer::start_mode(port, mode).await;

@@ -2,7 +2,11 @@
 //! death is seen at once through its event stream (not at the next probe), and a server back
 //! on the same port is picked up with its tools.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::StreamExt;
 
 use mcpvisor_model::{Event, ServiceState};
 use mcpvisor_supervisor::{Store, StoreOptions, Wait};
@@ -10,6 +14,7 @@ use mcpvisor_tests::deadline;
 use mcpvisor_tests::ChaosProcess;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::task::JoinHandle;
 
 use ServiceState as S;
 
@@ -92,4 +97,272 @@ async fn a_killed_http_server_is_seen_at_once_and_picked_up_again_on_the_same_po
     assert_eq!(out.result["content"][0]["text"], "back");
     store.shutdown().await;
     again.kill_all();
+}
+
+/// The reason of the first failed connect of `name`, from the event stream.
+async fn first_failure(events: &mut mcpvisor_supervisor::EventStream, name: &str) -> String {
+    deadline(LONG, "a failed connect", async {
+        loop {
+            match events.next().await {
+                Some(Event::StateChanged {
+                    service, reason, ..
+                }) if service.name.as_str() == name && reason.starts_with("connect failed") => {
+                    return reason
+                }
+                Some(_) => {}
+                None => panic!("event stream ended"),
+            }
+        }
+    })
+    .await
+}
+
+/// A reason in the user's terms names no Rust type.
+fn assert_plain(reason: &str) {
+    for rust in ["rmcp::", "reqwest::", "WorkerTransport", "Transport ["] {
+        assert!(
+            !reason.contains(rust),
+            "a Rust type in the reason: {reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn remote_failures_are_worded_for_the_user_401_refused_and_wrong_path() {
+    let (mut server, url) = {
+        let mut process = ChaosProcess::spawn(&["--http", "127.0.0.1:0", "--bearer", "s3cret"])
+            .expect("spawn chaos-mcp");
+        let _stderr = process.capture_stderr();
+        let stdout = process.stdout.take().expect("stdout");
+        let url = deadline(LONG, "address line", async {
+            BufReader::new(stdout).lines().next_line().await
+        })
+        .await
+        .expect("read")
+        .expect("address line");
+        (process, url)
+    };
+    // A port nothing listens on: bind one, note it, close it.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    let mut events = store.subscribe().await.unwrap();
+    let slow = json!({"initial": "10s", "max": "10s"});
+
+    store
+        .add_service(
+            json!({"name": "noauth", "url": url, "backoff": slow}),
+            Wait::None,
+        )
+        .await
+        .unwrap();
+    let reason = first_failure(&mut events, "noauth").await;
+    eprintln!("401: {reason}");
+    assert_plain(&reason);
+    assert!(
+        reason.contains("unauthorized (HTTP 401): check headers.Authorization / the token"),
+        "{reason}"
+    );
+
+    // The same server with the token: healthy.
+    store
+        .add_service(
+            json!({"name": "authed", "url": url,
+                   "headers": {"Authorization": "Bearer s3cret"}}),
+            Wait::Auto,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_service_status("authed").await.unwrap(),
+        S::Healthy
+    );
+
+    store
+        .add_service(
+            json!({"name": "nobody", "url": format!("http://{closed}/mcp"), "backoff": slow}),
+            Wait::None,
+        )
+        .await
+        .unwrap();
+    let reason = first_failure(&mut events, "nobody").await;
+    eprintln!("refused: {reason}");
+    assert_plain(&reason);
+    assert!(
+        reason.contains(&format!(
+            "nothing listening on {closed} (connection refused)"
+        )),
+        "{reason}"
+    );
+
+    let wrong = url.replace("/mcp", "/wrong");
+    store
+        .add_service(
+            json!({"name": "lost", "url": wrong,
+                   "headers": {"Authorization": "Bearer s3cret"}, "backoff": slow}),
+            Wait::None,
+        )
+        .await
+        .unwrap();
+    let reason = first_failure(&mut events, "lost").await;
+    eprintln!("wrong path: {reason}");
+    assert_plain(&reason);
+    assert!(
+        reason.contains(
+            "HTTP 404 at /wrong: is the path right? (this server serves /mcp: streamable HTTP)"
+        ),
+        "{reason}"
+    );
+    // The reason is what `status` shows too.
+    let info = store.get_service_info("nobody").await.unwrap();
+    assert!(
+        info.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("connection refused")),
+        "{info:?}"
+    );
+    store.shutdown().await;
+    server.kill_all();
+}
+
+/// A legacy SSE server (on loopback) whose `endpoint` event points to another origin
+/// (`localhost` instead of `127.0.0.1`, another port); that origin counts what it receives.
+async fn sse_server_naming_another_origin() -> (String, Arc<AtomicUsize>, Vec<JoinHandle<()>>) {
+    let decoy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let decoy_port = decoy.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let decoy_app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            axum::http::StatusCode::ACCEPTED
+        }
+    });
+    let sse = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sse_addr = sse.local_addr().unwrap();
+    let endpoint = format!("event: endpoint\ndata: http://localhost:{decoy_port}/messages\n\n");
+    let sse_app = axum::Router::new().route(
+        "/sse",
+        axum::routing::get(move || {
+            let first = endpoint.clone();
+            async move {
+                let body =
+                    futures::stream::once(async move { Ok::<_, std::convert::Infallible>(first) })
+                        .chain(futures::stream::pending());
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    axum::body::Body::from_stream(body),
+                )
+            }
+        }),
+    );
+    let tasks = vec![
+        tokio::spawn(async move {
+            let _ = axum::serve(decoy, decoy_app).await;
+        }),
+        tokio::spawn(async move {
+            let _ = axum::serve(sse, sse_app).await;
+        }),
+    ];
+    (format!("http://{sse_addr}/sse"), hits, tasks)
+}
+
+#[tokio::test]
+async fn an_sse_endpoint_on_another_origin_is_refused_and_never_receives_the_token() {
+    let (url, hits, tasks) = sse_server_naming_another_origin().await;
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    let mut events = store.subscribe().await.unwrap();
+    store
+        .add_service(
+            json!({"name": "legacy", "url": url, "transport": "sse",
+                   "headers": {"Authorization": "Bearer s3cret"},
+                   "backoff": {"initial": "10s", "max": "10s"}}),
+            Wait::None,
+        )
+        .await
+        .unwrap();
+    let reason = first_failure(&mut events, "legacy").await;
+    eprintln!("foreign endpoint: {reason}");
+    assert!(reason.contains("refused the endpoint"), "{reason}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the other origin got a request"
+    );
+    store.shutdown().await;
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_session_the_server_forgot_is_re_initialized_at_once_as_an_event() {
+    let (mut server, url) = http_server("127.0.0.1:0").await;
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    let mut events = store.subscribe().await.unwrap();
+    store
+        .add_service(
+            json!({"name": "forgetful", "url": url, "health": {"interval": "30s"},
+                   "backoff": {"initial": "10ms", "max": "500ms"}}),
+            Wait::Auto,
+        )
+        .await
+        .unwrap();
+    store
+        .call_tool(
+            "forgetful__chaos",
+            json!({"action": "forget_sessions"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    // The next request meets the 404: it fails clearly (not retried behind the caller's back)...
+    let forgotten = Instant::now();
+    let err = store
+        .call_tool(
+            "forgetful__echo",
+            json!({"text": "x"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forgot the session"), "{err}");
+    // ...and the service re-initializes at once, as events: reconnecting, then healthy.
+    let reason = deadline(LONG, "reconnecting event", async {
+        loop {
+            match events.next().await {
+                Some(Event::StateChanged {
+                    to: S::Reconnecting,
+                    reason,
+                    ..
+                }) => return reason,
+                Some(_) => {}
+                None => panic!("event stream ended"),
+            }
+        }
+    })
+    .await;
+    assert!(reason.contains("forgot the session (HTTP 404)"), "{reason}");
+    store
+        .wait_for(&["forgetful"], S::Healthy, LONG)
+        .await
+        .unwrap();
+    eprintln!(
+        "session 404 → healthy on a new session: {:?}",
+        forgotten.elapsed()
+    );
+    let out = store
+        .call_tool(
+            "forgetful__echo",
+            json!({"text": "new session"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.result["content"][0]["text"], "new session");
+    store.shutdown().await;
+    server.kill_all();
 }

@@ -79,12 +79,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Warnings on stderr, with colour only on a terminal. rmcp's own log lines are off unless
+/// `RUST_LOG` asks for them: they speak in Rust types, and everything they report reaches the
+/// user as a state change with a reason in words.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rmcp=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

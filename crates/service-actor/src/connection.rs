@@ -37,6 +37,10 @@ impl ClientHandler for Client {
         let mut info = rmcp::model::ClientConfig::default();
         info.client_info.name = "mcpvisor".into();
         info.client_info.version = env!("CARGO_PKG_VERSION").into();
+        // The handshake is `initialize`: propose the newest revision that has one (rmcp's
+        // default, 2026-07-28, replaced it with `server/discover`); a server answers with the
+        // revision it speaks, older ones included.
+        info.protocol_version = rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE;
         info
     }
 }
@@ -201,15 +205,20 @@ pub(crate) async fn connect(
                 let running = if *transport == TransportKind::Sse {
                     let (sink, stream) =
                         crate::sse::connect(url, headers, deadline, cancel.clone()).await?;
-                    client
-                        .serve((sink, stream))
-                        .await
-                        .map_err(|e| format!("initialize failed: {e}"))?
+                    match client.serve((sink, stream)).await {
+                        Ok(running) => running,
+                        Err(e) => return Err(crate::diagnose::initialize(&e, url, headers).await),
+                    }
                 } else {
                     let mut config = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
                         url.clone(),
                     )
                     .custom_headers(header_map(headers)?);
+                    // A session the server forgot (HTTP 404) is a loss we re-establish
+                    // ourselves, as an event, with a fresh tools/list (a server that lost its
+                    // sessions may have restarted with other tools); rmcp's silent re-initialize
+                    // would hide both. The request that met the 404 fails, never retried.
+                    config.reinit_on_expired_session = false;
                     config.retry_config = std::sync::Arc::new(StreamLossPolicy {
                         actor: actor.clone(),
                         gen,
@@ -219,10 +228,10 @@ pub(crate) async fn connect(
                     let http = crate::http_client::client(&Default::default())?;
                     let transport =
                         rmcp::transport::StreamableHttpClientTransport::with_client(http, config);
-                    client
-                        .serve(transport)
-                        .await
-                        .map_err(|e| format!("initialize failed: {e}"))?
+                    match client.serve(transport).await {
+                        Ok(running) => running,
+                        Err(e) => return Err(crate::diagnose::initialize(&e, url, headers).await),
+                    }
                 };
                 let tools = list_tools_paged(running.peer()).await?;
                 Ok::<_, String>((running, tools))
@@ -412,7 +421,6 @@ fn server_info(running: &Running) -> ServerInfo {
     }
 }
 
-/// Converts the SDK's tool into plain data.
 /// Every page of `tools/list`, at most [`MAX_LIST_PAGES`](mcpvisor_model::defaults::MAX_LIST_PAGES)
 /// of them (a cursor that never ends is an error, not a hang). The caller bounds the time.
 pub(crate) async fn list_tools_paged(
@@ -426,7 +434,7 @@ pub(crate) async fn list_tools_paged(
                 rmcp::model::PaginatedRequestParams::default().with_cursor(cursor),
             ))
             .await
-            .map_err(|e| format!("tools/list failed: {e}"))?;
+            .map_err(|e| format!("tools/list failed: {}", crate::diagnose::service_error(&e)))?;
         tools.extend(page.tools);
         cursor = page.next_cursor;
         if cursor.is_none() {
@@ -468,6 +476,7 @@ impl rmcp::transport::common::client_side_sse::SseRetryPolicy for StreamLossPoli
     }
 }
 
+/// Converts the SDK's tool into plain data.
 pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
     let mut raw = serde_json::to_value(t).unwrap_or_default();
     // Name, description and schema are kept once, in their own fields.
@@ -572,7 +581,7 @@ pub(crate) async fn probe(peer: Peer<RoleClient>, timeout: Duration, use_list: b
                 e,
                 ServiceError::TransportClosed | ServiceError::TransportSend(_)
             ),
-            detail: e.to_string(),
+            detail: crate::diagnose::service_error(&e),
             latency,
             ping_unsupported: false,
         },

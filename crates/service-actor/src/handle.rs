@@ -272,7 +272,7 @@ impl ServiceHandle {
                 message: err.message.to_string(),
             },
             other => {
-                let message = other.to_string();
+                let message = crate::diagnose::service_error(&other);
                 if matches!(
                     other,
                     ServiceError::TransportClosed | ServiceError::TransportSend(_)

@@ -14,6 +14,7 @@
 
 pub mod actor;
 pub mod connection;
+mod diagnose;
 pub mod handle;
 mod http_client;
 pub use http_client::install_default_tls_provider;

@@ -27,6 +27,11 @@ pub struct Args {
     #[arg(long, value_name = "PEM", requires_all = ["http", "tls_key"])]
     pub tls_cert: Option<std::path::PathBuf>,
 
+    /// With --http: answer 401 (with `WWW-Authenticate: Bearer`) to every request that does not
+    /// carry `Authorization: Bearer TOKEN`.
+    #[arg(long, value_name = "TOKEN", requires = "http")]
+    pub bearer: Option<String>,
+
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,

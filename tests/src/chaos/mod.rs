@@ -61,6 +61,7 @@
 //! | slow startup | `--startup-delay-ms MS` | — |
 //! | tool list change | `--add-tool-after-calls N` (adds `late_tool`) | `add_tool` (`name`), `remove_tool` (`name`) |
 //! | no ping | `--no-ping` | `no_ping` (`enabled`: bool, default true) |
+//! | sessions forgotten (HTTP 404) | | `forget_sessions` |
 //!
 //! Details:
 //!
@@ -265,7 +266,30 @@ async fn serve_http(shared: Arc<Shared>, addr: std::net::SocketAddr) -> anyhow::
             Arc::new(LocalSessionManager::default()),
             StreamableHttpServerConfig::default(),
         );
-    let router = axum::Router::new().nest_service("/mcp", service);
+    let mut router = axum::Router::new().nest_service("/mcp", service);
+    router = router.layer(axum::middleware::from_fn(forgetful(shared.clone())));
+    if let Some(token) = shared.args.bearer.clone() {
+        let expected = format!("Bearer {token}");
+        router = router.layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let ok = request
+                    .headers()
+                    .get(axum::http::header::AUTHORIZATION)
+                    .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+                async move {
+                    if ok {
+                        next.run(request).await
+                    } else {
+                        chaos_log!("refused a request without the bearer token (401)");
+                        axum::response::IntoResponse::into_response((
+                            axum::http::StatusCode::UNAUTHORIZED,
+                            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                        ))
+                    }
+                }
+            },
+        ));
+    }
     chaos_log!("serving streamable HTTP on {scheme}://{local}/mcp");
     match tls {
         None => axum::serve(listener, router).await?,
@@ -317,5 +341,58 @@ async fn serve_tls(
                     .serve_connection_with_upgrades(io, service)
                     .await;
         });
+    }
+}
+
+/// The middleware behind the `forget_sessions` action: once it is raised, every session seen
+/// so far is unknown and its requests get 404 (new sessions are served).
+fn forgetful(
+    shared: Arc<Shared>,
+) -> impl Fn(
+    axum::extract::Request,
+    axum::middleware::Next,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = axum::response::Response> + Send>>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    use std::collections::HashSet;
+    use std::sync::atomic::Ordering;
+    use std::sync::Mutex;
+    #[derive(Default)]
+    struct Sessions {
+        seen: HashSet<String>,
+        forgotten: HashSet<String>,
+    }
+    let sessions = Arc::new(Mutex::new(Sessions::default()));
+    move |request, next| {
+        let id = request
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let known = {
+            let mut s = sessions.lock().unwrap_or_else(|p| p.into_inner());
+            if shared.forget_sessions.swap(false, Ordering::SeqCst) {
+                let seen = std::mem::take(&mut s.seen);
+                s.forgotten.extend(seen);
+            }
+            match &id {
+                Some(id) if s.forgotten.contains(id) => false,
+                Some(id) => {
+                    s.seen.insert(id.clone());
+                    true
+                }
+                None => true,
+            }
+        };
+        Box::pin(async move {
+            if known {
+                next.run(request).await
+            } else {
+                chaos_log!("request for a forgotten session: 404");
+                axum::response::IntoResponse::into_response(axum::http::StatusCode::NOT_FOUND)
+            }
+        })
     }
 }

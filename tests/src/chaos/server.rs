@@ -48,6 +48,9 @@ pub struct Shared {
     exiting: AtomicBool,
     stay_alive: AtomicBool,
     no_ping: AtomicBool,
+    /// HTTP mode: set by `forget_sessions`; the next request makes every session seen so far
+    /// unknown (404), as a server that expired or lost them.
+    pub forget_sessions: AtomicBool,
     tools: Mutex<Vec<Tool>>,
     grandchildren: Mutex<Vec<u32>>,
     /// Actions waiting for the response with this JSON-RPC id to be written (stdio).
@@ -75,6 +78,7 @@ impl Shared {
             exiting: AtomicBool::new(false),
             stay_alive: AtomicBool::new(false),
             no_ping: AtomicBool::new(no_ping),
+            forget_sessions: AtomicBool::new(false),
             tools: Mutex::new(tools),
             grandchildren: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
@@ -389,6 +393,10 @@ impl ChaosServer {
                 let enabled = a.opt_bool("enabled")?.unwrap_or(true);
                 shared.no_ping.store(enabled, Ordering::SeqCst);
                 text(format!("no_ping = {enabled}"))
+            }
+            "forget_sessions" => {
+                shared.forget_sessions.store(true, Ordering::SeqCst);
+                text("sessions forgotten: their next request gets 404")
             }
             other => Err(format!(
                 "chaos: unknown action `{other}` (expected one of {})",

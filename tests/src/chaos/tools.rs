@@ -18,6 +18,7 @@ pub const ACTIONS: &[&str] = &[
     "add_tool",
     "remove_tool",
     "no_ping",
+    "forget_sessions",
 ];
 
 fn schema(value: Value) -> Arc<JsonObject> {
@@ -97,7 +98,7 @@ fn chaos_tool() -> Tool {
         "chaos",
         "Inject a fault at run time. Actions: exit {code?, after_response?}, hang, close_stdout, \
          garbage {text?}, stderr_flood {bytes}, stderr_lines {count}, ignore_sigterm, \
-         spawn_grandchild {keep_stdio?}, add_tool {name}, remove_tool {name}, no_ping {enabled?}.",
+         spawn_grandchild {keep_stdio?}, add_tool {name}, remove_tool {name}, no_ping {enabled?}, forget_sessions (HTTP: every session so far gets 404).",
         schema(json!({
             "type": "object",
             "properties": {

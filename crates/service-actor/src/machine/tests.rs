@@ -605,3 +605,40 @@ fn a_remote_server_is_retried_at_least_every_backoff_max_even_when_unreachable()
         "{delays:?}"
     );
 }
+
+#[test]
+fn a_lost_transport_reconnects_at_once_and_is_not_counted_as_a_slow_probe() {
+    let mut t = T::new(MachineConfig {
+        remote: true,
+        ..cfg()
+    });
+    let gen = t.up();
+    // One slow probe: warning (counts toward reconnect_after).
+    let a = t.feed(Input::Probe {
+        gen,
+        ok: false,
+        detail: "no answer within 5s (health.timeout)".into(),
+    });
+    assert_eq!(T::states(&a), vec![S::Warning]);
+    // A refused probe is a loss: disconnect and reconnecting in the same step, no second
+    // warning and no waiting for reconnect_after.
+    let a = t.feed(Input::Lost {
+        gen,
+        detail: "nothing listening on 127.0.0.1:4711 (connection refused)".into(),
+    });
+    assert_eq!(a[0], Action::Disconnect { gen, force: true });
+    assert_eq!(T::states(&a), vec![S::Reconnecting]);
+    // The next connection starts with a clean probe count: one slow probe warns, not more.
+    let (timer, _) = T::retry_after(&a).unwrap();
+    let gen = T::connect_gen(&t.feed(Input::RetryDue { timer })).unwrap();
+    t.feed(Input::Connected {
+        gen,
+        detail: String::new(),
+    });
+    let a = t.feed(Input::Probe {
+        gen,
+        ok: false,
+        detail: "no answer".into(),
+    });
+    assert_eq!(T::states(&a), vec![S::Warning]);
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The MCP conformance suite's client under test: mcpvisor's own CLI, one-shot (an embedded
+# supervisor with the scenario's server as its one service). The suite appends the server's
+# URL as the last argument and names the scenario in MCP_CONFORMANCE_SCENARIO.
+#   conformance client --command 'bash tests/conformance/client.sh' --scenario tools_call
+set -euo pipefail
+url="${*: -1}"
+here="$(cd "$(dirname "$0")" && pwd)"
+bin="${MCPVISOR_BIN:-$here/../../target/debug/mcpvisor}"
+dir="$(mktemp -d)"
+trap 'rm -rf "$dir"' EXIT
+printf '{"mcpServers": {"s": {"url": "%s"}}}\n' "$url" >"$dir/mcp.json"
+one_shot=(--config "$dir/mcp.json" --state-dir "$dir/state" --wait 10s)
+case "${MCP_CONFORMANCE_SCENARIO:-}" in
+  initialize) "$bin" tools "${one_shot[@]}" ;;
+  tools_call) "$bin" call s__add_numbers --args '{"a": 2, "b": 3}' "${one_shot[@]}" ;;
+  sse-retry) "$bin" call s__test_reconnection --timeout 10s "${one_shot[@]}" ;;
+  *) echo "client.sh: no client behaviour for scenario '${MCP_CONFORMANCE_SCENARIO:-}'" >&2; exit 2 ;;
+esac
