@@ -7,7 +7,7 @@ pub mod chaos;
 
 use std::{
     future::Future,
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -41,6 +41,50 @@ pub fn chaos_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The `mcpvisor` binary beside the test executable (`target/<profile>/mcpvisor`), built first
+/// if it is not there (`cargo test --workspace` builds it; `cargo test -p mcpvisor-tests` does
+/// not). `MCPVISOR_BIN` overrides the lookup.
+pub fn mcpvisor_bin() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MCPVISOR_BIN") {
+            return PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut dir = exe.parent().expect("exe dir").to_path_buf();
+        if dir.ends_with("deps") {
+            dir.pop();
+        }
+        let bin = dir.join(format!("mcpvisor{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            let profile = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("debug")
+                .to_owned();
+            let target_dir = dir.parent().expect("target dir").to_path_buf();
+            let mut build = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
+            build
+                .args(["build", "-q", "-p", "mcpvisor-cli", "--bin", "mcpvisor"])
+                .arg("--target-dir")
+                .arg(&target_dir);
+            match profile.as_str() {
+                "debug" => {}
+                "release" => {
+                    build.arg("--release");
+                }
+                other => {
+                    build.args(["--profile", other]);
+                }
+            }
+            let status = build.status().expect("run cargo build for mcpvisor");
+            assert!(status.success(), "building mcpvisor failed");
+        }
+        assert!(bin.exists(), "mcpvisor not found at {}", bin.display());
+        bin
+    })
 }
 
 /// The state letter of `/proc/<pid>/stat` (`R`, `S`, `D`, `Z`, `T`, ...), `None` if no such

@@ -11,11 +11,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mcpvisor_tests::{chaos_bin, kill_pid, pid_alive, send_signal};
+use mcpvisor_tests::{chaos_bin, kill_pid, mcpvisor_bin, pid_alive, send_signal};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -27,50 +27,6 @@ const UP_LIMIT: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------------
-
-/// The `mcpvisor` binary beside the test executable (`target/<profile>/mcpvisor`), built first
-/// if it is not there (`cargo test --workspace` builds it; `cargo test -p mcpvisor-tests` does
-/// not). `MCPVISOR_BIN` overrides the lookup.
-fn mcpvisor_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MCPVISOR_BIN") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut dir = exe.parent().expect("exe dir").to_path_buf();
-        if dir.ends_with("deps") {
-            dir.pop();
-        }
-        let bin = dir.join(format!("mcpvisor{}", std::env::consts::EXE_SUFFIX));
-        if !bin.exists() {
-            let profile = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("debug")
-                .to_owned();
-            let target_dir = dir.parent().expect("target dir").to_path_buf();
-            let mut build = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-            build
-                .args(["build", "-q", "-p", "mcpvisor-cli", "--bin", "mcpvisor"])
-                .arg("--target-dir")
-                .arg(&target_dir);
-            match profile.as_str() {
-                "debug" => {}
-                "release" => {
-                    build.arg("--release");
-                }
-                other => {
-                    build.args(["--profile", other]);
-                }
-            }
-            let status = build.status().expect("run cargo build for mcpvisor");
-            assert!(status.success(), "building mcpvisor failed");
-        }
-        assert!(bin.exists(), "mcpvisor not found at {}", bin.display());
-        bin
-    })
-}
 
 /// What a finished command gave.
 #[derive(Debug)]

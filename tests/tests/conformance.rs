@@ -18,25 +18,6 @@ fn root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// The `mcpvisor` binary beside this test binary (the README's test command builds it first).
-fn mcpvisor_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("MCPVISOR_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut dir = exe.parent().expect("exe dir").to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("mcpvisor");
-    assert!(
-        bin.exists(),
-        "{} missing: run `cargo build -p mcpvisor-cli --bin mcpvisor` (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
 fn suite_bin(root: &Path) -> PathBuf {
     let bin = root.join(".test-servers/conformance/node_modules/.bin");
     assert!(
@@ -70,7 +51,7 @@ fn client_scenario(scenario: &str) {
             root.join("tests/conformance/client.sh").display()
         ))
         .env("PATH", path)
-        .env("MCPVISOR_BIN", mcpvisor_bin())
+        .env("MCPVISOR_BIN", mcpvisor_tests::mcpvisor_bin())
         .env("NO_COLOR", "1")
         .current_dir(&root)
         .output()

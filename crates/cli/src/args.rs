@@ -49,6 +49,10 @@ pub enum Command {
     /// Run the services of a config file in the foreground, print every transition, serve the
     /// control socket; SIGINT/SIGTERM stops everything cleanly
     Run(RunArgs),
+    /// Serve the fleet as one MCP server on stdin/stdout: attaches to the instance running on
+    /// the state dir (every client shares its fleet), or with --config and none running, runs
+    /// one in this process
+    Serve(ServeArgs),
     /// Check a config file: print each error (service, field, message); exit 2 on errors
     Validate(ValidateArgs),
     /// Show every service (or one) with its state, transport, tools, restarts and last error
@@ -83,6 +87,24 @@ pub struct RunArgs {
     /// Reload the config file on change: add, remove and update only the services that changed
     #[arg(long)]
     pub watch: bool,
+    /// Also serve the fleet as one MCP server over streamable HTTP at ADDR (`/mcp`, and
+    /// `/agents/<id>/mcp`), e.g. 127.0.0.1:8931. Off loopback a bearer token is required
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<std::net::SocketAddr>,
+    /// The gateway's bearer token, from this file (else MCPVISOR_GATEWAY_TOKEN)
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Speak MCP on stdin/stdout (what a client's `mcpServers` entry runs)
+    #[arg(long, required = true)]
+    pub stdio: bool,
+    /// Serve this agent's services (by their local names) instead of the store's own
+    #[arg(long, value_name = "ID")]
+    pub agent: Option<String>,
 }
 
 /// `validate`.

@@ -25,6 +25,7 @@ pub mod client;
 pub mod commands;
 pub mod error;
 pub mod exec;
+pub mod gateway;
 pub mod oneshot;
 pub mod output;
 pub mod paths;
@@ -99,7 +100,18 @@ async fn dispatch(cli: Cli) -> CliResult<Exit> {
         Command::Run(a) => {
             let state_dir = paths::state_dir(g.state_dir.as_deref())?;
             let config = paths::config_or_default(g.config.as_deref());
-            run::run(config, state_dir, a.watch).await?;
+            run::run(
+                config,
+                state_dir,
+                a.watch,
+                a.serve.map(|addr| (addr, a.token_file)),
+            )
+            .await?;
+            Ok(Exit::Ok)
+        }
+        Command::Serve(a) => {
+            let state_dir = paths::state_dir(g.state_dir.as_deref())?;
+            gateway::serve_stdio(state_dir, g.config, a.agent).await?;
             Ok(Exit::Ok)
         }
         Command::Validate(a) => {

@@ -7,6 +7,8 @@ use crate::error::{CliError, CliResult};
 
 /// File name of the control socket inside the state dir.
 pub const SOCKET_FILE: &str = "mcpvisor.sock";
+/// The gateway's socket in the state dir: MCP, newline-delimited, after a one-line preamble.
+pub const GATEWAY_SOCKET_FILE: &str = "gateway.sock";
 /// File name of the instance lock inside the state dir (holds the owner's pid).
 pub const LOCK_FILE: &str = "mcpvisor.lock";
 /// Longest path a Unix socket address can hold (`sun_path` minus the terminating NUL).
@@ -50,6 +52,19 @@ pub fn socket_path(state_dir: &Path) -> CliResult<PathBuf> {
     if p.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(CliError::bad_input(format!(
             "the control socket path {} is longer than the {MAX_SOCKET_PATH} bytes a Unix \
+             socket allows; use a shorter --state-dir",
+            p.display()
+        )));
+    }
+    Ok(p)
+}
+
+/// The gateway socket of the instance using `state_dir` (`serve --stdio` attaches there).
+pub fn gateway_socket_path(state_dir: &Path) -> CliResult<PathBuf> {
+    let p = state_dir.join(GATEWAY_SOCKET_FILE);
+    if p.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(CliError::bad_input(format!(
+            "the gateway socket path {} is longer than the {MAX_SOCKET_PATH} bytes a Unix \
              socket allows; use a shorter --state-dir",
             p.display()
         )));

@@ -26,9 +26,27 @@ use crate::watch;
 const STARTUP_CAP: Duration = Duration::from_secs(600);
 
 /// Runs until SIGINT or SIGTERM.
-pub async fn run(config: PathBuf, state_dir: PathBuf, watch_file: bool) -> CliResult<()> {
+pub async fn run(
+    config: PathBuf,
+    state_dir: PathBuf,
+    watch_file: bool,
+    serve: Option<(std::net::SocketAddr, Option<PathBuf>)>,
+) -> CliResult<()> {
     let mut signals = Signals::new()?;
+    let http = match &serve {
+        Some((addr, token_file)) => {
+            Some(crate::gateway::http_options(*addr, token_file.as_deref())?)
+        }
+        None => None,
+    };
     let (lock, listener) = server::bind(&state_dir)?;
+    let (gateway_socket, gateway_listener) = crate::gateway::bind_socket(&state_dir)?;
+    let http_listener = match &http {
+        Some(o) => Some(tokio::net::TcpListener::bind(o.bind).await.map_err(|e| {
+            CliError::failed(format!("cannot listen on {} (--serve): {e}", o.bind))
+        })?),
+        None => None,
+    };
     if !config.exists() {
         eprintln!(
             "mcpvisor: {} does not exist yet: starting with no services (services added \
@@ -56,6 +74,30 @@ pub async fn run(config: PathBuf, state_dir: PathBuf, watch_file: bool) -> CliRe
     ));
 
     let cancel = CancellationToken::new();
+    let gateway = mcpvisor_gateway::Gateway::new(store.clone())
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let gateway_tasks = {
+        let mut tasks = vec![tokio::spawn(crate::gateway::serve_socket(
+            gateway_listener,
+            gateway.clone(),
+            cancel.clone(),
+        ))];
+        if let (Some(mut options), Some(listener)) = (http, http_listener) {
+            let addr = listener.local_addr().unwrap_or(options.bind);
+            println(&format!(
+                "gateway: http://{addr}/mcp (MCP over streamable HTTP)"
+            ));
+            options.cancel = cancel.child_token();
+            let g = gateway.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = g.serve_http(listener, options).await {
+                    tracing::warn!("gateway: {e}");
+                }
+            }));
+        }
+        tasks
+    };
     let instance = Instance {
         config: Some(absolute(&config)),
         state_dir: Some(absolute(&state_dir)),
@@ -85,6 +127,10 @@ pub async fn run(config: PathBuf, state_dir: PathBuf, watch_file: bool) -> CliRe
     ));
     cancel.cancel();
     let _ = server.await;
+    for t in gateway_tasks {
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_file(&gateway_socket);
     if let Some(w) = watcher {
         let _ = w.await;
     }

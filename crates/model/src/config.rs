@@ -238,6 +238,84 @@ impl Default for SupervisorConfig {
     }
 }
 
+/// What the gateway lists for a service that is not up (DESIGN §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DownTools {
+    /// Its tools leave the list while it is down (clients get `list_changed` both ways); a call
+    /// by name is still held up to `gateway.hold` for a reconnecting service.
+    #[default]
+    Hide,
+    /// Its last-known tools stay listed; calls are held up to `gateway.hold`, then fail with a
+    /// tool error naming the service and its state.
+    Keep,
+}
+
+/// Which tools one gateway endpoint offers: `allow` (empty = all) minus `deny`. Patterns match
+/// the namespaced name (`service__tool`); `*` matches any run of characters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ToolFilter {
+    /// Offered if matching one of these (all when empty).
+    pub allow: Vec<String>,
+    /// Never offered if matching one of these.
+    pub deny: Vec<String>,
+}
+
+impl ToolFilter {
+    /// Whether `name` passes the filter.
+    pub fn admits(&self, name: &str) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|p| glob(p, name)))
+            && !self.deny.iter().any(|p| glob(p, name))
+    }
+}
+
+/// `*` matches any run of characters (none included); everything else matches itself.
+fn glob(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The resolved `gateway` section (DESIGN §13).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    /// How long a call to a service that is coming back waits for it.
+    pub hold: Duration,
+    /// What a down service's tools do in `tools/list`.
+    pub down_tools: DownTools,
+    /// Characters of the 64-character name budget left to the client's own prefix (Claude Code
+    /// adds `mcp__<server>__`).
+    pub client_prefix: u32,
+    /// Expose a tool by its bare name when no other service offers that name.
+    pub unprefixed: bool,
+    /// Tool filters per endpoint: `"default"` for `/mcp`, an agent id for `/agents/<id>/mcp`.
+    pub endpoints: BTreeMap<String, ToolFilter>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            hold: d::GATEWAY_HOLD,
+            down_tools: DownTools::default(),
+            client_prefix: d::GATEWAY_CLIENT_PREFIX,
+            unprefixed: false,
+            endpoints: BTreeMap::new(),
+        }
+    }
+}
+
 /// Everything the runtime needs to run one service, resolved (defaults merged, variables
 /// expanded, transport inferred).
 #[derive(Debug, Clone, PartialEq)]
@@ -341,6 +419,8 @@ pub struct ServicesConfig {
     pub defaults: Map<String, Value>,
     /// The resolved `supervisor` section.
     pub supervisor: SupervisorConfig,
+    /// The resolved `gateway` section.
+    pub gateway: GatewayConfig,
     /// Top-level keys other than the services' container, as written and in order (this
     /// includes `defaults`, `supervisor` and `agents`), kept for round trip.
     pub extra: Map<String, Value>,

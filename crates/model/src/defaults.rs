@@ -96,3 +96,14 @@ pub const STREAM_REOPEN_DELAY: Duration = Duration::from_millis(100);
 pub const PATH_HINT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The legacy SSE transport: how long one POST of a message may take.
 pub const SSE_POST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Gateway: how long a call to a service that is coming back (reconnecting) waits for it.
+pub const GATEWAY_HOLD: Duration = Duration::from_secs(5);
+/// Gateway: characters of the 64-character tool-name budget left to the client's own prefix
+/// (`mcp__mcpvisor__`, as Claude Code writes it, is 15).
+pub const GATEWAY_CLIENT_PREFIX: u32 = 15;
+/// Gateway: live HTTP sessions at most (a client over the bound gets an error, not a crash).
+pub const GATEWAY_MAX_SESSIONS: usize = 256;
+/// Gateway: tool calls in flight per session at most.
+pub const GATEWAY_MAX_CALLS_IN_FLIGHT: usize = 64;
+/// Gateway: largest HTTP request body accepted (413 beyond).
+pub const GATEWAY_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;

@@ -109,6 +109,10 @@ pub fn parse_value(value: Value, env: &dyn Env) -> Result<ServicesConfig, Config
         Some(v) => parse_supervisor(v, &mut errors),
         None => SupervisorConfig::default(),
     };
+    let gateway = match doc.extra.get("gateway") {
+        Some(v) => parse_gateway(v, &mut errors),
+        None => GatewayConfig::default(),
+    };
     let defaults = match doc.extra.get("defaults") {
         None => Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -187,6 +191,7 @@ pub fn parse_value(value: Value, env: &dyn Env) -> Result<ServicesConfig, Config
         agents,
         defaults,
         supervisor,
+        gateway,
         extra: doc.extra,
         services_key: doc.services_key,
         services_index: doc.services_index,
@@ -325,7 +330,7 @@ fn split_document(value: Value) -> Result<Document, ConfigErrors> {
             }
             let sections_only = m
                 .keys()
-                .all(|k| matches!(k.as_str(), "defaults" | "supervisor" | "agents"));
+                .all(|k| matches!(k.as_str(), "defaults" | "supervisor" | "gateway" | "agents"));
             if sections_only {
                 return Ok(empty(Vec::new(), m, MCP_SERVERS, 0));
             }

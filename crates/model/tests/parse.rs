@@ -684,3 +684,54 @@ fn resolve_service_and_split_services_serve_runtime_adds() {
     .unwrap_err();
     assert!(matches!(e.first(), Some(ConfigError::InvalidValue { field, .. }) if field == "url"));
 }
+
+// ---- gateway section ------------------------------------------------------------------------
+
+#[test]
+fn gateway_section_is_resolved_with_defaults() {
+    let c = ok(r#"{"mcpServers": {"a": {"command": "x"}},
+                  "gateway": {"hold": "2s", "down_tools": "keep", "unprefixed": true,
+                              "endpoints": {"default": {"deny": ["a__secret*"]},
+                                            "bot": {"allow": ["a__*"]}}}}"#);
+    let g = &c.gateway;
+    assert_eq!(g.hold, Duration::from_secs(2));
+    assert_eq!(g.down_tools, DownTools::Keep);
+    assert!(g.unprefixed);
+    assert_eq!(g.client_prefix, defaults::GATEWAY_CLIENT_PREFIX);
+    assert!(g.endpoints["default"].admits("a__echo"));
+    assert!(!g.endpoints["default"].admits("a__secret_keys"));
+    assert!(g.endpoints["bot"].admits("a__echo"));
+    assert!(!g.endpoints["bot"].admits("b__echo"));
+    assert_eq!(
+        ok(r#"{"mcpServers": {}}"#).gateway,
+        GatewayConfig::default()
+    );
+}
+
+#[test]
+fn gateway_errors_name_the_field() {
+    let e = one_err(json!({"mcpServers": {}, "gateway": {"down_tools": "maybe"}}));
+    assert!(e.to_string().contains("gateway.down_tools"), "{e}");
+    let e = one_err(json!({"mcpServers": {}, "gateway": {"hodl": "1s"}}));
+    assert!(e.to_string().contains("did you mean 'hold'"), "{e}");
+    let e =
+        one_err(json!({"mcpServers": {}, "gateway": {"endpoints": {"default": {"allow": "x"}}}}));
+    assert!(
+        e.to_string().contains("gateway.endpoints.default.allow"),
+        "{e}"
+    );
+}
+
+#[test]
+fn tool_filter_patterns() {
+    let f = ToolFilter {
+        allow: vec!["*__read*".into(), "exact__name".into()],
+        deny: vec!["*_dangerous".into()],
+    };
+    assert!(f.admits("files__read_file"));
+    assert!(f.admits("exact__name"));
+    assert!(!f.admits("exact__names"));
+    assert!(!f.admits("files__write_file"));
+    assert!(!f.admits("files__read_dangerous"));
+    assert!(ToolFilter::default().admits("anything"));
+}

@@ -392,3 +392,107 @@ pub(super) fn parse_supervisor(v: &Value, errors: &mut Vec<ConfigError>) -> Supe
         tool_separator: sep,
     }
 }
+
+/// The `gateway` section: `hold`, `down_tools`, `client_prefix`, `unprefixed`, `endpoints`.
+pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> GatewayConfig {
+    let obj = Map::from_iter([("gateway".to_owned(), v.clone())]);
+    let env = crate::env::MapEnv::default();
+    let mut f = Fields {
+        service: TOP_LEVEL,
+        obj: &obj,
+        errors,
+        env: &env,
+    };
+    let dflt = GatewayConfig::default();
+    let mut s = Section::open(
+        &mut f,
+        "gateway",
+        &[
+            "hold",
+            "down_tools",
+            "client_prefix",
+            "unprefixed",
+            "endpoints",
+        ],
+    );
+    let hold = s.duration("hold", dflt.hold, true);
+    let down_tools = match s.obj.get("down_tools").cloned() {
+        None | Some(Value::Null) => dflt.down_tools,
+        Some(Value::String(t)) if t == "hide" => DownTools::Hide,
+        Some(Value::String(t)) if t == "keep" => DownTools::Keep,
+        Some(other) => {
+            s.f.invalid("gateway.down_tools", "\"hide\" or \"keep\"", &other);
+            dflt.down_tools
+        }
+    };
+    let client_prefix = s.count("client_prefix", dflt.client_prefix, 0);
+    if client_prefix > 40 {
+        s.f.invalid(
+            "gateway.client_prefix",
+            "at most 40 (names need room within 64 characters)",
+            &Value::from(client_prefix),
+        );
+    }
+    let unprefixed = match s.obj.get("unprefixed").cloned() {
+        None | Some(Value::Null) => dflt.unprefixed,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            s.f.invalid("gateway.unprefixed", "true or false", &other);
+            dflt.unprefixed
+        }
+    };
+    let mut endpoints = BTreeMap::new();
+    match s.obj.get("endpoints").cloned() {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (id, filter) in m {
+                let field = format!("gateway.endpoints.{id}");
+                let Value::Object(filter) = filter else {
+                    s.f.invalid(&field, "an object with \"allow\" and/or \"deny\"", &filter);
+                    continue;
+                };
+                let mut list = |key: &str| -> Vec<String> {
+                    match filter.get(key) {
+                        None | Some(Value::Null) => Vec::new(),
+                        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
+                            .iter()
+                            .filter_map(|i| i.as_str().map(str::to_owned))
+                            .collect(),
+                        Some(other) => {
+                            s.f.invalid(
+                                &format!("{field}.{key}"),
+                                "a list of tool names or patterns (\"files__*\")",
+                                other,
+                            );
+                            Vec::new()
+                        }
+                    }
+                };
+                let allow = list("allow");
+                let deny = list("deny");
+                for k in filter.keys() {
+                    if k != "allow" && k != "deny" {
+                        s.f.invalid(
+                            &format!("{field}.{k}"),
+                            "\"allow\" or \"deny\"",
+                            &Value::String(format!("unknown key '{k}'")),
+                        );
+                    }
+                }
+                endpoints.insert(id, ToolFilter { allow, deny });
+            }
+        }
+        Some(other) => s.f.invalid(
+            "gateway.endpoints",
+            "an object keyed by \"default\" or an agent id",
+            &other,
+        ),
+    }
+    GatewayConfig {
+        hold,
+        down_tools,
+        client_prefix,
+        unprefixed,
+        endpoints,
+    }
+}

@@ -1,0 +1,192 @@
+//! What every endpoint shares: the Store, the gateway config, the connected clients, and the
+//! view of the fleet each endpoint offers (names per DESIGN §13, filters, down services).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mcpvisor_model::{DownTools, GatewayConfig, ServiceState, ToolFilter};
+use mcpvisor_supervisor::{Store, StoreError, ToolEntry};
+use rmcp::model::Tool;
+use rmcp::service::{Peer, RoleServer};
+
+use crate::names::{expose, Naming, Offer};
+
+/// Which view of the fleet a client gets: `/mcp` (the Store's own services) or
+/// `/agents/<id>/mcp` (one agent's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// The Store's own services.
+    Default,
+    /// One agent's services, by their local names.
+    Agent(String),
+}
+
+impl Endpoint {
+    /// The key of its filter in `gateway.endpoints`.
+    pub fn key(&self) -> &str {
+        match self {
+            Endpoint::Default => "default",
+            Endpoint::Agent(id) => id,
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Default => f.write_str("/mcp"),
+            Endpoint::Agent(id) => write!(f, "/agents/{id}/mcp"),
+        }
+    }
+}
+
+/// One tool as an endpoint offers it.
+#[derive(Debug, Clone)]
+pub struct Offered {
+    /// The name the client sees and calls.
+    pub exposed: String,
+    /// The Store's entry (its `name` is what the Store calls).
+    pub entry: ToolEntry,
+    /// Whether its service is up now.
+    pub up: bool,
+}
+
+/// An endpoint's tools, sorted by exposed name; `listed` are those `tools/list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// Every tool the endpoint can route (a hidden down service's included).
+    pub all: Vec<Offered>,
+}
+
+impl View {
+    /// What `tools/list` shows.
+    pub fn listed(&self, down: DownTools) -> impl Iterator<Item = &Offered> {
+        self.all
+            .iter()
+            .filter(move |o| o.up || down == DownTools::Keep)
+    }
+
+    /// The tool a client calls by `name`.
+    pub fn find(&self, name: &str) -> Option<&Offered> {
+        self.all.iter().find(|o| o.exposed == name)
+    }
+}
+
+/// Shared by every session of every endpoint.
+pub(crate) struct Core {
+    pub(crate) store: Store,
+    pub(crate) config: GatewayConfig,
+    pub(crate) naming: Naming,
+    /// Connected clients, to tell of `tools/list_changed`.
+    pub(crate) clients: Mutex<Vec<(Endpoint, Peer<RoleServer>)>>,
+    /// The names each endpoint listed last (to tell only clients whose view changed).
+    pub(crate) last_listed: Mutex<HashMap<Endpoint, Vec<String>>>,
+}
+
+impl Core {
+    pub(crate) fn new(store: Store, separator: &str, config: GatewayConfig) -> Core {
+        Core {
+            naming: Naming::new(separator, &config),
+            store,
+            config,
+            clients: Mutex::new(Vec::new()),
+            last_listed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The Store in an endpoint's scope.
+    pub(crate) fn scoped(&self, endpoint: &Endpoint) -> Result<Store, StoreError> {
+        match endpoint {
+            Endpoint::Default => Ok(self.store.clone()),
+            Endpoint::Agent(id) => self.store.for_agent(id),
+        }
+    }
+
+    fn filter(&self, endpoint: &Endpoint) -> Option<&ToolFilter> {
+        self.config.endpoints.get(endpoint.key())
+    }
+
+    /// The endpoint's view now.
+    pub(crate) async fn view(&self, endpoint: &Endpoint) -> Result<View, StoreError> {
+        let store = self.scoped(endpoint)?;
+        let (tools, services) = tokio::try_join!(store.list_tools(), store.list_services())?;
+        let up: HashMap<String, bool> = services
+            .iter()
+            .map(|s| (s.name.clone(), s.state.is_up()))
+            .collect();
+        let filter = self.filter(endpoint);
+        let tools: Vec<ToolEntry> = tools
+            .into_iter()
+            .filter(|t| filter.is_none_or(|f| f.admits(&t.name)))
+            .collect();
+        let offers: Vec<Offer> = tools
+            .iter()
+            .map(|t| Offer {
+                service: t.service.name.to_string(),
+                tool: t.tool.name.clone(),
+            })
+            .collect();
+        let names = expose(&self.naming, &offers);
+        let mut all: Vec<Offered> = tools
+            .into_iter()
+            .zip(names)
+            .map(|(entry, exposed)| Offered {
+                up: up
+                    .get(entry.service.name.as_str())
+                    .copied()
+                    .unwrap_or(false),
+                exposed,
+                entry,
+            })
+            .collect();
+        all.sort_by(|a, b| a.exposed.cmp(&b.exposed));
+        Ok(View { all })
+    }
+
+    /// The names `tools/list` shows for a view, remembered as what the endpoint's clients saw.
+    pub(crate) fn remember(&self, endpoint: &Endpoint, view: &View) -> bool {
+        let names: Vec<String> = view
+            .listed(self.config.down_tools)
+            .map(|o| o.exposed.clone())
+            .collect();
+        let mut last = self.last_listed.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = last.get(endpoint) != Some(&names);
+        last.insert(endpoint.clone(), names);
+        changed
+    }
+
+    /// How long a call waits for a service that is coming back.
+    pub(crate) fn hold(&self) -> Duration {
+        self.config.hold
+    }
+}
+
+/// The MCP tool a client sees for an offered one: the server's own tool object (title,
+/// annotations, output schema) under the exposed name.
+pub(crate) fn tool_of(o: &Offered) -> Option<Tool> {
+    let t = &o.entry.tool;
+    let mut v = match &t.raw {
+        serde_json::Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    v.insert("name".into(), o.exposed.clone().into());
+    if let Some(d) = &t.description {
+        v.insert("description".into(), d.clone().into());
+    }
+    let schema = if t.input_schema.is_empty() {
+        serde_json::json!({"type": "object"})
+    } else {
+        serde_json::Value::Object(t.input_schema.clone())
+    };
+    v.insert("inputSchema".into(), schema);
+    serde_json::from_value(serde_json::Value::Object(v)).ok()
+}
+
+/// Whether a service in `state` may come back within the hold (so a call waits for it).
+pub(crate) fn coming_back(state: ServiceState) -> bool {
+    matches!(
+        state,
+        ServiceState::Reconnecting | ServiceState::Starting | ServiceState::NotStarted
+    )
+}

@@ -1,0 +1,194 @@
+//! One client session: the MCP server a client talks to. `tools/list` is the endpoint's view;
+//! `tools/call` goes through the Store to the service that offers the tool, holding for a
+//! service that is coming back, never retrying a call whose server died under it.
+
+use std::sync::Arc;
+
+use mcpvisor_model::ServiceState;
+use mcpvisor_supervisor::{CallError, StoreError};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
+    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer};
+use rmcp::{ErrorData as McpError, ServerHandler};
+use tokio::sync::Semaphore;
+
+use crate::core::{coming_back, tool_of, Core, Endpoint};
+
+/// The gateway as one client session sees it.
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) core: Arc<Core>,
+    pub(crate) endpoint: Endpoint,
+    /// Calls in flight in this session (bounded: DESIGN §13).
+    pub(crate) in_flight: Arc<Semaphore>,
+}
+
+impl Session {
+    pub(crate) fn new(core: Arc<Core>, endpoint: Endpoint) -> Session {
+        Session {
+            core,
+            endpoint,
+            in_flight: Arc::new(Semaphore::new(crate::MAX_CALLS_IN_FLIGHT)),
+        }
+    }
+}
+
+fn tool_error(text: String) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(text)]).into()
+}
+
+fn internal(e: StoreError) -> McpError {
+    McpError::internal_error(e.to_string(), None)
+}
+
+impl Session {
+    /// The service a not-yet-listed tool name (`service__tool`) belongs to, if that service is
+    /// starting or coming back.
+    async fn starting_owner(
+        &self,
+        store: &mcpvisor_supervisor::Store,
+        name: &str,
+    ) -> Option<String> {
+        let separator = &self.core.naming.separator;
+        let services = store.list_services().await.ok()?;
+        services
+            .into_iter()
+            .filter(|s| coming_back(s.state))
+            .map(|s| s.name)
+            .filter(|s| {
+                name.strip_prefix(s.as_str())
+                    .is_some_and(|rest| rest.starts_with(separator.as_str()))
+            })
+            .max_by_key(String::len)
+    }
+}
+
+impl ServerHandler for Session {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new("mcpvisor", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "mcpvisor: the tools of a supervised fleet of MCP servers, named service__tool.",
+        )
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let mut clients = self.core.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.retain(|(_, peer)| !peer.is_transport_closed());
+        clients.push((self.endpoint.clone(), context.peer));
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let view = self.core.view(&self.endpoint).await.map_err(internal)?;
+        self.core.remember(&self.endpoint, &view);
+        let tools = view
+            .listed(self.core.config.down_tools)
+            .filter_map(tool_of)
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
+            return Err(McpError::new(
+                ErrorCode::INTERNAL_ERROR,
+                format!(
+                    "too many calls in flight in this session (at most {})",
+                    crate::MAX_CALLS_IN_FLIGHT
+                ),
+                None,
+            ));
+        };
+        let name = request.name.as_ref();
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        let mut view = self.core.view(&self.endpoint).await.map_err(internal)?;
+        if view.find(name).is_none() {
+            // Not known (yet): if it names a service that is still starting or coming back,
+            // its tools are not listed yet: wait for it (gateway.hold), then look again.
+            if let Some(service) = self.starting_owner(&store, name).await {
+                let names = [service.as_str()];
+                tokio::select! {
+                    _ = store.wait_for(&names, ServiceState::Healthy, self.core.hold()) => {}
+                    _ = context.ct.cancelled() => return Err(cancelled()),
+                }
+                view = self.core.view(&self.endpoint).await.map_err(internal)?;
+            }
+        }
+        let Some(offered) = view.find(name) else {
+            return Err(McpError::invalid_params(
+                format!("unknown tool '{name}' at {}", self.endpoint),
+                None,
+            ));
+        };
+        let service = offered.entry.service.name.to_string();
+        let state = store.get_service_status(&service).await.map_err(internal)?;
+        if !state.is_up() {
+            if !coming_back(state) {
+                return Ok(tool_error(format!(
+                    "service '{service}' is {state}: the call was not made"
+                )));
+            }
+            let hold = self.core.hold();
+            let names = [service.as_str()];
+            let waited = tokio::select! {
+                w = store.wait_for(&names, ServiceState::Healthy, hold) => w,
+                _ = context.ct.cancelled() => return Err(cancelled()),
+            };
+            if waited.is_err() {
+                let now = store.get_service_status(&service).await.unwrap_or(state);
+                return Ok(tool_error(format!(
+                    "service '{service}' is {now}: not back within {} (gateway.hold); the call \
+                     was not made",
+                    humantime_secs(hold)
+                )));
+            }
+        }
+        let call = store.call_tool(&offered.entry.name, request.arguments.clone(), None);
+        let outcome = tokio::select! {
+            o = call => o,
+            _ = context.ct.cancelled() => return Err(cancelled()),
+        };
+        match outcome {
+            Ok(out) => match serde_json::from_value::<CallToolResult>(out.result) {
+                Ok(result) => Ok(result.into()),
+                Err(e) => Err(McpError::internal_error(
+                    format!("service '{service}' answered with an unreadable result: {e}"),
+                    None,
+                )),
+            },
+            Err(StoreError::Call(CallError::Rejected { code, message, .. })) => {
+                Err(McpError::new(ErrorCode(code), message, None))
+            }
+            Err(StoreError::Call(CallError::Transport { message, .. })) => Ok(tool_error(format!(
+                "service '{service}' lost its server during the call ({message}); the call was \
+                 not retried (it may or may not have taken effect)"
+            ))),
+            Err(StoreError::Call(e @ CallError::Timeout { .. })) => Ok(tool_error(e.to_string())),
+            Err(StoreError::Call(e @ CallError::NotUp { .. })) => Ok(tool_error(e.to_string())),
+            Err(e) => Ok(tool_error(e.to_string())),
+        }
+    }
+}
+
+fn cancelled() -> McpError {
+    McpError::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None)
+}
+
+fn humantime_secs(d: std::time::Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}

@@ -1,0 +1,63 @@
+//! `notifications/tools/list_changed` to every client whose view changed: a task follows the
+//! Store's events (a service up or down, a re-list, an add or a remove), recomputes the view of
+//! each endpoint that has clients, and tells that endpoint's clients when its list differs from
+//! what they were last shown. Bursts of events are coalesced into one recomputation.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use mcpvisor_model::Event;
+
+use crate::core::{Core, Endpoint};
+
+/// Follows the Store's events until the Store shuts down.
+pub(crate) async fn follow(core: Arc<Core>) {
+    let Ok(mut events) = core.store.all_scopes().subscribe().await else {
+        return;
+    };
+    while let Some(event) = events.next().await {
+        if !matters(&event) {
+            continue;
+        }
+        // Coalesce what is already queued.
+        while events.try_next().is_some() {}
+        tell(&core).await;
+    }
+}
+
+fn matters(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::StateChanged { .. } | Event::ToolsChanged { .. } | Event::ConfigChanged { .. }
+    )
+}
+
+/// Recomputes each endpoint with clients and notifies those whose list changed.
+pub(crate) async fn tell(core: &Arc<Core>) {
+    let endpoints: BTreeSet<Endpoint> = {
+        let mut clients = core.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.retain(|(_, peer)| !peer.is_transport_closed());
+        clients.iter().map(|(e, _)| e.clone()).collect()
+    };
+    for endpoint in endpoints {
+        let Ok(view) = core.view(&endpoint).await else {
+            continue;
+        };
+        if !core.remember(&endpoint, &view) {
+            continue;
+        }
+        let peers: Vec<_> = core
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(e, _)| *e == endpoint)
+            .map(|(_, p)| p.clone())
+            .collect();
+        for peer in peers {
+            if let Err(e) = peer.notify_tool_list_changed().await {
+                tracing::debug!(%endpoint, "list_changed not delivered: {e}");
+            }
+        }
+    }
+}

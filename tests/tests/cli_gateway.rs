@@ -1,0 +1,169 @@
+//! The gateway through the real `mcpvisor` binary: `run --serve` over HTTP, `serve --stdio`
+//! attaching to a running instance (many clients, one fleet), and `serve --stdio --config`
+//! running a fleet of its own when none runs.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mcpvisor_tests::{chaos_bin, deadline, mcpvisor_bin, pid_alive, send_signal};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+
+const LONG: Duration = Duration::from_secs(30);
+
+type Client = RunningService<RoleClient, ()>;
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let config = dir.join("mcp.json");
+    let chaos = |extra: &[&str]| {
+        json!({"command": chaos_bin().to_string_lossy(), "args": extra,
+               "timeouts": {"shutdown": "300ms"}})
+    };
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"a": chaos(&[]), "b": chaos(&[])}}).to_string(),
+    )
+    .unwrap();
+    config
+}
+
+fn mcpvisor(dir: &Path) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(mcpvisor_bin());
+    c.arg("--state-dir")
+        .arg(dir.join("state"))
+        .env_remove("MCPVISOR_STATE_DIR")
+        .env_remove("MCPVISOR_GATEWAY_TOKEN")
+        .env_remove("RUST_LOG")
+        .current_dir(dir)
+        .kill_on_drop(true);
+    c
+}
+
+/// `mcpvisor serve --stdio ARGS` as an rmcp client's child process.
+async fn stdio_client(dir: &Path, extra: &[&str]) -> Client {
+    let mut cmd = mcpvisor(dir);
+    cmd.arg("serve").arg("--stdio").args(extra);
+    let (transport, _stderr) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve --stdio");
+    deadline(
+        LONG,
+        "initialize through serve --stdio",
+        ().serve(transport),
+    )
+    .await
+    .expect("initialize")
+}
+
+async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
+    let params = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(args.as_object().cloned().unwrap());
+    client.call_tool(params).await.expect("call")
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+async fn pid_via(client: &Client, tool: &str) -> u64 {
+    let out: Value = serde_json::from_str(&text(&call(client, tool, json!({})).await)).unwrap();
+    out["pid"].as_u64().expect("pid")
+}
+
+#[tokio::test]
+async fn run_serves_http_and_stdio_clients_attach_to_the_one_fleet() {
+    mcpvisor_service_actor::install_default_tls_provider();
+    let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
+    let config = write_config(dir.path());
+    let mut run = mcpvisor(dir.path())
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["--serve", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(run.stdout.take().unwrap()).lines();
+    let url = deadline(LONG, "the gateway line of run", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("gateway: ") {
+                return rest.split_whitespace().next().unwrap().to_owned();
+            }
+        }
+        panic!("run ended without a gateway line")
+    })
+    .await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let http = ().serve(StreamableHttpClientTransport::from_uri(url)).await.unwrap();
+    // Services may still be starting: the call holds for them (gateway.hold).
+    let via_http = pid_via(&http, "a__pids").await;
+    let one = stdio_client(dir.path(), &[]).await;
+    let two = stdio_client(dir.path(), &[]).await;
+    let tools = one.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "b__echo"), "{tools:?}");
+    assert_eq!(
+        text(&call(&two, "b__echo", json!({"text": "hi"})).await),
+        "hi"
+    );
+    // Three clients, one server process for `a`.
+    assert_eq!(pid_via(&one, "a__pids").await, via_http);
+    assert_eq!(pid_via(&two, "a__pids").await, via_http);
+
+    one.cancel().await.unwrap();
+    two.cancel().await.unwrap();
+    http.cancel().await.unwrap();
+    send_signal(run.id().unwrap(), libc::SIGTERM).unwrap();
+    let status = deadline(LONG, "run stops", run.wait()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!pid_alive(u32::try_from(via_http).unwrap()));
+    assert!(!dir.path().join("state/gateway.sock").exists());
+}
+
+#[tokio::test]
+async fn serve_stdio_with_a_config_and_no_instance_runs_the_fleet_itself() {
+    let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
+    let config = write_config(dir.path());
+    let client = stdio_client(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    assert_eq!(
+        text(&call(&client, "a__echo", json!({"text": "embedded"})).await),
+        "embedded"
+    );
+    let pid = u32::try_from(pid_via(&client, "a__pids").await).unwrap();
+    // A second client attaches to this one instead of starting another fleet.
+    let second = stdio_client(dir.path(), &[]).await;
+    assert_eq!(pid_via(&second, "a__pids").await, u64::from(pid));
+    second.cancel().await.unwrap();
+    client.cancel().await.unwrap();
+    let gone = mcpvisor_tests::wait_for_pid_exit(pid, LONG).await;
+    assert!(
+        gone,
+        "the embedded fleet's server {pid} outlived its client"
+    );
+}
+
+#[tokio::test]
+async fn serve_stdio_with_nothing_running_and_no_config_says_what_to_do() {
+    let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
+    let out = mcpvisor(dir.path())
+        .args(["serve", "--stdio"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no mcpvisor instance runs on"), "{err}");
+    assert!(err.contains("--config"), "{err}");
+}

@@ -1,0 +1,359 @@
+//! The fleet as one MCP server (issue 11): real rmcp clients over streamable HTTP and over a
+//! byte stream against the gateway, in front of real chaos servers supervised by a Store.
+
+use std::time::{Duration, Instant};
+
+use mcpvisor_gateway::{Endpoint, Gateway, GatewayError, HttpOptions};
+use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+use mcpvisor_tests::{chaos_bin, deadline, kill_pid};
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, ServiceExt};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn chaos(name: &str, extra: &[&str]) -> Value {
+    json!({
+        "name": name,
+        "command": chaos_bin().to_string_lossy(),
+        "args": extra,
+        "health": {"interval": "30s"},
+        "backoff": {"initial": "20ms", "max": "200ms"},
+        "timeouts": {"shutdown": "300ms"}
+    })
+}
+
+/// A client that reports every `tools/list_changed` it gets.
+#[derive(Clone)]
+struct Client {
+    changed: mpsc::UnboundedSender<()>,
+}
+
+impl ClientHandler for Client {
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.changed.send(());
+    }
+}
+
+type Connected = RunningService<RoleClient, Client>;
+
+/// A store with services `a` and `b` (chaos servers, `a_args` for `a`), its gateway served on
+/// a loopback port; the gateway's base URL.
+async fn fleet(a_args: &[&str]) -> (Store, Gateway, String, tokio_util::sync::CancellationToken) {
+    mcpvisor_service_actor::install_default_tls_provider();
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    store
+        .add_service(chaos("a", a_args), Wait::Auto)
+        .await
+        .unwrap();
+    store
+        .add_service(chaos("b", &[]), Wait::Auto)
+        .await
+        .unwrap();
+    let gateway = Gateway::new(store.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = HttpOptions::new(addr);
+    let cancel = options.cancel.clone();
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve_http(listener, options).await });
+    (store, gateway, format!("http://{addr}"), cancel)
+}
+
+async fn connect(url: &str) -> (Connected, mpsc::UnboundedReceiver<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let client = Client { changed: tx }
+        .serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
+        .await
+        .expect("connect to the gateway");
+    (client, rx)
+}
+
+async fn names(client: &Connected) -> Vec<String> {
+    client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
+async fn call(client: &Connected, tool: &str, args: Value) -> CallToolResult {
+    let params = CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(args.as_object().cloned().unwrap());
+    client.call_tool(params).await.expect("call")
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_http_client_sees_the_union_of_tools_and_each_call_lands_on_its_service() {
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    let (client, _) = connect(&format!("{base}/mcp")).await;
+    let listed = names(&client).await;
+    for expected in ["a__echo", "a__add", "b__echo", "b__pids"] {
+        assert!(
+            listed.contains(&expected.to_owned()),
+            "{expected} in {listed:?}"
+        );
+    }
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "tools/list order is deterministic (sorted)");
+    assert_eq!(
+        text(&call(&client, "a__echo", json!({"text": "to a"})).await),
+        "to a"
+    );
+    assert_eq!(
+        text(&call(&client, "b__add", json!({"a": 2, "b": 3})).await),
+        "5"
+    );
+    // Each call went to its own service's process.
+    let pid_a: Value =
+        serde_json::from_str(&text(&call(&client, "a__pids", json!({})).await)).unwrap();
+    let pid_b: Value =
+        serde_json::from_str(&text(&call(&client, "b__pids", json!({})).await)).unwrap();
+    assert_eq!(
+        pid_a["pid"],
+        json!(store.get_service_info("a").await.unwrap().pid)
+    );
+    assert_eq!(
+        pid_b["pid"],
+        json!(store.get_service_info("b").await.unwrap().pid)
+    );
+    // An unknown tool is a JSON-RPC error, and the session goes on.
+    let err = client
+        .call_tool(CallToolRequestParams::new("nope__nothing"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown tool"), "{err}");
+    assert_eq!(
+        text(&call(&client, "a__echo", json!({"text": "still"})).await),
+        "still"
+    );
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_clients_share_one_server_process() {
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    let (one, _) = connect(&format!("{base}/mcp")).await;
+    let (two, _) = connect(&format!("{base}/mcp")).await;
+    let p1: Value = serde_json::from_str(&text(&call(&one, "a__pids", json!({})).await)).unwrap();
+    let p2: Value = serde_json::from_str(&text(&call(&two, "a__pids", json!({})).await)).unwrap();
+    assert_eq!(p1["pid"], p2["pid"]);
+    assert_eq!(store.get_service_info("a").await.unwrap().restarts, 0);
+    one.cancel().await.unwrap();
+    two.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_killed_server_changes_the_list_and_a_call_during_the_reconnect_is_held_and_answered() {
+    // `a` takes 400 ms to start: a call made right after the kill has to wait for it.
+    let (store, _gateway, base, cancel) = fleet(&["--startup-delay-ms", "400"]).await;
+    let (client, mut changed) = connect(&format!("{base}/mcp")).await;
+    assert!(names(&client).await.contains(&"a__echo".to_owned()));
+    let pid = store.get_service_info("a").await.unwrap().pid.unwrap();
+    kill_pid(pid);
+    // Down: a's tools leave the list (down_tools = hide), and the client is told.
+    deadline(LONG, "list_changed after the kill", changed.recv()).await;
+    let down = names(&client).await;
+    assert!(!down.contains(&"a__echo".to_owned()), "{down:?}");
+    assert!(down.contains(&"b__echo".to_owned()), "{down:?}");
+    // A call now is held until `a` is back, then answered.
+    let asked = Instant::now();
+    let out = call(&client, "a__echo", json!({"text": "held"})).await;
+    assert_eq!(text(&out), "held", "{out:?}");
+    eprintln!("call held during the reconnect for {:?}", asked.elapsed());
+    // Back: listed again, and told again.
+    deadline(LONG, "list_changed when back", changed.recv()).await;
+    assert!(names(&client).await.contains(&"a__echo".to_owned()));
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_agent_endpoint_shows_only_that_agents_services() {
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    store
+        .for_agent("bot")
+        .unwrap()
+        .add_service(chaos("scratch", &[]), Wait::Auto)
+        .await
+        .unwrap();
+    let (agent, _) = connect(&format!("{base}/agents/bot/mcp")).await;
+    let listed = names(&agent).await;
+    assert!(listed.contains(&"scratch__echo".to_owned()), "{listed:?}");
+    assert!(
+        listed.iter().all(|n| n.starts_with("scratch__")),
+        "{listed:?}"
+    );
+    assert_eq!(
+        text(&call(&agent, "scratch__echo", json!({"text": "bot"})).await),
+        "bot"
+    );
+    let (all, _) = connect(&format!("{base}/mcp")).await;
+    assert!(!names(&all).await.iter().any(|n| n.starts_with("scratch")));
+    agent.cancel().await.unwrap();
+    all.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_over_a_byte_stream_is_served_like_over_http() {
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    store
+        .add_service(chaos("a", &[]), Wait::Auto)
+        .await
+        .unwrap();
+    let gateway = Gateway::new(store.clone()).await.unwrap();
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (read, write) = tokio::io::split(server_io);
+    let served =
+        tokio::spawn(async move { gateway.serve_stream(Endpoint::Default, read, write).await });
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let client = Client { changed: tx }.serve(client_io).await.unwrap();
+    assert!(names(&client).await.contains(&"a__echo".to_owned()));
+    assert_eq!(
+        text(&call(&client, "a__echo", json!({"text": "piped"})).await),
+        "piped"
+    );
+    client.cancel().await.unwrap();
+    deadline(LONG, "serve_stream returns when the client closes", served)
+        .await
+        .unwrap()
+        .unwrap();
+    store.shutdown().await;
+}
+
+/// Raw HTTP against the gateway: what a hostile or broken client gets.
+#[tokio::test]
+async fn foreign_origins_unknown_sessions_and_garbage_are_refused_and_the_gateway_keeps_serving() {
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    let http = reqwest::Client::new();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let post = |body: String| {
+        http.post(format!("{base}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+    };
+    // A page on another origin (DNS rebinding, a browser tab): 403.
+    let r = post(init.to_string())
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // A Host that is not ours: 403.
+    let r = post(init.to_string())
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // A session the gateway never gave out: 404 (clients then re-initialize).
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let r = post(list.to_string())
+        .header("mcp-session-id", "0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    // Not JSON: a JSON-RPC error, not a dropped connection.
+    let r = post("{this is not json".into()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().await.unwrap();
+    assert!((400..500).contains(&status), "{status} {body}");
+    assert!(
+        body.contains("\"jsonrpc\"") && body.contains("\"error\""),
+        "{body}"
+    );
+    // JSON, but no JSON-RPC message: invalid request.
+    let r = post(json!({"hello": "world"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    // Too big: refused.
+    let r = post(format!("\"{}\"", "x".repeat(5 * 1024 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    // Session ids are long and random.
+    let r = post(init.to_string()).send().await.unwrap();
+    let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    assert!(id.len() >= 32, "{id}");
+    // And a real client is still served.
+    let (client, _) = connect(&format!("{base}/mcp")).await;
+    assert_eq!(
+        text(&call(&client, "a__echo", json!({"text": "alive"})).await),
+        "alive"
+    );
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_is_required_off_loopback_and_checked_when_set() {
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    let gateway = Gateway::new(store.clone()).await.unwrap();
+    let off_loopback = HttpOptions::new("0.0.0.0:4711".parse().unwrap());
+    assert!(matches!(
+        gateway.router(&off_loopback),
+        Err(GatewayError::TokenRequired(_))
+    ));
+    // With a token (served on loopback here): no token or a wrong one is 401.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut options = HttpOptions::new(addr);
+    options.token = Some("s3cret-token".into());
+    let cancel = options.cancel.clone();
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve_http(listener, options).await });
+    let http = reqwest::Client::new();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    for auth in [None, Some("Bearer wrong"), Some("Bearer s3cret-token")] {
+        let mut req = http
+            .post(format!("http://{addr}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(init.to_string());
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let status = req.send().await.unwrap().status().as_u16();
+        let expected = if auth == Some("Bearer s3cret-token") {
+            200
+        } else {
+            401
+        };
+        assert_eq!(status, expected, "{auth:?}");
+    }
+    cancel.cancel();
+    store.shutdown().await;
+}
