@@ -357,3 +357,107 @@ async fn a_token_is_required_off_loopback_and_checked_when_set() {
     cancel.cancel();
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_cancelling_a_call_cancels_it_upstream() {
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    let (client, _) = connect(&format!("{base}/mcp")).await;
+    let params = CallToolRequestParams::new("a__sleep")
+        .with_arguments(json!({"ms": 30_000}).as_object().cloned().unwrap());
+    let request =
+        rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(params));
+    let handle = client
+        .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    // Let the call reach the server, then give up on it.
+    deadline(LONG, "the sleep reached the server", async {
+        loop {
+            let logs = store.service_logs("a", 50).unwrap_or_default();
+            if logs
+                .iter()
+                .any(|l| l.contains("tools/call") && l.contains("sleep"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    handle.cancel(Some("changed my mind".into())).await.unwrap();
+    // The server hears of it: its sleep ends early.
+    deadline(LONG, "the server saw the cancellation", async {
+        loop {
+            let logs = store.service_logs("a", 50).unwrap_or_default();
+            if logs
+                .iter()
+                .any(|l| l.contains("sleep cancelled by the client"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The session goes on.
+    assert_eq!(
+        text(&call(&client, "a__echo", json!({"text": "after"})).await),
+        "after"
+    );
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+/// A client that keeps the progress notifications it gets.
+#[derive(Clone)]
+struct ProgressClient {
+    seen: mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>,
+}
+
+impl ClientHandler for ProgressClient {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.seen.send(params);
+    }
+}
+
+#[tokio::test]
+async fn upstream_progress_reaches_the_calling_client_under_its_own_token() {
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    let (tx, mut seen) = mpsc::unbounded_channel();
+    let client = ProgressClient { seen: tx }
+        .serve(StreamableHttpClientTransport::from_uri(format!(
+            "{base}/mcp"
+        )))
+        .await
+        .unwrap();
+    let params = CallToolRequestParams::new("a__sleep")
+        .with_arguments(json!({"ms": 150, "steps": 3}).as_object().cloned().unwrap());
+    let request =
+        rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(params));
+    let handle = client
+        .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    let token = handle.progress_token.clone();
+    let answer = handle.await_response().await.unwrap();
+    assert!(format!("{answer:?}").contains("slept 150"), "{answer:?}");
+    // All three, in order, before the answer, with the client's token.
+    let mut got = Vec::new();
+    while let Ok(p) = seen.try_recv() {
+        got.push(p);
+    }
+    let steps: Vec<f64> = got.iter().map(|p| p.progress).collect();
+    assert_eq!(steps, [1.0, 2.0, 3.0], "{got:?}");
+    assert!(got
+        .iter()
+        .all(|p| p.progress_token == token && p.total == Some(3.0)));
+    assert_eq!(got[2].message.as_deref(), Some("step 3 of 3"));
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}

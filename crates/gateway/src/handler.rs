@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use mcpvisor_model::ServiceState;
-use mcpvisor_supervisor::{CallError, StoreError};
+use mcpvisor_supervisor::{CallControl, CallError, CallProgress, StoreError};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
     Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
@@ -158,11 +158,39 @@ impl ServerHandler for Session {
                 )));
             }
         }
-        let call = store.call_tool(&offered.entry.name, request.arguments.clone(), None);
-        let outcome = tokio::select! {
-            o = call => o,
-            _ = context.ct.cancelled() => return Err(cancelled()),
+        // The client's `notifications/cancelled` fires `context.ct`: the server is told too.
+        // The server's progress goes to the client under the client's own token, if it gave one.
+        let (progress, relay) = match context.meta.get_progress_token() {
+            Some(token) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (
+                    Some(tx),
+                    Some(tokio::spawn(relay_progress(
+                        rx,
+                        token,
+                        context.peer.clone(),
+                    ))),
+                )
+            }
+            None => (None, None),
         };
+        let control = CallControl {
+            cancel: Some(context.ct.clone()),
+            progress,
+        };
+        let outcome = store
+            .call_tool_with(
+                &offered.entry.name,
+                request.arguments.clone(),
+                None,
+                &control,
+            )
+            .await;
+        drop(control);
+        if let Some(relay) = relay {
+            // Every progress notification goes out before the result.
+            let _ = relay.await;
+        }
         match outcome {
             Ok(out) => match serde_json::from_value::<CallToolResult>(out.result) {
                 Ok(result) => Ok(result.into()),
@@ -180,6 +208,7 @@ impl ServerHandler for Session {
             ))),
             Err(StoreError::Call(e @ CallError::Timeout { .. })) => Ok(tool_error(e.to_string())),
             Err(StoreError::Call(e @ CallError::NotUp { .. })) => Ok(tool_error(e.to_string())),
+            Err(StoreError::Call(CallError::Cancelled { .. })) => Err(cancelled()),
             Err(e) => Ok(tool_error(e.to_string())),
         }
     }
@@ -191,4 +220,20 @@ fn cancelled() -> McpError {
 
 fn humantime_secs(d: std::time::Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Sends the server's progress to the client, as `notifications/progress` with its token.
+async fn relay_progress(
+    mut updates: tokio::sync::mpsc::UnboundedReceiver<CallProgress>,
+    token: rmcp::model::ProgressToken,
+    peer: rmcp::service::Peer<RoleServer>,
+) {
+    while let Some(p) = updates.recv().await {
+        let mut param = rmcp::model::ProgressNotificationParam::new(token.clone(), p.progress);
+        param.total = p.total;
+        param.message = p.message;
+        if peer.notify_progress(param).await.is_err() {
+            return;
+        }
+    }
 }

@@ -600,9 +600,12 @@ impl State {
                 let ring = self.stderr.clone();
                 let name = self.name.clone();
                 let span = self.span.clone();
+                let progress = self.handle.progress_dispatcher();
                 tokio::spawn(
                     async move {
-                        let r = connection::connect(gen, name, cfg, ring, me.clone(), cancel).await;
+                        let r =
+                            connection::connect(gen, name, cfg, ring, me.clone(), cancel, progress)
+                                .await;
                         let _ = me.cast(ServiceMsg::Connected(gen, r.map(Box::new)));
                     }
                     .instrument(span),

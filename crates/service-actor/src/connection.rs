@@ -26,11 +26,20 @@ use crate::process::{self, group_alive, signal_group, GroupGuard, ProcessIdentit
 pub(crate) struct Client {
     actor: ActorRef<ServiceMsg>,
     gen: u64,
+    progress: rmcp::handler::client::progress::ProgressDispatcher,
 }
 
 impl ClientHandler for Client {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         let _ = self.actor.cast(ServiceMsg::ToolsChanged { gen: self.gen });
+    }
+
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress.handle_notification(params).await;
     }
 
     fn get_info(&self) -> rmcp::model::ClientConfig {
@@ -84,6 +93,7 @@ pub(crate) async fn connect(
     ring: LogRing,
     actor: ActorRef<ServiceMsg>,
     cancel: CancellationToken,
+    progress: rmcp::handler::client::progress::ProgressDispatcher,
 ) -> Result<Established, EndCause> {
     let grace = Grace {
         shutdown: config.timeouts.shutdown,
@@ -91,6 +101,7 @@ pub(crate) async fn connect(
     let client = Client {
         actor: actor.clone(),
         gen,
+        progress,
     };
     let deadline = config.timeouts.connect;
     match &config.endpoint {
@@ -498,16 +509,62 @@ pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
 /// cancellation can block on a server that stopped reading (a full stdin pipe), so after
 /// `timeout` + [`CANCEL_GRACE`](mcpvisor_model::defaults::CANCEL_GRACE) it is abandoned and
 /// reported as a timeout. A probe or a call never hangs past its deadline.
+/// `cancel` (the caller gave up, e.g. a gateway client's `notifications/cancelled`) stops
+/// waiting and tells the server with `notifications/cancelled`.
+/// `progress` (the connection's dispatcher and the caller's channel) relays the server's
+/// `notifications/progress` for this request, in order, until the answer.
 pub(crate) async fn bounded_request(
     peer: &Peer<RoleClient>,
     request: ClientRequest,
     timeout: Duration,
+    cancel: Option<&tokio_util::sync::CancellationToken>,
+    progress: Option<(
+        &rmcp::handler::client::progress::ProgressDispatcher,
+        &tokio::sync::mpsc::UnboundedSender<crate::handle::CallProgress>,
+    )>,
 ) -> Result<ServerResult, ServiceError> {
     let exchange = async {
-        peer.send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
-            .await?
-            .await_response()
-            .await
+        let handle = peer
+            .send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
+            .await?;
+        let token = handle.progress_token.clone();
+        let relay = async {
+            let Some((dispatcher, tx)) = progress else {
+                return std::future::pending().await;
+            };
+            let mut updates = dispatcher.subscribe(token).await;
+            while let Some(p) = futures::StreamExt::next(&mut updates).await {
+                let _ = tx.send(crate::handle::CallProgress {
+                    progress: p.progress,
+                    total: p.total,
+                    message: p.message,
+                });
+            }
+            std::future::pending().await
+        };
+        let never = std::future::pending::<()>();
+        let cancelled = async {
+            match cancel {
+                Some(c) => c.cancelled().await,
+                None => never.await,
+            }
+        };
+        let id = handle.id.clone();
+        tokio::select! {
+            r = handle.await_response() => r,
+            // The relay only ends by being dropped here.
+            () = relay => Err(ServiceError::TransportClosed),
+            _ = cancelled => {
+                let reason = "cancelled by the caller".to_owned();
+                let _ = peer
+                    .notify_cancelled(rmcp::model::CancelledNotificationParam::new(
+                        Some(id),
+                        Some(reason.clone()),
+                    ))
+                    .await;
+                Err(ServiceError::Cancelled { reason: Some(reason) })
+            }
+        }
     };
     let limit = timeout.saturating_add(mcpvisor_model::defaults::CANCEL_GRACE);
     match tokio::time::timeout(limit, exchange).await {
@@ -539,7 +596,7 @@ pub(crate) async fn probe(peer: Peer<RoleClient>, timeout: Duration, use_list: b
     } else {
         ClientRequest::PingRequest(PingRequest::default())
     };
-    let res = bounded_request(&peer, request, timeout).await;
+    let res = bounded_request(&peer, request, timeout, None, None).await;
     let latency = started.elapsed();
     match res {
         Ok(ServerResult::EmptyResult(_)) | Ok(ServerResult::ListToolsResult(_)) => Probe {

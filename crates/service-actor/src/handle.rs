@@ -22,6 +22,26 @@ pub struct CallOutcome {
     pub result: Value,
 }
 
+/// What a caller can do to a call in flight.
+#[derive(Debug, Clone, Default)]
+pub struct CallControl {
+    /// Cancelled → the call is abandoned and the server told (`notifications/cancelled`).
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Receives the server's progress notifications for this call, in order.
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<CallProgress>>,
+}
+
+/// One `notifications/progress` of a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallProgress {
+    /// Progress so far (increases).
+    pub progress: f64,
+    /// The total, if known.
+    pub total: Option<f64>,
+    /// What is happening.
+    pub message: Option<String>,
+}
+
 /// Why a tool call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CallError {
@@ -67,6 +87,14 @@ pub enum CallError {
         /// What happened.
         message: String,
     },
+    /// The caller cancelled the call; the server was sent `notifications/cancelled`.
+    #[error("call of '{tool}' on service '{service}' was cancelled by the caller")]
+    Cancelled {
+        /// The service.
+        service: String,
+        /// The tool.
+        tool: String,
+    },
 }
 
 #[derive(Debug)]
@@ -87,6 +115,8 @@ struct Shared {
     /// Told when a call fails on the transport (refused, reset, closed): a loss of the
     /// connection the actor must hear of at once.
     on_lost: HookSlot,
+    /// The server's `notifications/progress`, routed by token to the call that asked.
+    progress: rmcp::handler::client::progress::ProgressDispatcher,
 }
 
 #[derive(Default)]
@@ -125,8 +155,16 @@ impl ServiceHandle {
                 call_timeout_ms: AtomicU64::new(ms(call_timeout)),
                 metrics,
                 on_lost: HookSlot::default(),
+                progress: Default::default(),
             }),
         }
+    }
+
+    /// Where the connection's client handler delivers the server's progress notifications.
+    pub(crate) fn progress_dispatcher(
+        &self,
+    ) -> rmcp::handler::client::progress::ProgressDispatcher {
+        self.shared.progress.clone()
     }
 
     /// The service's id.
@@ -224,6 +262,20 @@ impl ServiceHandle {
         arguments: Option<Map<String, Value>>,
         timeout: Option<Duration>,
     ) -> Result<CallOutcome, CallError> {
+        self.call_tool_with(tool, arguments, timeout, &CallControl::default())
+            .await
+    }
+
+    /// [`call_tool`](Self::call_tool) with [`CallControl`]: a token that abandons the call
+    /// (the server is sent `notifications/cancelled`; the call fails with
+    /// [`CallError::Cancelled`]) and a channel for the server's progress on it.
+    pub async fn call_tool_with(
+        &self,
+        tool: &str,
+        arguments: Option<Map<String, Value>>,
+        timeout: Option<Duration>,
+        control: &CallControl,
+    ) -> Result<CallOutcome, CallError> {
         let peer = self.peer()?;
         let timeout = timeout.unwrap_or_else(|| {
             Duration::from_millis(self.shared.call_timeout_ms.load(Ordering::Relaxed))
@@ -232,7 +284,18 @@ impl ServiceHandle {
         params.arguments = arguments;
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         let started = Instant::now();
-        let result = crate::connection::bounded_request(&peer, request, timeout).await;
+        let progress = control
+            .progress
+            .as_ref()
+            .map(|tx| (&self.shared.progress, tx));
+        let result = crate::connection::bounded_request(
+            &peer,
+            request,
+            timeout,
+            control.cancel.as_ref(),
+            progress,
+        )
+        .await;
         let outcome = match result {
             Ok(ServerResult::CallToolResult(r)) => {
                 let is_error = r.is_error.unwrap_or(false);
@@ -265,6 +328,7 @@ impl ServiceHandle {
                 tool,
                 after: timeout,
             },
+            ServiceError::Cancelled { .. } => CallError::Cancelled { service, tool },
             ServiceError::McpError(err) => CallError::Rejected {
                 service,
                 tool,

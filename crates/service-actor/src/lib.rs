@@ -23,6 +23,6 @@ pub mod process;
 mod sse;
 
 pub use actor::{ProbeOutcome, ReportSink, ServiceActor, ServiceArgs, ServiceMsg, ServiceReport};
-pub use handle::{CallError, CallOutcome, ServiceHandle};
+pub use handle::{CallControl, CallError, CallOutcome, CallProgress, ServiceHandle};
 pub use machine::{EndCause, ExitInfo};
 pub use process::{boot_id, process_identity, ProcessIdentity};

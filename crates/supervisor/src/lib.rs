@@ -45,4 +45,4 @@ pub use mcpvisor_model as model;
 pub use mcpvisor_registry_actor::{
     EventStream, LookupError, Scope, ServiceView, ToolEntry, ToolTarget,
 };
-pub use mcpvisor_service_actor::{CallError, CallOutcome, ProbeOutcome};
+pub use mcpvisor_service_actor::{CallControl, CallError, CallOutcome, CallProgress, ProbeOutcome};

@@ -5,10 +5,14 @@
 //! bash scripts/install-test-servers.sh
 //! cargo run --release -p mcpvisor-tests --bin mcpvisor-bench -- all
 //! ```
-//! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli` (or `all`).
+//! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli`,
+//! `gateway` (or `all`).
 //! The MCP server is npm server-everything over stdio (`--server chaos` uses the workspace's
 //! chaos server instead). `rss-cli` measures the real `mcpvisor run` process (the release
 //! binary next to this one: `cargo build --release -p mcpvisor-cli` first) with 30 services.
+
+#[path = "../bench/gateway.rs"]
+mod gateway;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -568,5 +572,8 @@ async fn main() {
     }
     if want("kill") {
         kill_recovery(&s).await;
+    }
+    if want("gateway") {
+        gateway::gateway(&s).await;
     }
 }

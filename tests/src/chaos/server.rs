@@ -286,8 +286,30 @@ impl ChaosServer {
             "add" => text(tools::add_numbers(a.number("a")?, a.number("b")?)),
             "sleep" => {
                 let ms = a.u64("ms")?;
+                // `steps`: report progress that many times while sleeping (to the caller's
+                // progress token, if it gave one).
+                let steps = a.opt_u64("steps")?.unwrap_or(0);
+                let token = context.meta.get_progress_token();
+                let work = async {
+                    if steps == 0 {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        return;
+                    }
+                    for i in 1..=steps {
+                        tokio::time::sleep(Duration::from_millis(ms / steps)).await;
+                        if let Some(token) = &token {
+                            let mut p = rmcp::model::ProgressNotificationParam::new(
+                                token.clone(),
+                                i as f64,
+                            );
+                            p.total = Some(steps as f64);
+                            p.message = Some(format!("step {i} of {steps}"));
+                            let _ = context.peer.notify_progress(p).await;
+                        }
+                    }
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    _ = work => {}
                     _ = context.ct.cancelled() => {
                         // The client sent notifications/cancelled for this request.
                         chaos_log!("sleep cancelled by the client after a cancel notification");

@@ -57,7 +57,8 @@ pub fn initial_tools(count: usize) -> Vec<Tool> {
             "Sleep `ms` milliseconds, then return \"slept <ms>\".",
             schema(json!({
                 "type": "object",
-                "properties": {"ms": {"type": "integer", "minimum": 0, "description": "milliseconds"}},
+                "properties": {"ms": {"type": "integer", "minimum": 0, "description": "milliseconds"},
+                               "steps": {"type": "integer", "minimum": 0, "description": "progress notifications to send meanwhile"}},
                 "required": ["ms"],
             })),
         ),

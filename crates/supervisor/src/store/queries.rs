@@ -3,6 +3,7 @@
 //! call); none waits on a server.
 
 use super::*;
+use mcpvisor_service_actor::CallControl;
 
 impl Store {
     /// Waits until every report sent so far has reached the registry: reports go service →
@@ -148,13 +149,45 @@ impl Store {
         arguments: Option<Map<String, Value>>,
         timeout: Option<Duration>,
     ) -> Result<CallOutcome, StoreError> {
+        self.call_tool_with(name, arguments, timeout, &CallControl::default())
+            .await
+    }
+
+    /// [`call_tool`](Self::call_tool) with a [`CallControl`]: `cancel` abandons the call (the
+    /// server is sent `notifications/cancelled`; the call fails with
+    /// [`crate::CallError::Cancelled`]) and `progress` receives the server's progress
+    /// notifications for it. The gateway relays a client's cancellation and progress this way.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// use mcpvisor_supervisor::CallControl;
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let control = CallControl { progress: Some(tx), ..Default::default() };
+    /// let printer = tokio::spawn(async move {
+    ///     while let Some(p) = rx.recv().await {
+    ///         println!("{} of {:?}: {:?}", p.progress, p.total, p.message);
+    ///     }
+    /// });
+    /// store.call_tool_with("build__compile", None, None, &control).await?;
+    /// drop(control);
+    /// let _ = printer.await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_tool_with(
+        &self,
+        name: &str,
+        arguments: Option<Map<String, Value>>,
+        timeout: Option<Duration>,
+        control: &CallControl,
+    ) -> Result<CallOutcome, StoreError> {
         if !matches!(self.scope, Scope::All) {
             let route = read(&self.inner.shared.routes)
                 .get(&(self.agent(), name.to_owned()))
                 .cloned();
             if let Some((id, tool)) = route {
                 if let Some(handle) = self.inner.shared.handle(&id) {
-                    return Ok(handle.call_tool(&tool, arguments, timeout).await?);
+                    return Ok(handle
+                        .call_tool_with(&tool, arguments, timeout, control)
+                        .await?);
                 }
             }
         }
@@ -171,7 +204,9 @@ impl Store {
             .shared
             .handle(&target.service)
             .ok_or_else(|| StoreError::gone("service removed during the call"))?;
-        Ok(handle.call_tool(&target.tool, arguments, timeout).await?)
+        Ok(handle
+            .call_tool_with(&target.tool, arguments, timeout, control)
+            .await?)
     }
 
     /// Probes every service of this scope now; not-connected services answer `ok: false`.

@@ -1,0 +1,139 @@
+//! The gateway scenario (DESIGN §12): one upstream server on stdio behind the Store, a client
+//! through the gateway over streamable HTTP and over a byte stream (the `serve --stdio` path,
+//! in process), beside the same client talking to the server directly — sequential call
+//! p50/p99 and 16 calls in flight, measured in turn in one run.
+
+use super::*;
+use mcpvisor_gateway::{Endpoint, Gateway, HttpOptions};
+use rmcp::transport::StreamableHttpClientTransport;
+
+type Client = RunningService<RoleClient, ()>;
+
+async fn call_ms(c: &Client, tool: &str, args: &Map<String, Value>) -> f64 {
+    let t = Instant::now();
+    let p = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.clone());
+    c.peer().call_tool(p).await.expect("call");
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+async fn in_flight(c: Arc<Client>, tool: String, args: Map<String, Value>) -> f64 {
+    const IN_FLIGHT: usize = 16;
+    let window = Duration::from_secs(3);
+    let done = Arc::new(AtomicU64::new(0));
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let (c, d, tool, args) = (c.clone(), done.clone(), tool.clone(), args.clone());
+            tokio::spawn(async move {
+                while t.elapsed() < window {
+                    let p = CallToolRequestParams::new(tool.clone()).with_arguments(args.clone());
+                    c.peer().call_tool(p).await.expect("call");
+                    d.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for x in tasks {
+        let _ = x.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
+}
+
+pub async fn gateway(s: &Server) {
+    const N: usize = 1000;
+    const WARM_UP: usize = 200;
+    let bare = bare_client(s).await;
+    let store = open().await;
+    store
+        .add_service(service_json(s, "svc"), Wait::Auto)
+        .await
+        .expect("add");
+    let gw = Gateway::new(store.clone()).await.expect("gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let options = HttpOptions::new(addr);
+    let cancel = options.cancel.clone();
+    let served = gw.clone();
+    tokio::spawn(async move { served.serve_http(listener, options).await });
+    let http = ()
+        .serve(StreamableHttpClientTransport::from_uri(format!(
+            "http://{addr}/mcp"
+        )))
+        .await
+        .expect("connect over HTTP");
+    let (client_io, server_io) = tokio::io::duplex(1 << 20);
+    let (r, w) = tokio::io::split(server_io);
+    let streamed = gw.clone();
+    tokio::spawn(async move { streamed.serve_stream(Endpoint::Default, r, w).await });
+    let stream = ().serve(client_io).await.expect("connect over a byte stream");
+
+    let tool = format!("svc__{}", s.tool);
+    for _ in 0..WARM_UP {
+        call_ms(&bare, s.tool, &s.arguments).await;
+        call_ms(&http, &tool, &s.arguments).await;
+        call_ms(&stream, &tool, &s.arguments).await;
+    }
+    let (mut b, mut h, mut st) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..N {
+        b.push(call_ms(&bare, s.tool, &s.arguments).await);
+        h.push(call_ms(&http, &tool, &s.arguments).await);
+        st.push(call_ms(&stream, &tool, &s.arguments).await);
+    }
+    let (b50, b99) = (pct(&mut b, 0.5), pct(&mut b, 0.99));
+    row(
+        "gateway over HTTP: call p50",
+        pct(&mut h, 0.5),
+        Some(b50),
+        "ms",
+        "<= 0.5 ms",
+    );
+    row(
+        "gateway over HTTP: call p99",
+        pct(&mut h, 0.99),
+        Some(b99),
+        "ms",
+        "-",
+    );
+    row(
+        "gateway over a byte stream: call p50",
+        pct(&mut st, 0.5),
+        Some(b50),
+        "ms",
+        "<= bare + 0.1 ms",
+    );
+    row(
+        "gateway over a byte stream: call p99",
+        pct(&mut st, 0.99),
+        Some(b99),
+        "ms",
+        "-",
+    );
+
+    let (bare, http, stream) = (Arc::new(bare), Arc::new(http), Arc::new(stream));
+    let b = in_flight(bare.clone(), s.tool.to_owned(), s.arguments.clone()).await;
+    let h = in_flight(http.clone(), tool.clone(), s.arguments.clone()).await;
+    let st = in_flight(stream.clone(), tool.clone(), s.arguments.clone()).await;
+    row(
+        "gateway over HTTP: 16 in flight",
+        h,
+        Some(b),
+        "/s",
+        ">= 5,000/s",
+    );
+    row(
+        "gateway over a byte stream: 16 in flight",
+        st,
+        Some(b),
+        "/s",
+        ">= 0.7x bare",
+    );
+    for c in [bare, http, stream] {
+        if let Ok(c) = Arc::try_unwrap(c) {
+            let _ = c.cancel().await;
+        }
+    }
+    cancel.cancel();
+    store.shutdown().await;
+}
