@@ -2,7 +2,7 @@
 //! view of the fleet each endpoint offers (names per DESIGN §13, filters, down services).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use mcpvisor_model::{DownTools, GatewayConfig, ServiceState, ToolFilter};
@@ -57,6 +57,8 @@ pub struct Offered {
 pub struct View {
     /// Every tool the endpoint can route (a hidden down service's included).
     pub all: Vec<Offered>,
+    /// Exposed name → position in `all`.
+    index: HashMap<String, usize>,
 }
 
 impl View {
@@ -69,7 +71,7 @@ impl View {
 
     /// The tool a client calls by `name`.
     pub fn find(&self, name: &str) -> Option<&Offered> {
-        self.all.iter().find(|o| o.exposed == name)
+        self.index.get(name).and_then(|i| self.all.get(*i))
     }
 }
 
@@ -82,6 +84,8 @@ pub(crate) struct Core {
     pub(crate) clients: Mutex<Vec<(Endpoint, Peer<RoleServer>)>>,
     /// The names each endpoint listed last (to tell only clients whose view changed).
     pub(crate) last_listed: Mutex<HashMap<Endpoint, Vec<String>>>,
+    /// Each endpoint's last computed view.
+    views: RwLock<HashMap<Endpoint, Arc<View>>>,
 }
 
 impl Core {
@@ -92,6 +96,7 @@ impl Core {
             config,
             clients: Mutex::new(Vec::new()),
             last_listed: Mutex::new(HashMap::new()),
+            views: RwLock::new(HashMap::new()),
         }
     }
 
@@ -107,8 +112,8 @@ impl Core {
         self.config.endpoints.get(endpoint.key())
     }
 
-    /// The endpoint's view now.
-    pub(crate) async fn view(&self, endpoint: &Endpoint) -> Result<View, StoreError> {
+    /// The endpoint's view now (and cached for calls).
+    pub(crate) async fn view(&self, endpoint: &Endpoint) -> Result<Arc<View>, StoreError> {
         let store = self.scoped(endpoint)?;
         let (tools, services) = tokio::try_join!(store.list_tools(), store.list_services())?;
         let up: HashMap<String, bool> = services
@@ -141,7 +146,42 @@ impl Core {
             })
             .collect();
         all.sort_by(|a, b| a.exposed.cmp(&b.exposed));
-        Ok(View { all })
+        let index = all
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.exposed.clone(), i))
+            .collect();
+        let view = Arc::new(View { all, index });
+        self.views
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(endpoint.clone(), view.clone());
+        Ok(view)
+    }
+
+    /// The endpoint's view as last computed (calls use it: no actor round trip per call); the
+    /// event follower refreshes it on every change. Computed now if there is none.
+    pub(crate) async fn cached_view(&self, endpoint: &Endpoint) -> Result<Arc<View>, StoreError> {
+        let cached = self
+            .views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(endpoint)
+            .cloned();
+        match cached {
+            Some(v) => Ok(v),
+            None => self.view(endpoint).await,
+        }
+    }
+
+    /// Endpoints whose view is cached.
+    pub(crate) fn cached_endpoints(&self) -> Vec<Endpoint> {
+        self.views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The names `tools/list` shows for a view, remembered as what the endpoint's clients saw.

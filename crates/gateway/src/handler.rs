@@ -44,6 +44,72 @@ fn internal(e: StoreError) -> McpError {
 }
 
 impl Session {
+    /// The tool `name` names: from the cached view, else a fresh one; a name of a service that
+    /// is still starting waits for it (its tools are not listed yet).
+    async fn resolve(
+        &self,
+        store: &mcpvisor_supervisor::Store,
+        name: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Option<crate::core::Offered>, McpError> {
+        let cached = self
+            .core
+            .cached_view(&self.endpoint)
+            .await
+            .map_err(internal)?;
+        if let Some(o) = cached.find(name) {
+            return Ok(Some(o.clone()));
+        }
+        let fresh = self.core.view(&self.endpoint).await.map_err(internal)?;
+        if let Some(o) = fresh.find(name) {
+            return Ok(Some(o.clone()));
+        }
+        let Some(service) = self.starting_owner(store, name).await else {
+            return Ok(None);
+        };
+        let names = [service.as_str()];
+        tokio::select! {
+            _ = store.wait_for(&names, ServiceState::Healthy, self.core.hold()) => {}
+            _ = context.ct.cancelled() => return Err(cancelled()),
+        }
+        let view = self.core.view(&self.endpoint).await.map_err(internal)?;
+        Ok(view.find(name).cloned())
+    }
+
+    /// For a service in `state` (not up): `None` once it is back within `gateway.hold`, else
+    /// the tool error to answer (the call was not made).
+    async fn hold_for(
+        &self,
+        store: &mcpvisor_supervisor::Store,
+        service: &str,
+        state: ServiceState,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Option<CallToolResponse>, McpError> {
+        if state.is_up() {
+            return Ok(None);
+        }
+        if !coming_back(state) {
+            return Ok(Some(tool_error(format!(
+                "service '{service}' is {state}: the call was not made"
+            ))));
+        }
+        let hold = self.core.hold();
+        let names = [service];
+        let waited = tokio::select! {
+            w = store.wait_for(&names, ServiceState::Healthy, hold) => w,
+            _ = context.ct.cancelled() => return Err(cancelled()),
+        };
+        if waited.is_ok() {
+            return Ok(None);
+        }
+        let now = store.get_service_status(service).await.unwrap_or(state);
+        Ok(Some(tool_error(format!(
+            "service '{service}' is {now}: not back within {} (gateway.hold); the call was not \
+             made",
+            humantime_secs(hold)
+        ))))
+    }
+
     /// The service a not-yet-listed tool name (`service__tool`) belongs to, if that service is
     /// starting or coming back.
     async fn starting_owner(
@@ -116,46 +182,19 @@ impl ServerHandler for Session {
         };
         let name = request.name.as_ref();
         let store = self.core.scoped(&self.endpoint).map_err(internal)?;
-        let mut view = self.core.view(&self.endpoint).await.map_err(internal)?;
-        if view.find(name).is_none() {
-            // Not known (yet): if it names a service that is still starting or coming back,
-            // its tools are not listed yet: wait for it (gateway.hold), then look again.
-            if let Some(service) = self.starting_owner(&store, name).await {
-                let names = [service.as_str()];
-                tokio::select! {
-                    _ = store.wait_for(&names, ServiceState::Healthy, self.core.hold()) => {}
-                    _ = context.ct.cancelled() => return Err(cancelled()),
-                }
-                view = self.core.view(&self.endpoint).await.map_err(internal)?;
-            }
-        }
-        let Some(offered) = view.find(name) else {
+        let Some(offered) = self.resolve(&store, name, &context).await? else {
             return Err(McpError::invalid_params(
                 format!("unknown tool '{name}' at {}", self.endpoint),
                 None,
             ));
         };
         let service = offered.entry.service.name.to_string();
-        let state = store.get_service_status(&service).await.map_err(internal)?;
-        if !state.is_up() {
-            if !coming_back(state) {
-                return Ok(tool_error(format!(
-                    "service '{service}' is {state}: the call was not made"
-                )));
-            }
-            let hold = self.core.hold();
-            let names = [service.as_str()];
-            let waited = tokio::select! {
-                w = store.wait_for(&names, ServiceState::Healthy, hold) => w,
-                _ = context.ct.cancelled() => return Err(cancelled()),
-            };
-            if waited.is_err() {
-                let now = store.get_service_status(&service).await.unwrap_or(state);
-                return Ok(tool_error(format!(
-                    "service '{service}' is {now}: not back within {} (gateway.hold); the call \
-                     was not made",
-                    humantime_secs(hold)
-                )));
+        // The cached view says up: call at once (a service that went down meanwhile answers
+        // NotUp without the call being made, and is waited for below). Else ask the Store.
+        if !offered.up {
+            let state = store.get_service_status(&service).await.map_err(internal)?;
+            if let Some(refusal) = self.hold_for(&store, &service, state, &context).await? {
+                return Ok(refusal);
             }
         }
         // The client's `notifications/cancelled` fires `context.ct`: the server is told too.
@@ -163,14 +202,8 @@ impl ServerHandler for Session {
         let (progress, relay) = match context.meta.get_progress_token() {
             Some(token) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                (
-                    Some(tx),
-                    Some(tokio::spawn(relay_progress(
-                        rx,
-                        token,
-                        context.peer.clone(),
-                    ))),
-                )
+                let relay = tokio::spawn(relay_progress(rx, token, context.peer.clone()));
+                (Some(tx), Some(relay))
             }
             None => (None, None),
         };
@@ -178,14 +211,22 @@ impl ServerHandler for Session {
             cancel: Some(context.ct.clone()),
             progress,
         };
-        let outcome = store
-            .call_tool_with(
+        let call = || {
+            store.call_tool_with(
                 &offered.entry.name,
                 request.arguments.clone(),
                 None,
                 &control,
             )
-            .await;
+        };
+        let mut outcome = call().await;
+        if let Err(StoreError::Call(CallError::NotUp { state, .. })) = &outcome {
+            // Not made: safe to make once the service is back (within the hold).
+            match self.hold_for(&store, &service, *state, &context).await? {
+                Some(refusal) => return Ok(refusal),
+                None => outcome = call().await,
+            }
+        }
         drop(control);
         if let Some(relay) = relay {
             // Every progress notification goes out before the result.
@@ -206,8 +247,6 @@ impl ServerHandler for Session {
                 "service '{service}' lost its server during the call ({message}); the call was \
                  not retried (it may or may not have taken effect)"
             ))),
-            Err(StoreError::Call(e @ CallError::Timeout { .. })) => Ok(tool_error(e.to_string())),
-            Err(StoreError::Call(e @ CallError::NotUp { .. })) => Ok(tool_error(e.to_string())),
             Err(StoreError::Call(CallError::Cancelled { .. })) => Err(cancelled()),
             Err(e) => Ok(tool_error(e.to_string())),
         }

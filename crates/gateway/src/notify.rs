@@ -34,16 +34,19 @@ fn matters(event: &Event) -> bool {
 
 /// Recomputes each endpoint with clients and notifies those whose list changed.
 pub(crate) async fn tell(core: &Arc<Core>) {
-    let endpoints: BTreeSet<Endpoint> = {
+    let with_clients: BTreeSet<Endpoint> = {
         let mut clients = core.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients.retain(|(_, peer)| !peer.is_transport_closed());
         clients.iter().map(|(e, _)| e.clone()).collect()
     };
+    let mut endpoints = with_clients.clone();
+    endpoints.extend(core.cached_endpoints());
     for endpoint in endpoints {
+        // Refreshes the cached view calls route by, too.
         let Ok(view) = core.view(&endpoint).await else {
             continue;
         };
-        if !core.remember(&endpoint, &view) {
+        if !with_clients.contains(&endpoint) || !core.remember(&endpoint, &view) {
             continue;
         }
         let peers: Vec<_> = core
