@@ -998,3 +998,32 @@ fn https_servers_are_verified_against_the_trusted_roots() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[test]
+fn run_off_a_terminal_logs_one_line_per_transition_from_the_start_without_escapes() {
+    let sb = Sandbox::new();
+    sb.write_config(json!({ "a": chaos(&[]), "b": chaos(&[]) }));
+    let mut run = sb.start(&[]);
+    run.wait_healthy(&sb, &["a", "b"]);
+    let status = sb.run(&["status"]).ok();
+    assert!(
+        status.stdout.contains("2/2 up (2 healthy)"),
+        "the footer: {status:?}"
+    );
+    let ready = poll(UP_LIMIT, "the ready line", || {
+        let out = fs::read_to_string(&run.out).unwrap_or_default();
+        out.contains("ready: 2/2 healthy").then_some(out)
+    });
+    assert!(run.terminate().success());
+    let out = fs::read_to_string(&run.out).unwrap();
+    for name in ["a", "b"] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("  {name}  ")) && l.contains("→ healthy")),
+            "a transition line for {name}: {out}"
+        );
+    }
+    assert!(!out.contains('\u{1b}'), "no escape bytes: {out:?}");
+    assert!(!out.contains("(waiting for"), "no start-up counter: {out}");
+    assert!(!ready.is_empty());
+}

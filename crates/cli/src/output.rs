@@ -171,12 +171,23 @@ pub fn status_table(views: &[ServiceView], color: bool) -> String {
             Cell::new(dash(v.last_error.clone())),
         ]);
     }
+    format!("{}\n{}", trim_lines(&t.to_string()), footer(views))
+}
+
+/// "3/4 up (2 healthy, 1 warning)": `warning` is up but not healthy, and says so.
+fn footer(views: &[ServiceView]) -> String {
+    let count = |s: ServiceState| views.iter().filter(|v| v.state == s).count();
     let up = views.iter().filter(|v| v.state.is_up()).count();
-    format!(
-        "{}\n{up}/{} healthy",
-        trim_lines(&t.to_string()),
-        views.len()
-    )
+    let warning = count(ServiceState::Warning);
+    let healthy = count(ServiceState::Healthy);
+    if warning == 0 {
+        format!("{up}/{} up ({healthy} healthy)", views.len())
+    } else {
+        format!(
+            "{up}/{} up ({healthy} healthy, {warning} warning)",
+            views.len()
+        )
+    }
 }
 
 /// One service in detail (`status NAME`).
@@ -398,6 +409,26 @@ mod tests {
     use super::*;
     use mcpvisor_model::{ServiceId, ServiceName};
     use serde_json::json;
+
+    #[test]
+    fn the_status_footer_does_not_count_warning_as_healthy() {
+        let view = |name: &str, state: ServiceState| -> ServiceView {
+            serde_json::from_value(json!({
+                "id": {"name": name}, "name": name, "state": state, "reason": "",
+                "transport": "stdio", "tools": 0, "tools_stale": false, "restarts": 0,
+                "pid": null, "last_error": null, "config": {}, "server": null,
+                "metrics": mcpvisor_model::MetricsSnapshot::default(), "state_for_ms": 0
+            }))
+            .expect("a view")
+        };
+        let views = [
+            view("a", ServiceState::Healthy),
+            view("b", ServiceState::Warning),
+            view("c", ServiceState::Reconnecting),
+        ];
+        assert_eq!(footer(&views), "2/3 up (1 healthy, 1 warning)");
+        assert_eq!(footer(&views[..1]), "1/1 up (1 healthy)");
+    }
 
     #[test]
     fn a_transition_line_has_time_service_from_to_and_reason() {

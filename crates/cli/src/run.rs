@@ -159,9 +159,31 @@ async fn follow(
 ) {
     let all = store.all_scopes();
     let mut events = all.subscribe().await.ok();
-    tokio::select! {
-        _ = shutting_down.cancelled() => {}
-        _ = startup(&all, color, &mut events) => {}
+    if std::io::stdout().is_terminal() {
+        tokio::select! {
+            _ = shutting_down.cancelled() => {}
+            _ = startup(&all, color, &mut events) => {}
+        }
+    } else {
+        // Off a terminal (a log file, journald, a pipe): one line per transition from the
+        // very start, and the ready summary once start-up settled — no live counter.
+        let ready = ready_lines(&all);
+        tokio::pin!(ready);
+        loop {
+            tokio::select! {
+                _ = shutting_down.cancelled() => break,
+                lines = &mut ready => {
+                    for line in lines {
+                        println(&line);
+                    }
+                    break;
+                }
+                e = next_event(&mut events) => match e {
+                    Some(e) => print_event(&e, color),
+                    None => break,
+                },
+            }
+        }
     }
     let mut renewals = 0;
     loop {
@@ -197,6 +219,40 @@ async fn next_event(events: &mut Option<EventStream>) -> Option<Event> {
     }
 }
 
+/// Waits for start-up to settle (no output meanwhile); the summary lines.
+async fn ready_lines(all: &Store) -> Vec<String> {
+    let infos = match all.config().await {
+        Ok(c) => settle::spec_infos(&c),
+        Err(_) => Default::default(),
+    };
+    let deadline = settle::connect_deadline(&infos, None, STARTUP_CAP);
+    summary(settle::wait_settled(all, None, false, deadline, |_: &Progress, _| {}).await)
+}
+
+/// "ready: N/M healthy" and what is not up, and why.
+fn summary(started: Result<Vec<mcpvisor_supervisor::ServiceView>, StoreError>) -> Vec<String> {
+    match started {
+        Ok(views) => {
+            let up = views.iter().filter(|v| v.state.is_up()).count();
+            let mut lines = vec![format!("ready: {up}/{} healthy", views.len())];
+            for v in views.iter().filter(|v| !v.state.is_up()) {
+                lines.push(format!(
+                    "  {}: {}{}",
+                    v.name,
+                    v.state,
+                    if v.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", v.reason)
+                    }
+                ));
+            }
+            lines
+        }
+        Err(e) => vec![format!("cannot read the services: {e}")],
+    }
+}
+
 /// The live count while services start, then what is not up and why.
 async fn startup(all: &Store, color: bool, events: &mut Option<EventStream>) {
     let infos = match all.config().await {
@@ -226,24 +282,8 @@ async fn startup(all: &Store, color: bool, events: &mut Option<EventStream>) {
             }
         }
     }
-    match started {
-        Ok(views) => {
-            let up = views.iter().filter(|v| v.state.is_up()).count();
-            println(&format!("ready: {up}/{} healthy", views.len()));
-            for v in views.iter().filter(|v| !v.state.is_up()) {
-                println(&format!(
-                    "  {}: {}{}",
-                    v.name,
-                    v.state,
-                    if v.reason.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", v.reason)
-                    }
-                ));
-            }
-        }
-        Err(e) => println(&format!("cannot read the services: {e}")),
+    for line in summary(started) {
+        println(&line);
     }
 }
 

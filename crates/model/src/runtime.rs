@@ -86,14 +86,18 @@ impl Default for LogRing {
 /// Latency samples kept per kind for percentiles.
 const LATENCY_SAMPLES: usize = 1024;
 
+/// The last samples and their summary, computed once per change: a status query over many
+/// idle services sorts nothing (1,000 services × 2 kinds × 1,024 samples otherwise).
 #[derive(Debug, Default)]
 struct Latencies {
     samples: VecDeque<u32>, // microseconds
     max_us: u64,
+    summary: Option<LatencySummary>,
 }
 
 impl Latencies {
     fn record(&mut self, d: Duration) {
+        self.summary = None;
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.max_us = self.max_us.max(us);
         if self.samples.len() == LATENCY_SAMPLES {
@@ -103,7 +107,16 @@ impl Latencies {
             .push_back(u32::try_from(us).unwrap_or(u32::MAX));
     }
 
-    fn summary(&self) -> LatencySummary {
+    fn summary(&mut self) -> LatencySummary {
+        if let Some(cached) = self.summary {
+            return cached;
+        }
+        let summary = self.compute();
+        self.summary = Some(summary);
+        summary
+    }
+
+    fn compute(&self) -> LatencySummary {
         let mut v: Vec<u32> = self.samples.iter().copied().collect();
         v.sort_unstable();
         let pick = |q: f64| -> Option<f64> {
@@ -245,6 +258,21 @@ pub struct MetricsSnapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_latency_summary_is_computed_once_per_change() {
+        let mut l = Latencies::default();
+        assert_eq!(l.summary().samples, 0);
+        for ms in [1, 2, 3] {
+            l.record(Duration::from_millis(ms));
+        }
+        let first = l.summary();
+        assert_eq!(first.p50_ms, Some(2.0));
+        assert_eq!(l.summary, Some(first), "kept until the next sample");
+        l.record(Duration::from_millis(10));
+        assert_eq!(l.summary, None, "a new sample invalidates it");
+        assert_eq!(l.summary().max_ms, Some(10.0));
+    }
 
     #[test]
     fn log_ring_keeps_the_newest_lines_within_its_cap() {

@@ -28,6 +28,7 @@
 mod apply;
 mod error;
 mod fleet;
+mod limits;
 mod options;
 mod owner;
 mod reaper;

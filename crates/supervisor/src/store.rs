@@ -116,6 +116,12 @@ impl Store {
                 }
             }
         }
+        // Three pipes per stdio server: a desktop's default soft limit stops near 300.
+        if let Some((limit, _)) = crate::limits::raise_fd_limit() {
+            if let Some(warning) = crate::limits::check(&config, limit) {
+                tracing::warn!("{warning}");
+            }
+        }
         let mut stale_tools = Vec::new();
         let mut old_process_owners: Vec<String> = Vec::new();
         // One owner per state dir: a second one is refused before anything is reaped.

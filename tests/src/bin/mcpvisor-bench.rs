@@ -6,13 +6,16 @@
 //! cargo run --release -p mcpvisor-tests --bin mcpvisor-bench -- all
 //! ```
 //! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli`,
-//! `gateway` (or `all`).
+//! `gateway` (or `all`), and `scale` (not in `all`: N = 100, 300, 1,000 — `BENCH_SCALE=100,300`
+//! to choose; meant for `--server chaos`).
 //! The MCP server is npm server-everything over stdio (`--server chaos` uses the workspace's
 //! chaos server instead). `rss-cli` measures the real `mcpvisor run` process (the release
 //! binary next to this one: `cargo build --release -p mcpvisor-cli` first) with 30 services.
 
 #[path = "../bench/gateway.rs"]
 mod gateway;
+#[path = "../bench/scale.rs"]
+mod scale;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -575,5 +578,8 @@ async fn main() {
     }
     if want("gateway") {
         gateway::gateway(&s).await;
+    }
+    if what.contains(&"scale") {
+        scale::scale(&s).await;
     }
 }
