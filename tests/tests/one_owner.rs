@@ -433,3 +433,34 @@ async fn a_burst_of_list_changed_is_coalesced_and_the_newest_list_wins() {
     );
     store.shutdown().await;
 }
+
+/// A settled wait over many services returns views that agree with the verdict: none of them
+/// still `starting` (seen in `run` at 300 services: "ready: 251/300 healthy" listing services
+/// the supervisor already had up, because the views were read before the verdict).
+#[tokio::test]
+async fn a_settled_wait_over_many_services_returns_views_that_agree() {
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    let batch: Vec<Value> = (0..150)
+        .map(|i| {
+            let mut s = chaos(&[]);
+            s["name"] = json!(format!("s{i}"));
+            s
+        })
+        .collect();
+    store
+        .add_service(Value::Array(batch), Wait::None)
+        .await
+        .unwrap();
+    let views = store
+        .wait_settled(None, false, LONG, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(views.len(), 150);
+    let unsettled: Vec<String> = views
+        .iter()
+        .filter(|v| !v.state.is_up())
+        .map(|v| format!("{}: {}", v.name, v.state))
+        .collect();
+    assert!(unsettled.is_empty(), "returned while {unsettled:?}");
+    store.shutdown().await;
+}

@@ -81,6 +81,25 @@ impl Store {
         let mut events = self.subscribe().await?;
         let mut last: Option<Progress> = None;
         loop {
+            let expect = if expect_running {
+                let views = self.list_services().await?;
+                views
+                    .into_iter()
+                    .filter(|v| names.is_none_or(|n| n.contains(&v.name)))
+                    .map(|v| v.id)
+                    .collect()
+            } else {
+                Default::default()
+            };
+            // The root's verdict first, then the views: the registry has every report the
+            // root had when it answered (they were sent to it before), so the views returned
+            // are at least as new as the verdict — never a `starting` the root already saw
+            // come up.
+            let done = ractor::call!(self.inner.root, |reply| RootMsg::Settled {
+                expect_running: expect,
+                reply
+            })
+            .map_err(StoreError::gone)?;
             let views = self.list_services().await?;
             let wanted: Vec<String> = match names {
                 Some(n) => n.to_vec(),
@@ -90,16 +109,6 @@ impl Store {
                 .into_iter()
                 .filter(|v| wanted.contains(&v.name))
                 .collect();
-            let expect = if expect_running {
-                mine.iter().map(|v| v.id.clone()).collect()
-            } else {
-                Default::default()
-            };
-            let done = ractor::call!(self.inner.root, |reply| RootMsg::Settled {
-                expect_running: expect,
-                reply
-            })
-            .map_err(StoreError::gone)?;
             let pending: Vec<String> = wanted
                 .iter()
                 .filter(|n| !mine.iter().any(|v| &v.name == *n && done.contains(&v.id)))
