@@ -1027,3 +1027,71 @@ fn run_off_a_terminal_logs_one_line_per_transition_from_the_start_without_escape
     assert!(!out.contains("(waiting for"), "no start-up counter: {out}");
     assert!(!ready.is_empty());
 }
+
+#[test]
+fn under_systemd_run_says_ready_once_settled_and_stopping_on_sigterm() {
+    use std::os::unix::net::UnixDatagram;
+    let sb = Sandbox::new();
+    sb.write_config(json!({ "a": chaos(&[]) }));
+    let socket_path = sb.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket
+        .set_read_timeout(Some(UP_LIMIT))
+        .expect("read timeout");
+    let config = sb.config();
+    let mut child = sb
+        .command(&["run", "--config", config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn run");
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 within the limit");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // Ready means settled: the service is up by then.
+    let status = sb.run(&["status", "--json"]).ok().json();
+    send_signal(child.id(), libc::SIGTERM).unwrap();
+    let n = socket.recv(&mut buf).expect("STOPPING=1 after SIGTERM");
+    let stopping = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let exited = poll(Duration::from_secs(30), "run to exit", || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(ready.contains("READY=1"), "{ready}");
+    assert_eq!(status[0]["state"], "healthy", "{status}");
+    assert!(stopping.contains("STOPPING=1"), "{stopping}");
+    assert!(exited.success());
+}
+
+#[test]
+fn run_with_json_logs_writes_one_json_object_per_line() {
+    let sb = Sandbox::new();
+    sb.write_config(json!({ "a": chaos(&[]), "broken": {"command": "/nonexistent/server"} }));
+    let mut run = sb.start(&["--log-format", "json"]);
+    poll(UP_LIMIT, "the ready line", || {
+        let out = fs::read_to_string(&run.out).unwrap_or_default();
+        out.contains("ready: ").then_some(())
+    });
+    assert!(run.terminate().success());
+    let out = fs::read_to_string(&run.out).unwrap();
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["kind"] == "state_changed"
+            && l["service"]["name"] == "a"
+            && l["to"] == "healthy"),
+        "a's transition as an event object: {out}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("ready: "))),
+        "{out}"
+    );
+    let err = fs::read_to_string(&run.err).unwrap();
+    for l in err.lines() {
+        serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("stderr not JSON ({e}): {l}"));
+    }
+}

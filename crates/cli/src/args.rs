@@ -94,6 +94,19 @@ pub struct RunArgs {
     /// The gateway's bearer token, from this file (else MCPVISOR_GATEWAY_TOKEN)
     #[arg(long, value_name = "FILE", requires = "serve")]
     pub token_file: Option<PathBuf>,
+    /// `text` (default) or `json`: one JSON object per line on stdout (transitions, events,
+    /// messages) and on stderr (warnings)
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+}
+
+/// How `run` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line, for machines.
+    Json,
 }
 
 /// `serve`.

@@ -55,7 +55,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    init_logging();
+    let json = matches!(&cli.command, Command::Run(a) if a.log_format == args::LogFormat::Json);
+    if json {
+        output::set_json_log();
+    }
+    init_logging(json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,15 +87,20 @@ pub fn main() -> ExitCode {
 /// Warnings on stderr, with colour only on a terminal. rmcp's own log lines are off unless
 /// `RUST_LOG` asks for them: they speak in Rust types, and everything they report reaches the
 /// user as a state change with a reason in words.
-fn init_logging() {
+fn init_logging(json: bool) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,rmcp=off"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().with_ansi(false).try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }
 
 async fn dispatch(cli: Cli) -> CliResult<Exit> {

@@ -19,6 +19,37 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+static JSON_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `run --log-format json`: [`log`] and [`log_event`] write JSON objects.
+pub fn set_json_log() {
+    JSON_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether `run` logs JSON.
+pub fn json_log() -> bool {
+    JSON_LOG.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A line of `run`'s log: the text, or `{"at", "message"}` in JSON mode.
+pub fn log(text: &str) {
+    if JSON_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        let line = serde_json::json!({"at": Timestamp::now(), "message": text});
+        println(&line.to_string());
+    } else {
+        println(text);
+    }
+}
+
+/// An event in `run`'s log: its line, or the event itself as JSON.
+pub fn log_event(e: &Event, color: bool) {
+    if JSON_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        println(&serde_json::to_string(e).unwrap_or_default());
+    } else {
+        println(&event_line(e, color));
+    }
+}
+
 /// Writes `text` and a newline to stdout. A closed stdout (`mcpvisor status | head -1`) is not
 /// an error worth a panic: the output is simply dropped.
 pub fn println(text: &str) {

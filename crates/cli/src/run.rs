@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{CliError, CliResult};
 use crate::exec::Instance;
-use crate::output::{self, println};
+use crate::output::{self, log};
 use crate::server;
 use crate::settle::{self, Progress};
 use crate::signals::Signals;
@@ -65,7 +65,7 @@ pub async fn run(
         other => CliError::from(other),
     })?;
     let color = output::color_stdout();
-    println(&format!(
+    log(&format!(
         "mcpvisor {} (pid {}): {} — control socket {}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
@@ -85,7 +85,7 @@ pub async fn run(
         ))];
         if let (Some(mut options), Some(listener)) = (http, http_listener) {
             let addr = listener.local_addr().unwrap_or(options.bind);
-            println(&format!(
+            log(&format!(
                 "gateway: http://{addr}/mcp (MCP over streamable HTTP)"
             ));
             options.cancel = cancel.child_token();
@@ -121,8 +121,10 @@ pub async fn run(
         done.clone(),
     ));
     let stopped_by = signals.next().await;
+    // Under systemd (Type=notify): stopping now.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     shutting_down.cancel();
-    println(&format!(
+    log(&format!(
         "{stopped_by}: stopping every service (dependents first)..."
     ));
     cancel.cancel();
@@ -138,7 +140,7 @@ pub async fn run(
     tokio::select! {
         _ = store.shutdown() => {}
         again = signals.next() => {
-            println(&format!("{again} again: killing every server process group now"));
+            log(&format!("{again} again: killing every server process group now"));
             store.kill_all();
             store.shutdown().await;
         }
@@ -146,7 +148,7 @@ pub async fn run(
     done.cancel();
     let _ = follower.await;
     drop(lock);
-    println("stopped");
+    log("stopped");
     Ok(())
 }
 
@@ -159,14 +161,14 @@ async fn follow(
 ) {
     let all = store.all_scopes();
     let mut events = all.subscribe().await.ok();
-    if std::io::stdout().is_terminal() {
+    if std::io::stdout().is_terminal() && !output::json_log() {
         tokio::select! {
             _ = shutting_down.cancelled() => {}
-            _ = startup(&all, color, &mut events) => {}
+            _ = startup(&all, color, &mut events) => systemd_ready(),
         }
     } else {
-        // Off a terminal (a log file, journald, a pipe): one line per transition from the
-        // very start, and the ready summary once start-up settled — no live counter.
+        // Off a terminal (a log file, journald, a pipe) or in JSON: one line per transition
+        // from the very start, and the ready summary once start-up settled — no live counter.
         let ready = ready_lines(&all);
         tokio::pin!(ready);
         loop {
@@ -174,8 +176,9 @@ async fn follow(
                 _ = shutting_down.cancelled() => break,
                 lines = &mut ready => {
                     for line in lines {
-                        println(&line);
+                        log(&line);
                     }
+                    systemd_ready();
                     break;
                 }
                 e = next_event(&mut events) => match e {
@@ -198,7 +201,7 @@ async fn follow(
             None => match server::resubscribe(&all, &mut renewals).await {
                 Some(s) => events = Some(s),
                 None => {
-                    println("no more events can be read; still running until SIGINT/SIGTERM");
+                    log("no more events can be read; still running until SIGINT/SIGTERM");
                     events = None;
                 }
             },
@@ -216,6 +219,13 @@ async fn next_event(events: &mut Option<EventStream>) -> Option<Event> {
     match events {
         Some(s) => s.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Under systemd (`Type=notify`, `$NOTIFY_SOCKET` set): start-up settled. Nothing otherwise.
+fn systemd_ready() {
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!("cannot tell systemd we are ready: {e}");
     }
 }
 
@@ -267,7 +277,7 @@ async fn startup(all: &Store, color: bool, events: &mut Option<EventStream>) {
             output::redraw(&p.line());
             drawn = true;
         } else {
-            println(&p.line());
+            log(&p.line());
         }
     })
     .await;
@@ -278,12 +288,12 @@ async fn startup(all: &Store, color: bool, events: &mut Option<EventStream>) {
     if let Some(stream) = events.as_mut() {
         while let Some(e) = stream.try_next() {
             if settle::is_trouble(&e) {
-                println(&output::event_line(&e, color));
+                output::log_event(&e, color);
             }
         }
     }
     for line in summary(started) {
-        println(&line);
+        log(&line);
     }
 }
 
@@ -291,7 +301,7 @@ fn print_event(e: &Event, color: bool) {
     // Tool list changes are visible in `status`/`tools`; transitions and config changes are
     // what the log is for.
     if !matches!(e, Event::ToolsChanged { .. }) {
-        println(&output::event_line(e, color));
+        output::log_event(e, color);
     }
 }
 
