@@ -89,16 +89,21 @@ async fn run_serves_http_and_stdio_clients_attach_to_the_one_fleet() {
         .arg("run")
         .arg("--config")
         .arg(&config)
-        .args(["--serve", "127.0.0.1:0"])
+        .args(["--serve", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(run.stdout.take().unwrap()).lines();
-    let url = deadline(LONG, "the gateway line of run", async {
+    let (metrics, url) = deadline(LONG, "the metrics and gateway lines of run", async {
+        let mut metrics = None;
         while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("metrics: ") {
+                metrics = rest.split_whitespace().next().map(str::to_owned);
+            }
             if let Some(rest) = line.strip_prefix("gateway: ") {
-                return rest.split_whitespace().next().unwrap().to_owned();
+                let url = rest.split_whitespace().next().unwrap().to_owned();
+                return (metrics.expect("the metrics line comes first"), url);
             }
         }
         panic!("run ended without a gateway line")
@@ -120,6 +125,18 @@ async fn run_serves_http_and_stdio_clients_attach_to_the_one_fleet() {
     // Three clients, one server process for `a`.
     assert_eq!(pid_via(&one, "a__pids").await, via_http);
     assert_eq!(pid_via(&two, "a__pids").await, via_http);
+
+    // The metrics listener counts the calls made through every client.
+    let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    let calls_of_a = text
+        .lines()
+        .find(|l| l.starts_with("mcpvisor_service_calls_total{service=\"a\"}"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(calls_of_a.ends_with(" 3"), "{calls_of_a}");
+    let ready = reqwest::get(metrics.replace("/metrics", "/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
 
     one.cancel().await.unwrap();
     two.cancel().await.unwrap();

@@ -461,3 +461,78 @@ async fn upstream_progress_reaches_the_calling_client_under_its_own_token() {
     cancel.cancel();
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_agree_with_status() {
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    let (client, _) = connect(&format!("{base}/mcp")).await;
+    for i in 0..5 {
+        call(&client, "a__echo", json!({"text": format!("{i}")})).await;
+    }
+    let http = reqwest::Client::new();
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("Prometheus text format");
+    let value = |metric: &str, service: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && s.labels.get("service") == Some(service))
+            .map(|s| s.value.clone())
+            .unwrap_or_else(|| panic!("{metric}{{service={service}}} missing:\n{text}"))
+    };
+    // The parser reads a counter's `_total` sample as untyped (its TYPE line names the family
+    // without the suffix, OpenMetrics-style): compare the numbers.
+    let number = |v: prometheus_parse::Value| match v {
+        prometheus_parse::Value::Counter(x)
+        | prometheus_parse::Value::Gauge(x)
+        | prometheus_parse::Value::Untyped(x) => x,
+        other => panic!("not a number: {other:?}"),
+    };
+    let status = store.list_services().await.unwrap();
+    for v in &status {
+        let up = if v.state.is_up() { 1.0 } else { 0.0 };
+        assert_eq!(
+            value("mcpvisor_service_up", &v.name),
+            prometheus_parse::Value::Gauge(up)
+        );
+        assert_eq!(
+            number(value("mcpvisor_service_calls_total", &v.name)),
+            v.metrics.calls as f64
+        );
+        assert_eq!(
+            number(value("mcpvisor_service_restarts_total", &v.name)),
+            v.restarts as f64
+        );
+        assert_eq!(
+            value("mcpvisor_service_tools", &v.name),
+            prometheus_parse::Value::Gauge(v.tools as f64)
+        );
+    }
+    assert_eq!(number(value("mcpvisor_service_calls_total", "a")), 5.0);
+    match value("mcpvisor_service_call_duration_seconds", "a") {
+        prometheus_parse::Value::Histogram(buckets) => {
+            let inf = buckets.last().expect("buckets");
+            assert!(
+                inf.less_than.is_infinite() && inf.count == 5.0,
+                "{buckets:?}"
+            );
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    for path in ["/healthz", "/readyz"] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+    }
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}

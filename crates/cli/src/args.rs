@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// `/agents/<id>/mcp`), e.g. 127.0.0.1:8931. Off loopback a bearer token is required
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<std::net::SocketAddr>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz at ADDR, e.g. 127.0.0.1:9464 (the
+    /// gateway's --serve port serves them too)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// The gateway's bearer token, from this file (else MCPVISOR_GATEWAY_TOKEN)
     #[arg(long, value_name = "FILE", requires = "serve")]
     pub token_file: Option<PathBuf>,

@@ -114,6 +114,7 @@ async fn dispatch(cli: Cli) -> CliResult<Exit> {
                 state_dir,
                 a.watch,
                 a.serve.map(|addr| (addr, a.token_file)),
+                a.metrics,
             )
             .await?;
             Ok(Exit::Ok)

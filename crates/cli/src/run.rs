@@ -31,6 +31,7 @@ pub async fn run(
     state_dir: PathBuf,
     watch_file: bool,
     serve: Option<(std::net::SocketAddr, Option<PathBuf>)>,
+    metrics: Option<std::net::SocketAddr>,
 ) -> CliResult<()> {
     let mut signals = Signals::new()?;
     let http = match &serve {
@@ -41,6 +42,13 @@ pub async fn run(
     };
     let (lock, listener) = server::bind(&state_dir)?;
     let (gateway_socket, gateway_listener) = crate::gateway::bind_socket(&state_dir)?;
+    let metrics_listener =
+        match metrics {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                CliError::failed(format!("cannot listen on {addr} (--metrics): {e}"))
+            })?),
+            None => None,
+        };
     let http_listener = match &http {
         Some(o) => Some(tokio::net::TcpListener::bind(o.bind).await.map_err(|e| {
             CliError::failed(format!("cannot listen on {} (--serve): {e}", o.bind))
@@ -83,6 +91,21 @@ pub async fn run(
             gateway.clone(),
             cancel.clone(),
         ))];
+        if let Some(listener) = metrics_listener {
+            if let Ok(addr) = listener.local_addr() {
+                log(&format!(
+                    "metrics: http://{addr}/metrics (also /healthz, /readyz)"
+                ));
+            }
+            tasks.push(tokio::spawn({
+                let (store, cancel) = (store.clone(), cancel.clone());
+                async move {
+                    if let Err(e) = mcpvisor_gateway::serve_ops(listener, store, cancel).await {
+                        tracing::warn!("metrics: {e}");
+                    }
+                }
+            }));
+        }
         if let (Some(mut options), Some(listener)) = (http, http_listener) {
             let addr = listener.local_addr().unwrap_or(options.bind);
             log(&format!(

@@ -99,7 +99,8 @@ pub(crate) fn router(core: Arc<Core>, options: &HttpOptions) -> Result<axum::Rou
     let mut router = axum::Router::new()
         .route("/mcp", axum::routing::any(default_endpoint))
         .route("/agents/{id}/mcp", axum::routing::any(agent_endpoint))
-        .with_state(routes);
+        .with_state(routes.clone())
+        .merge(crate::ops::ops_router(routes.core.store.clone()));
     if let Some(token) = options.token.clone().filter(|t| !t.is_empty()) {
         let token = Arc::new(token);
         router = router.layer(axum::middleware::from_fn(

@@ -17,6 +17,7 @@ mod handler;
 mod http;
 pub mod names;
 mod notify;
+mod ops;
 mod sessions;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use crate::core::Endpoint;
 pub use crate::handler::Session;
 pub use crate::http::HttpOptions;
+pub use crate::ops::ops_router;
 
 pub(crate) const MAX_SESSIONS: usize = mcpvisor_model::defaults::GATEWAY_MAX_SESSIONS;
 pub(crate) const MAX_CALLS_IN_FLIGHT: usize = mcpvisor_model::defaults::GATEWAY_MAX_CALLS_IN_FLIGHT;
@@ -52,6 +54,19 @@ pub enum GatewayError {
     /// The client's MCP session could not start.
     #[error("the client's MCP session failed to start: {0}")]
     Session(String),
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` for `store` on `listener` until `cancel` fires
+/// (`run --metrics ADDR`; the gateway's own port serves them too).
+pub async fn serve_ops(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<(), GatewayError> {
+    axum::serve(listener, ops_router(store))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await?;
+    Ok(())
 }
 
 /// The gateway of one Store. Cheap to clone; every clone serves the same fleet.

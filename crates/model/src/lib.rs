@@ -38,6 +38,6 @@ pub use event::{ConfigChange, Event, ServiceId, Timestamp};
 pub use graph::DependencyGraph;
 pub use name::{suggest, AgentId, NameError, ServiceName};
 pub use parse::{parse_file, parse_input, parse_str, parse_value, resolve_service, split_services};
-pub use runtime::{LatencySummary, LogRing, MetricsSnapshot, ServiceMetrics};
+pub use runtime::{HistogramSnapshot, LatencySummary, LogRing, MetricsSnapshot, ServiceMetrics};
 pub use state::{CoarseStatus, ServiceState};
 pub use tool::{ServerInfo, ToolInfo, ToolList};

@@ -135,6 +135,59 @@ impl Latencies {
     }
 }
 
+/// Upper bounds (seconds) of the cumulative latency histograms (`/metrics`).
+pub const LATENCY_BUCKETS_S: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every latency since registration, counted per bucket (Prometheus-style, cumulative on read).
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Per bucket of [`LATENCY_BUCKETS_S`], then one for everything above.
+    counts: [AtomicU64; LATENCY_BUCKETS_S.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn record(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BUCKETS_S
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(LATENCY_BUCKETS_S.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        let mut running = 0;
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_S.len());
+        for (i, bound) in LATENCY_BUCKETS_S.iter().enumerate() {
+            running += self.counts[i].load(Ordering::Relaxed);
+            buckets.push((*bound, running));
+        }
+        let count = running + self.counts[LATENCY_BUCKETS_S.len()].load(Ordering::Relaxed);
+        HistogramSnapshot {
+            buckets,
+            count,
+            sum_s: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// A latency histogram at one moment: cumulative counts per upper bound (seconds), the total
+/// count and the sum (seconds).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HistogramSnapshot {
+    /// `(upper bound in seconds, samples at or below it)`, ascending.
+    pub buckets: Vec<(f64, u64)>,
+    /// All samples.
+    pub count: u64,
+    /// Their sum, in seconds.
+    pub sum_s: f64,
+}
+
 /// Percentiles over the last samples, in milliseconds (`None` before the first sample).
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct LatencySummary {
@@ -166,6 +219,8 @@ struct MetricsInner {
     down_ms: AtomicU64,
     call_latency: Mutex<Latencies>,
     probe_latency: Mutex<Latencies>,
+    call_histogram: Histogram,
+    probe_histogram: Histogram,
 }
 
 impl ServiceMetrics {
@@ -177,6 +232,7 @@ impl ServiceMetrics {
             self.inner.call_errors.fetch_add(1, Ordering::Relaxed);
         }
         lock(&self.inner.call_latency).record(latency);
+        self.inner.call_histogram.record(latency);
     }
 
     /// A finished probe.
@@ -184,6 +240,7 @@ impl ServiceMetrics {
         self.inner.probes.fetch_add(1, Ordering::Relaxed);
         if ok {
             lock(&self.inner.probe_latency).record(latency);
+            self.inner.probe_histogram.record(latency);
         } else {
             self.inner.probe_failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -228,6 +285,8 @@ impl ServiceMetrics {
             transitions: i.transitions.load(Ordering::Relaxed),
             call_latency: lock(&i.call_latency).summary(),
             probe_latency: lock(&i.probe_latency).summary(),
+            call_histogram: i.call_histogram.snapshot(),
+            probe_histogram: i.probe_histogram.snapshot(),
         }
     }
 }
@@ -253,11 +312,36 @@ pub struct MetricsSnapshot {
     pub call_latency: LatencySummary,
     /// Probe latency.
     pub probe_latency: LatencySummary,
+    /// Every call's latency since registration (for `/metrics`).
+    #[serde(default)]
+    pub call_histogram: HistogramSnapshot,
+    /// Every successful probe's latency since registration.
+    #[serde(default)]
+    pub probe_histogram: HistogramSnapshot,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_histogram_is_cumulative_with_count_and_sum() {
+        let h = Histogram::default();
+        for ms in [0, 3, 3, 40, 20_000] {
+            h.record(Duration::from_millis(ms));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count, 5);
+        assert_eq!(s.buckets[0], (0.0005, 1));
+        assert_eq!(s.buckets[3], (0.005, 3));
+        assert_eq!(s.buckets[6], (0.05, 4));
+        assert_eq!(
+            s.buckets.last(),
+            Some(&(10.0, 4)),
+            "20 s is above every bound"
+        );
+        assert!((s.sum_s - 20.046).abs() < 1e-9);
+    }
 
     #[test]
     fn a_latency_summary_is_computed_once_per_change() {
