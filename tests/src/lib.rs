@@ -183,3 +183,23 @@ pub async fn deadline<T>(timeout: Duration, what: &str, future: impl Future<Outp
         Err(_) => panic!("timed out after {timeout:?}: {what}"),
     }
 }
+
+/// Calls `tool` with `args` (a JSON object) through an MCP client; panics if the call fails.
+pub async fn mcp_call(
+    peer: &rmcp::Peer<rmcp::RoleClient>,
+    tool: &str,
+    args: serde_json::Value,
+) -> rmcp::model::CallToolResult {
+    let params = rmcp::model::CallToolRequestParams::new(tool.to_owned())
+        .with_arguments(args.as_object().cloned().expect("arguments are an object"));
+    peer.call_tool(params).await.expect("call")
+}
+
+/// The first text content of a tool result ("" if none).
+pub fn first_text(r: &rmcp::model::CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use mcpvisor_tests::{chaos_bin, deadline, mcpvisor_bin, pid_alive, send_signal};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::model::CallToolResult;
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::ServiceExt;
@@ -62,17 +62,11 @@ async fn stdio_client(dir: &Path, extra: &[&str]) -> Client {
 }
 
 async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(args.as_object().cloned().unwrap());
-    client.call_tool(params).await.expect("call")
+    mcpvisor_tests::mcp_call(client, tool, args).await
 }
 
 fn text(r: &CallToolResult) -> String {
-    r.content
-        .first()
-        .and_then(|c| c.as_text())
-        .map(|t| t.text.clone())
-        .unwrap_or_default()
+    mcpvisor_tests::first_text(r)
 }
 
 async fn pid_via(client: &Client, tool: &str) -> u64 {

@@ -83,17 +83,11 @@ async fn names(client: &Connected) -> Vec<String> {
 }
 
 async fn call(client: &Connected, tool: &str, args: Value) -> CallToolResult {
-    let params = CallToolRequestParams::new(tool.to_owned())
-        .with_arguments(args.as_object().cloned().unwrap());
-    client.call_tool(params).await.expect("call")
+    mcpvisor_tests::mcp_call(client, tool, args).await
 }
 
 fn text(r: &CallToolResult) -> String {
-    r.content
-        .first()
-        .and_then(|c| c.as_text())
-        .map(|t| t.text.clone())
-        .unwrap_or_default()
+    mcpvisor_tests::first_text(r)
 }
 
 #[tokio::test]

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mcpvisor_gateway::{Endpoint, Gateway, HttpOptions};
-use mcpvisor_supervisor::{Store, StoreError, StoreOptions};
 use nix::sys::stat::{umask, Mode};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -183,16 +182,7 @@ async fn attach(stream: UnixStream, endpoint: &Endpoint) -> CliResult<()> {
 /// `serve --stdio` clients attach here) and serves its stdin/stdout.
 async fn embedded(config: PathBuf, state_dir: PathBuf, endpoint: Endpoint) -> CliResult<()> {
     let (lock, control) = crate::server::bind(&state_dir)?;
-    let store = Store::open(
-        StoreOptions::new()
-            .config_file(&config)
-            .state_dir(&state_dir),
-    )
-    .await
-    .map_err(|e| match e {
-        StoreError::Config(errors) => CliError::config(&config.display().to_string(), &errors),
-        other => CliError::from(other),
-    })?;
+    let store = crate::run::open_store(&config, &state_dir).await?;
     let gateway = Gateway::new(store.clone())
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;

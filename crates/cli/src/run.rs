@@ -62,16 +62,7 @@ pub async fn run(
             config.display()
         );
     }
-    let store = Store::open(
-        StoreOptions::new()
-            .config_file(&config)
-            .state_dir(&state_dir),
-    )
-    .await
-    .map_err(|e| match e {
-        StoreError::Config(errors) => CliError::config(&config.display().to_string(), &errors),
-        other => CliError::from(other),
-    })?;
+    let store = open_store(&config, &state_dir).await?;
     let color = output::color_stdout();
     log(&format!(
         "mcpvisor {} (pid {}): {} — control socket {}",
@@ -243,6 +234,16 @@ async fn next_event(events: &mut Option<EventStream>) -> Option<Event> {
         Some(s) => s.next().await,
         None => std::future::pending().await,
     }
+}
+
+/// The Store of `config` on `state_dir` (owning it), config errors worded for the file.
+pub async fn open_store(config: &Path, state_dir: &Path) -> CliResult<Store> {
+    Store::open(StoreOptions::new().config_file(config).state_dir(state_dir))
+        .await
+        .map_err(|e| match e {
+            StoreError::Config(errors) => CliError::config(&config.display().to_string(), &errors),
+            other => CliError::from(other),
+        })
 }
 
 /// Under systemd (`Type=notify`, `$NOTIFY_SOCKET` set): start-up settled. Nothing otherwise.
