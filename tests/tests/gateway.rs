@@ -530,3 +530,65 @@ async fn metrics_parse_as_prometheus_text_and_agree_with_status() {
     cancel.cancel();
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn kept_tools_of_down_services_answer_with_errors_naming_service_and_state() {
+    let config = mcpvisor_model::parse_value(
+        json!({"mcpServers": {}, "gateway": {"down_tools": "keep", "hold": "300ms"}}),
+        &mcpvisor_model::env::MapEnv::default(),
+    )
+    .unwrap();
+    let store = Store::open(StoreOptions::new().with_config(config))
+        .await
+        .unwrap();
+    store
+        .add_service(chaos("a", &[]), Wait::Auto)
+        .await
+        .unwrap();
+    // `b` takes 3 s to come back: longer than the 300 ms hold.
+    store
+        .add_service(chaos("b", &["--startup-delay-ms", "3000"]), Wait::Auto)
+        .await
+        .unwrap();
+    let gateway = Gateway::new(store.clone()).await.unwrap();
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (read, write) = tokio::io::split(server_io);
+    tokio::spawn(async move { gateway.serve_stream(Endpoint::Default, read, write).await });
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let client = Client { changed: tx }.serve(client_io).await.unwrap();
+
+    // Stopped by hand: still listed (keep), and a call says so at once.
+    store.stop_service("a", false).await.unwrap();
+    assert!(names(&client).await.contains(&"a__echo".to_owned()));
+    let out = call(&client, "a__echo", json!({"text": "x"})).await;
+    assert_eq!(out.is_error, Some(true));
+    assert!(text(&out).contains("service 'a' is stopped"), "{out:?}");
+
+    // Reconnecting for longer than the hold: the call waits 300 ms, then says why.
+    let pid = store.get_service_info("b").await.unwrap().pid.unwrap();
+    kill_pid(pid);
+    deadline(LONG, "b seen down", async {
+        while store.get_service_status("b").await.unwrap().is_up() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let asked = Instant::now();
+    let out = call(&client, "b__echo", json!({"text": "x"})).await;
+    let waited = asked.elapsed();
+    assert_eq!(out.is_error, Some(true));
+    assert!(
+        text(&out).contains("service 'b' is") && text(&out).contains("gateway.hold"),
+        "{out:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert!(
+        names(&client).await.contains(&"b__echo".to_owned()),
+        "kept while down"
+    );
+    client.cancel().await.unwrap();
+    store.shutdown().await;
+}
