@@ -89,6 +89,7 @@ pub(crate) fn router(core: Arc<Core>, options: &HttpOptions) -> Result<axum::Rou
         .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_max_request_body_bytes(crate::MAX_BODY_BYTES)
+        .with_sse_retry(None)
         .with_cancellation_token(options.cancel.child_token());
     let routes = Arc::new(Routes {
         default: service(&core, Endpoint::Default, &config),

@@ -69,17 +69,38 @@ pub async fn gateway(s: &Server) {
     tokio::spawn(async move { streamed.serve_stream(Endpoint::Default, r, w).await });
     let stream = ().serve(client_io).await.expect("connect over a byte stream");
 
+    // The same server over its own streamable HTTP (server-everything only): what an HTTP
+    // client costs without any gateway in between.
+    let direct_http = direct_http(s).await;
+
     let tool = format!("svc__{}", s.tool);
     for _ in 0..WARM_UP {
         call_ms(&bare, s.tool, &s.arguments).await;
         call_ms(&http, &tool, &s.arguments).await;
         call_ms(&stream, &tool, &s.arguments).await;
+        if let Some((c, _)) = &direct_http {
+            call_ms(c, s.tool, &s.arguments).await;
+        }
     }
-    let (mut b, mut h, mut st) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut b, mut h, mut st, mut dh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..N {
         b.push(call_ms(&bare, s.tool, &s.arguments).await);
         h.push(call_ms(&http, &tool, &s.arguments).await);
         st.push(call_ms(&stream, &tool, &s.arguments).await);
+        if let Some((c, _)) = &direct_http {
+            dh.push(call_ms(c, s.tool, &s.arguments).await);
+        }
+    }
+    if let Some((c, mut server)) = direct_http {
+        row(
+            "the server's own HTTP, no gateway: call p50",
+            pct(&mut dh, 0.5),
+            Some(pct(&mut b.clone(), 0.5)),
+            "ms",
+            "- (what the HTTP client costs)",
+        );
+        let _ = c.cancel().await;
+        let _ = server.kill().await;
     }
     let (b50, b99) = (pct(&mut b, 0.5), pct(&mut b, 0.99));
     row(
@@ -136,4 +157,44 @@ pub async fn gateway(s: &Server) {
     }
     cancel.cancel();
     store.shutdown().await;
+}
+
+/// server-everything in its `streamableHttp` mode on a free loopback port, and an rmcp client
+/// connected to it; `None` for other servers.
+async fn direct_http(s: &Server) -> Option<(Client, tokio::process::Child)> {
+    let js = s.args.first().filter(|a| a.ends_with("index.js"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let loopback = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/loopback.cjs");
+    let server = tokio::process::Command::new(&s.command)
+        .arg("-r")
+        .arg(loopback)
+        .arg(js)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let t = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if t.elapsed() > Duration::from_secs(20) {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = ()
+        .serve(StreamableHttpClientTransport::from_uri(format!(
+            "http://127.0.0.1:{port}/mcp"
+        )))
+        .await
+        .ok()?;
+    Some((client, server))
 }
