@@ -203,3 +203,24 @@ pub fn first_text(r: &rmcp::model::CallToolResult) -> String {
         .map(|t| t.text.clone())
         .unwrap_or_default()
 }
+
+/// The reason of the next transition (of any service) into `to` on `events`; panics after
+/// `within` or if the stream ends.
+pub async fn next_transition_to(
+    events: &mut mcpvisor_supervisor::EventStream,
+    to: mcpvisor_model::ServiceState,
+    within: Duration,
+) -> String {
+    deadline(within, &format!("a transition to {to}"), async {
+        loop {
+            match events.next().await {
+                Some(mcpvisor_model::Event::StateChanged {
+                    to: state, reason, ..
+                }) if state == to => return reason,
+                Some(_) => {}
+                None => panic!("event stream ended"),
+            }
+        }
+    })
+    .await
+}

@@ -352,6 +352,21 @@ async fn a_token_is_required_off_loopback_and_checked_when_set() {
     store.shutdown().await;
 }
 
+/// Waits (bounded) until a line of `service`'s stderr matches.
+async fn logged(store: &Store, service: &str, what: &str, matches: impl Fn(&str) -> bool) {
+    deadline(LONG, what, async {
+        while !store
+            .service_logs(service, 50)
+            .unwrap_or_default()
+            .iter()
+            .any(|l| matches(l))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_client_cancelling_a_call_cancels_it_upstream() {
     let (store, _gateway, base, cancel) = fleet(&[]).await;
@@ -365,32 +380,14 @@ async fn a_client_cancelling_a_call_cancels_it_upstream() {
         .await
         .unwrap();
     // Let the call reach the server, then give up on it.
-    deadline(LONG, "the sleep reached the server", async {
-        loop {
-            let logs = store.service_logs("a", 50).unwrap_or_default();
-            if logs
-                .iter()
-                .any(|l| l.contains("tools/call") && l.contains("sleep"))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    logged(&store, "a", "the sleep reached the server", |l| {
+        l.contains("tools/call") && l.contains("sleep")
     })
     .await;
     handle.cancel(Some("changed my mind".into())).await.unwrap();
     // The server hears of it: its sleep ends early.
-    deadline(LONG, "the server saw the cancellation", async {
-        loop {
-            let logs = store.service_logs("a", 50).unwrap_or_default();
-            if logs
-                .iter()
-                .any(|l| l.contains("sleep cancelled by the client"))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    logged(&store, "a", "the server saw the cancellation", |l| {
+        l.contains("sleep cancelled by the client")
     })
     .await;
     // The session goes on.

@@ -244,19 +244,7 @@ async fn remote_server_goes_away_and_returns(mode: &str, name: &str, path: &str,
     assert_eq!(text(&out.result), "Echo: over the wire");
     let killed = std::time::Instant::now();
     server.kill().await;
-    deadline(LONG, "reconnecting event", async {
-        loop {
-            match events.next().await {
-                Some(mcpvisor_model::Event::StateChanged {
-                    to: S::Reconnecting,
-                    ..
-                }) => return,
-                Some(_) => {}
-                None => panic!("event stream ended"),
-            }
-        }
-    })
-    .await;
+    mcpvisor_tests::next_transition_to(&mut events, S::Reconnecting, LONG).await;
     let took = killed.elapsed();
     eprintln!("{mode} server SIGKILLed → reconnecting event: {took:?}");
     assert!(took < Duration::from_secs(1), "reconnecting after {took:?}");

@@ -10,8 +10,8 @@ use futures::StreamExt;
 
 use mcpvisor_model::{Event, ServiceState};
 use mcpvisor_supervisor::{Store, StoreOptions, Wait};
-use mcpvisor_tests::deadline;
 use mcpvisor_tests::ChaosProcess;
+use mcpvisor_tests::{deadline, next_transition_to};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::task::JoinHandle;
@@ -60,20 +60,7 @@ async fn a_killed_http_server_is_seen_at_once_and_picked_up_again_on_the_same_po
 
     let killed = Instant::now();
     server.kill_all();
-    let seen = deadline(LONG, "reconnecting event", async {
-        loop {
-            match events.next().await {
-                Some(Event::StateChanged {
-                    to: S::Reconnecting,
-                    reason,
-                    ..
-                }) => return reason,
-                Some(_) => {}
-                None => panic!("event stream ended"),
-            }
-        }
-    })
-    .await;
+    let seen = next_transition_to(&mut events, S::Reconnecting, LONG).await;
     let took = killed.elapsed();
     eprintln!("HTTP server SIGKILLed → reconnecting event: {took:?}");
     assert!(
@@ -331,20 +318,7 @@ async fn a_session_the_server_forgot_is_re_initialized_at_once_as_an_event() {
         .unwrap_err();
     assert!(err.to_string().contains("forgot the session"), "{err}");
     // ...and the service re-initializes at once, as events: reconnecting, then healthy.
-    let reason = deadline(LONG, "reconnecting event", async {
-        loop {
-            match events.next().await {
-                Some(Event::StateChanged {
-                    to: S::Reconnecting,
-                    reason,
-                    ..
-                }) => return reason,
-                Some(_) => {}
-                None => panic!("event stream ended"),
-            }
-        }
-    })
-    .await;
+    let reason = next_transition_to(&mut events, S::Reconnecting, LONG).await;
     assert!(reason.contains("forgot the session (HTTP 404)"), "{reason}");
     store
         .wait_for(&["forgetful"], S::Healthy, LONG)

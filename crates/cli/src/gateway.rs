@@ -7,12 +7,10 @@
 //! `mcpvisor-gateway <endpoint>`, naming the endpoint (`default` or `agent:<id>`). Only the
 //! socket's owner can connect (mode 0600).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mcpvisor_gateway::{Endpoint, Gateway, HttpOptions};
-use nix::sys::stat::{umask, Mode};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
@@ -48,12 +46,7 @@ pub fn bind_socket(state_dir: &Path) -> CliResult<(PathBuf, UnixListener)> {
     if path.exists() {
         let _ = std::fs::remove_file(&path);
     }
-    let old = umask(Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(&path);
-    umask(old);
-    let listener =
-        bound.map_err(|e| CliError::failed(format!("cannot listen on {}: {e}", path.display())))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = crate::server::bind_private(&path)?;
     Ok((path, listener))
 }
 

@@ -48,23 +48,20 @@ pub fn resolve_state_dir(
 
 /// The control socket of the instance using `state_dir`.
 pub fn socket_path(state_dir: &Path) -> CliResult<PathBuf> {
-    let p = state_dir.join(SOCKET_FILE);
-    if p.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(CliError::bad_input(format!(
-            "the control socket path {} is longer than the {MAX_SOCKET_PATH} bytes a Unix \
-             socket allows; use a shorter --state-dir",
-            p.display()
-        )));
-    }
-    Ok(p)
+    socket_in(state_dir, SOCKET_FILE, "control")
 }
 
 /// The gateway socket of the instance using `state_dir` (`serve --stdio` attaches there).
 pub fn gateway_socket_path(state_dir: &Path) -> CliResult<PathBuf> {
-    let p = state_dir.join(GATEWAY_SOCKET_FILE);
+    socket_in(state_dir, GATEWAY_SOCKET_FILE, "gateway")
+}
+
+/// `state_dir/file`, refused when longer than a Unix socket address can hold.
+fn socket_in(state_dir: &Path, file: &str, what: &str) -> CliResult<PathBuf> {
+    let p = state_dir.join(file);
     if p.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(CliError::bad_input(format!(
-            "the gateway socket path {} is longer than the {MAX_SOCKET_PATH} bytes a Unix \
+            "the {what} socket path {} is longer than the {MAX_SOCKET_PATH} bytes a Unix \
              socket allows; use a shorter --state-dir",
             p.display()
         )));

@@ -255,12 +255,17 @@ fn systemd_ready() {
 
 /// Waits for start-up to settle (no output meanwhile); the summary lines.
 async fn ready_lines(all: &Store) -> Vec<String> {
+    let deadline = startup_deadline(all).await;
+    summary(settle::wait_settled(all, None, false, deadline, |_: &Progress, _| {}).await)
+}
+
+/// How long start-up may take: the longest connect timeout, at most [`STARTUP_CAP`].
+async fn startup_deadline(all: &Store) -> tokio::time::Instant {
     let infos = match all.config().await {
         Ok(c) => settle::spec_infos(&c),
         Err(_) => Default::default(),
     };
-    let deadline = settle::connect_deadline(&infos, None, STARTUP_CAP);
-    summary(settle::wait_settled(all, None, false, deadline, |_: &Progress, _| {}).await)
+    settle::connect_deadline(&infos, None, STARTUP_CAP)
 }
 
 /// "ready: N/M healthy" and what is not up, and why.
@@ -287,22 +292,13 @@ fn summary(started: Result<Vec<mcpvisor_supervisor::ServiceView>, StoreError>) -
     }
 }
 
-/// The live count while services start, then what is not up and why.
+/// On a terminal: the live count while services start, then what is not up and why.
 async fn startup(all: &Store, color: bool, events: &mut Option<EventStream>) {
-    let infos = match all.config().await {
-        Ok(c) => settle::spec_infos(&c),
-        Err(_) => Default::default(),
-    };
-    let deadline = settle::connect_deadline(&infos, None, STARTUP_CAP);
-    let tty = std::io::stdout().is_terminal();
+    let deadline = startup_deadline(all).await;
     let mut drawn = false;
     let started = settle::wait_settled(all, None, false, deadline, |p: &Progress, _| {
-        if tty {
-            output::redraw(&p.line());
-            drawn = true;
-        } else {
-            log(&p.line());
-        }
+        output::redraw(&p.line());
+        drawn = true;
     })
     .await;
     if drawn {

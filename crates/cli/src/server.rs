@@ -117,13 +117,7 @@ pub fn bind(state_dir: &Path) -> CliResult<(InstanceLock, UnixListener)> {
         })?;
         tracing::info!(socket = %socket.display(), "removed a stale control socket");
     }
-    // Created with 0600 from the start (umask), then made sure of.
-    let old = umask(Mode::from_bits_truncate(0o177));
-    let bound = UnixListener::bind(&socket);
-    umask(old);
-    let listener = bound
-        .map_err(|e| CliError::failed(format!("cannot listen on {}: {e}", socket.display())))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind_private(&socket)?;
     Ok((
         InstanceLock {
             _lock: lock,
@@ -131,6 +125,18 @@ pub fn bind(state_dir: &Path) -> CliResult<(InstanceLock, UnixListener)> {
         },
         listener,
     ))
+}
+
+/// Listens on a Unix socket only its owner can use: created with mode 0600 from the start
+/// (umask), then made sure of.
+pub fn bind_private(path: &Path) -> CliResult<UnixListener> {
+    let old = umask(Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    umask(old);
+    let listener =
+        bound.map_err(|e| CliError::failed(format!("cannot listen on {}: {e}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
 /// Serves connections until `cancel` fires; every connection ends with it.

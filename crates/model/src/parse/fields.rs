@@ -191,6 +191,18 @@ impl<'a, 'b> Section<'a, 'b> {
         }
     }
 
+    pub(super) fn bool(&mut self, key: &str, default: bool) -> bool {
+        let field = self.field(key);
+        match self.obj.get(key).cloned() {
+            None | Some(Value::Null) => default,
+            Some(Value::Bool(b)) => b,
+            Some(other) => {
+                self.f.invalid(&field, "true or false", &other);
+                default
+            }
+        }
+    }
+
     pub(super) fn count(&mut self, key: &str, default: u32, min: u32) -> u32 {
         let field = self.field(key);
         match self.obj.get(key).cloned() {

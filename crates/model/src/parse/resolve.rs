@@ -355,8 +355,15 @@ pub(super) fn push_dependency(
     }
 }
 
-pub(super) fn parse_supervisor(v: &Value, errors: &mut Vec<ConfigError>) -> SupervisorConfig {
-    let obj = Map::from_iter([("supervisor".to_owned(), v.clone())]);
+/// Reads the top-level section `name` (value `v`) with the section helpers; errors name it.
+fn top_section<R>(
+    name: &'static str,
+    v: &Value,
+    errors: &mut Vec<ConfigError>,
+    known: &[&str],
+    read: impl FnOnce(&mut Section<'_, '_>) -> R,
+) -> R {
+    let obj = Map::from_iter([(name.to_owned(), v.clone())]);
     let env = crate::env::MapEnv::default();
     let mut f = Fields {
         service: TOP_LEVEL,
@@ -364,135 +371,122 @@ pub(super) fn parse_supervisor(v: &Value, errors: &mut Vec<ConfigError>) -> Supe
         errors,
         env: &env,
     };
-    let dflt = SupervisorConfig::default();
-    let mut s = Section::open(
-        &mut f,
-        "supervisor",
-        &["max_restarts", "within", "tool_separator"],
-    );
-    let max_restarts = s.count("max_restarts", dflt.intensity.max_restarts, 0);
-    let within = s.duration("within", dflt.intensity.within, false);
-    let sep = match s.obj.get("tool_separator").cloned() {
-        None => dflt.tool_separator.clone(),
-        Some(Value::String(sep)) if !sep.is_empty() && sep.chars().count() <= 4 => sep,
-        Some(other) => {
-            s.f.invalid(
-                "supervisor.tool_separator",
-                "a non-empty string of at most 4 characters",
-                &other,
-            );
-            dflt.tool_separator.clone()
+    read(&mut Section::open(&mut f, name, known))
+}
+
+pub(super) fn parse_supervisor(v: &Value, errors: &mut Vec<ConfigError>) -> SupervisorConfig {
+    let known = ["max_restarts", "within", "tool_separator"];
+    top_section("supervisor", v, errors, &known, |s| {
+        let dflt = SupervisorConfig::default();
+        let max_restarts = s.count("max_restarts", dflt.intensity.max_restarts, 0);
+        let within = s.duration("within", dflt.intensity.within, false);
+        let sep = match s.obj.get("tool_separator").cloned() {
+            None => dflt.tool_separator.clone(),
+            Some(Value::String(sep)) if !sep.is_empty() && sep.chars().count() <= 4 => sep,
+            Some(other) => {
+                s.f.invalid(
+                    "supervisor.tool_separator",
+                    "a non-empty string of at most 4 characters",
+                    &other,
+                );
+                dflt.tool_separator.clone()
+            }
+        };
+        SupervisorConfig {
+            intensity: IntensityConfig {
+                max_restarts,
+                within,
+            },
+            tool_separator: sep,
         }
-    };
-    SupervisorConfig {
-        intensity: IntensityConfig {
-            max_restarts,
-            within,
-        },
-        tool_separator: sep,
-    }
+    })
 }
 
 /// The `gateway` section: `hold`, `down_tools`, `client_prefix`, `unprefixed`, `endpoints`.
 pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> GatewayConfig {
-    let obj = Map::from_iter([("gateway".to_owned(), v.clone())]);
-    let env = crate::env::MapEnv::default();
-    let mut f = Fields {
-        service: TOP_LEVEL,
-        obj: &obj,
-        errors,
-        env: &env,
-    };
-    let dflt = GatewayConfig::default();
-    let mut s = Section::open(
-        &mut f,
-        "gateway",
-        &[
-            "hold",
-            "down_tools",
-            "client_prefix",
-            "unprefixed",
-            "endpoints",
-        ],
-    );
-    let hold = s.duration("hold", dflt.hold, true);
-    let down_tools = match s.obj.get("down_tools").cloned() {
-        None | Some(Value::Null) => dflt.down_tools,
-        Some(Value::String(t)) if t == "hide" => DownTools::Hide,
-        Some(Value::String(t)) if t == "keep" => DownTools::Keep,
-        Some(other) => {
-            s.f.invalid("gateway.down_tools", "\"hide\" or \"keep\"", &other);
-            dflt.down_tools
+    let known = [
+        "hold",
+        "down_tools",
+        "client_prefix",
+        "unprefixed",
+        "endpoints",
+    ];
+    top_section("gateway", v, errors, &known, |s| {
+        let dflt = GatewayConfig::default();
+        let hold = s.duration("hold", dflt.hold, true);
+        let down_tools = match s.obj.get("down_tools").cloned() {
+            None | Some(Value::Null) => dflt.down_tools,
+            Some(Value::String(t)) if t == "hide" => DownTools::Hide,
+            Some(Value::String(t)) if t == "keep" => DownTools::Keep,
+            Some(other) => {
+                s.f.invalid("gateway.down_tools", "\"hide\" or \"keep\"", &other);
+                dflt.down_tools
+            }
+        };
+        let client_prefix = s.count("client_prefix", dflt.client_prefix, 0);
+        if client_prefix > 40 {
+            s.f.invalid(
+                "gateway.client_prefix",
+                "at most 40 (names need room within 64 characters)",
+                &Value::from(client_prefix),
+            );
         }
-    };
-    let client_prefix = s.count("client_prefix", dflt.client_prefix, 0);
-    if client_prefix > 40 {
-        s.f.invalid(
-            "gateway.client_prefix",
-            "at most 40 (names need room within 64 characters)",
-            &Value::from(client_prefix),
-        );
-    }
-    let unprefixed = match s.obj.get("unprefixed").cloned() {
-        None | Some(Value::Null) => dflt.unprefixed,
-        Some(Value::Bool(b)) => b,
-        Some(other) => {
-            s.f.invalid("gateway.unprefixed", "true or false", &other);
-            dflt.unprefixed
-        }
-    };
-    let mut endpoints = BTreeMap::new();
-    match s.obj.get("endpoints").cloned() {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (id, filter) in m {
-                let field = format!("gateway.endpoints.{id}");
-                let Value::Object(filter) = filter else {
-                    s.f.invalid(&field, "an object with \"allow\" and/or \"deny\"", &filter);
-                    continue;
-                };
-                let mut list = |key: &str| -> Vec<String> {
-                    match filter.get(key) {
-                        None | Some(Value::Null) => Vec::new(),
-                        Some(Value::Array(items)) if items.iter().all(Value::is_string) => items
-                            .iter()
-                            .filter_map(|i| i.as_str().map(str::to_owned))
-                            .collect(),
-                        Some(other) => {
+        let unprefixed = s.bool("unprefixed", dflt.unprefixed);
+        let mut endpoints = BTreeMap::new();
+        match s.obj.get("endpoints").cloned() {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => {
+                for (id, filter) in m {
+                    let field = format!("gateway.endpoints.{id}");
+                    let Value::Object(filter) = filter else {
+                        s.f.invalid(&field, "an object with \"allow\" and/or \"deny\"", &filter);
+                        continue;
+                    };
+                    let mut list = |key: &str| -> Vec<String> {
+                        match filter.get(key) {
+                            None | Some(Value::Null) => Vec::new(),
+                            Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
+                                items
+                                    .iter()
+                                    .filter_map(|i| i.as_str().map(str::to_owned))
+                                    .collect()
+                            }
+                            Some(other) => {
+                                s.f.invalid(
+                                    &format!("{field}.{key}"),
+                                    "a list of tool names or patterns (\"files__*\")",
+                                    other,
+                                );
+                                Vec::new()
+                            }
+                        }
+                    };
+                    let allow = list("allow");
+                    let deny = list("deny");
+                    for k in filter.keys() {
+                        if k != "allow" && k != "deny" {
                             s.f.invalid(
-                                &format!("{field}.{key}"),
-                                "a list of tool names or patterns (\"files__*\")",
-                                other,
+                                &format!("{field}.{k}"),
+                                "\"allow\" or \"deny\"",
+                                &Value::String(format!("unknown key '{k}'")),
                             );
-                            Vec::new()
                         }
                     }
-                };
-                let allow = list("allow");
-                let deny = list("deny");
-                for k in filter.keys() {
-                    if k != "allow" && k != "deny" {
-                        s.f.invalid(
-                            &format!("{field}.{k}"),
-                            "\"allow\" or \"deny\"",
-                            &Value::String(format!("unknown key '{k}'")),
-                        );
-                    }
+                    endpoints.insert(id, ToolFilter { allow, deny });
                 }
-                endpoints.insert(id, ToolFilter { allow, deny });
             }
+            Some(other) => s.f.invalid(
+                "gateway.endpoints",
+                "an object keyed by \"default\" or an agent id",
+                &other,
+            ),
         }
-        Some(other) => s.f.invalid(
-            "gateway.endpoints",
-            "an object keyed by \"default\" or an agent id",
-            &other,
-        ),
-    }
-    GatewayConfig {
-        hold,
-        down_tools,
-        client_prefix,
-        unprefixed,
-        endpoints,
-    }
+        GatewayConfig {
+            hold,
+            down_tools,
+            client_prefix,
+            unprefixed,
+            endpoints,
+        }
+    })
 }
