@@ -1095,3 +1095,51 @@ fn run_with_json_logs_writes_one_json_object_per_line() {
         serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("stderr not JSON ({e}): {l}"));
     }
 }
+
+#[test]
+fn run_with_a_lazy_service_shows_it_idle_and_a_cli_call_starts_it() {
+    let sb = Sandbox::new();
+    let mut lazy = chaos(&[]);
+    lazy["start"] = json!("lazy");
+    sb.write_config(json!({ "eager": chaos(&[]), "lazy": lazy }));
+    let run = sb.start(&[]);
+    // It learns its tools once, then is idle: counted apart, its tools listed.
+    let views = poll(UP_LIMIT, "lazy idle, eager healthy", || {
+        let out = sb.run(&["status", "--json"]);
+        if out.code != 0 {
+            return None;
+        }
+        let views = out.json().as_array().cloned().unwrap_or_default();
+        let state = |n: &str| {
+            views
+                .iter()
+                .find(|v| v["name"] == n)
+                .map(|v| v["state"].clone())
+        };
+        (state("lazy") == Some(json!("idle")) && state("eager") == Some(json!("healthy")))
+            .then_some(views)
+    });
+    let lazy_view = views.iter().find(|v| v["name"] == "lazy").unwrap();
+    assert_eq!(lazy_view["pid"], Value::Null);
+    assert_eq!(lazy_view["tools"], json!(6));
+    let status = sb.run(&["status"]).ok();
+    assert!(
+        status.stdout.contains("1/2 up (1 healthy), 1 idle"),
+        "{status:?}"
+    );
+    let tools = sb.run(&["tools"]).ok();
+    assert!(tools.stdout.contains("lazy__echo"), "{tools:?}");
+    // A call from the CLI starts it and is answered.
+    let out = sb
+        .run(&["call", "lazy__echo", "--args", r#"{"text":"woken"}"#])
+        .ok();
+    assert!(out.stdout.contains("woken"), "{out:?}");
+    let status = sb.run(&["status", "--json"]).ok();
+    let lazy_view = status.json().as_array().cloned().unwrap_or_default();
+    let lazy_view = lazy_view.iter().find(|v| v["name"] == "lazy").unwrap();
+    assert_eq!(lazy_view["state"], "healthy");
+    assert_eq!(lazy_view["restarts"], 0);
+    let pid = pid_of(status.json().as_array().unwrap(), "lazy");
+    drop(run);
+    wait_pid_gone(pid);
+}

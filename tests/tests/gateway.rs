@@ -589,3 +589,52 @@ async fn kept_tools_of_down_services_answer_with_errors_naming_service_and_state
     client.cancel().await.unwrap();
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_idle_service_stays_listed_a_call_wakes_it_and_no_list_changed_churns() {
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    let mut lazy = chaos("lazy", &[]);
+    lazy["start"] = json!("lazy");
+    lazy["idle_stop"] = json!("400ms");
+    store.add_service(lazy, Wait::None).await.unwrap();
+    // It learns its tools once, then is idle.
+    store
+        .wait_for(&["lazy"], mcpvisor_model::ServiceState::Idle, LONG)
+        .await
+        .unwrap();
+    let (client, mut changed) = connect(&format!("{base}/mcp")).await;
+    assert!(names(&client).await.contains(&"lazy__echo".to_owned()));
+    // A call wakes it through the gateway; then it goes idle again.
+    assert_eq!(
+        text(&call(&client, "lazy__echo", json!({"text": "awake"})).await),
+        "awake"
+    );
+    assert!(store.get_service_info("lazy").await.unwrap().state.is_up());
+    store
+        .wait_for(&["lazy"], mcpvisor_model::ServiceState::Idle, LONG)
+        .await
+        .unwrap();
+    assert!(names(&client).await.contains(&"lazy__echo".to_owned()));
+    // A real change now: exactly one list_changed arrives before it shows. Notifications go
+    // out in event order, so any churn from the wake and the idle stop would come first.
+    store
+        .add_service(chaos("c", &[]), Wait::None)
+        .await
+        .unwrap();
+    let mut told = 0;
+    while !names(&client).await.contains(&"c__echo".to_owned()) {
+        deadline(LONG, "list_changed for c", changed.recv()).await;
+        told += 1;
+    }
+    if told == 0 {
+        deadline(LONG, "list_changed for c", changed.recv()).await;
+        told = 1;
+    }
+    while changed.try_recv().is_ok() {
+        told += 1;
+    }
+    assert_eq!(told, 1, "only the added service changed the list");
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}

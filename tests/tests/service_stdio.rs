@@ -455,7 +455,7 @@ async fn call_timeout_cancels_and_leaves_the_service_healthy() {
         text_of(&s.call("echo", json!({"text": "after"})).await.unwrap()),
         "after"
     );
-    let m = s.handle.metrics().snapshot(true, Duration::ZERO);
+    let m = s.handle.metrics().snapshot(Some(true), Duration::ZERO);
     assert_eq!(m.call_errors, 1);
     s.stop().await;
 }
@@ -482,7 +482,7 @@ async fn slow_call_blocks_neither_probes_nor_other_calls() {
         "calls waited for the slow one"
     );
     slow.await.unwrap().unwrap();
-    let m = s.handle.metrics().snapshot(true, Duration::ZERO);
+    let m = s.handle.metrics().snapshot(Some(true), Duration::ZERO);
     assert!(m.probes >= 1 && m.probe_failures == 0, "{m:?}");
     s.stop().await;
 }
@@ -572,11 +572,14 @@ async fn server_without_ping_is_probed_with_tools_list() {
     s.reach(S::Healthy, LONG).await;
     let h = s.handle.clone();
     assert!(
-        wait_until(LONG, || h.metrics().snapshot(true, Duration::ZERO).probes
+        wait_until(LONG, || h
+            .metrics()
+            .snapshot(Some(true), Duration::ZERO)
+            .probes
             >= 3)
         .await
     );
-    let m = s.handle.metrics().snapshot(true, Duration::ZERO);
+    let m = s.handle.metrics().snapshot(Some(true), Duration::ZERO);
     assert_eq!(m.probe_failures, 0);
     assert_eq!(s.handle.state(), S::Healthy);
     s.stop().await;

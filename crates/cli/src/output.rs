@@ -94,6 +94,7 @@ fn state_color(s: ServiceState) -> Color {
         ServiceState::Reconnecting | ServiceState::Unreachable | ServiceState::Failed => Color::Red,
         ServiceState::Starting | ServiceState::Stopping => Color::Cyan,
         ServiceState::NotStarted | ServiceState::Stopped => Color::DarkGrey,
+        ServiceState::Idle => Color::Blue,
     }
 }
 
@@ -111,6 +112,7 @@ pub fn paint_state(s: ServiceState, color: bool) -> String {
         }
         ServiceState::Starting | ServiceState::Stopping => t.cyan().to_string(),
         ServiceState::NotStarted | ServiceState::Stopped => t.dimmed().to_string(),
+        ServiceState::Idle => t.blue().to_string(),
     }
 }
 
@@ -205,20 +207,26 @@ pub fn status_table(views: &[ServiceView], color: bool) -> String {
     format!("{}\n{}", trim_lines(&t.to_string()), footer(views))
 }
 
-/// "3/4 up (2 healthy, 1 warning)": `warning` is up but not healthy, and says so.
+/// "3/4 up (2 healthy, 1 warning)": `warning` is up but not healthy, and says so; idle
+/// services (lazy, or stopped for want of calls) are counted apart: "1/3 up (1 healthy), 2 idle".
 fn footer(views: &[ServiceView]) -> String {
     let count = |s: ServiceState| views.iter().filter(|v| v.state == s).count();
     let up = views.iter().filter(|v| v.state.is_up()).count();
     let warning = count(ServiceState::Warning);
     let healthy = count(ServiceState::Healthy);
-    if warning == 0 {
+    let idle = count(ServiceState::Idle);
+    let mut out = if warning == 0 {
         format!("{up}/{} up ({healthy} healthy)", views.len())
     } else {
         format!(
             "{up}/{} up ({healthy} healthy, {warning} warning)",
             views.len()
         )
+    };
+    if idle > 0 {
+        out.push_str(&format!(", {idle} idle"));
     }
+    out
 }
 
 /// One service in detail (`status NAME`).
@@ -459,6 +467,12 @@ mod tests {
         ];
         assert_eq!(footer(&views), "2/3 up (1 healthy, 1 warning)");
         assert_eq!(footer(&views[..1]), "1/1 up (1 healthy)");
+        let with_idle = [
+            view("a", ServiceState::Healthy),
+            view("b", ServiceState::Idle),
+            view("c", ServiceState::Idle),
+        ];
+        assert_eq!(footer(&with_idle), "1/3 up (1 healthy), 2 idle");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mcpvisor_model::Event;
+use mcpvisor_model::{Event, ServiceState};
 use mcpvisor_supervisor::{EventStream, Store, StoreError, StoreOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -273,8 +273,19 @@ fn summary(started: Result<Vec<mcpvisor_supervisor::ServiceView>, StoreError>) -
     match started {
         Ok(views) => {
             let up = views.iter().filter(|v| v.state.is_up()).count();
-            let mut lines = vec![format!("ready: {up}/{} healthy", views.len())];
-            for v in views.iter().filter(|v| !v.state.is_up()) {
+            let idle = views
+                .iter()
+                .filter(|v| v.state == ServiceState::Idle)
+                .count();
+            let mut head = format!("ready: {up}/{} healthy", views.len());
+            if idle > 0 {
+                head.push_str(&format!(", {idle} idle (started by their first call)"));
+            }
+            let mut lines = vec![head];
+            for v in views
+                .iter()
+                .filter(|v| !v.state.is_up() && v.state != ServiceState::Idle)
+            {
                 lines.push(format!(
                     "  {}: {}{}",
                     v.name,

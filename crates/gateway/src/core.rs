@@ -118,7 +118,7 @@ impl Core {
         let (tools, services) = tokio::try_join!(store.list_tools(), store.list_services())?;
         let up: HashMap<String, bool> = services
             .iter()
-            .map(|s| (s.name.clone(), s.state.is_up()))
+            .map(|s| (s.name.clone(), listed(s)))
             .collect();
         let filter = self.filter(endpoint);
         let tools: Vec<ToolEntry> = tools
@@ -221,6 +221,18 @@ pub(crate) fn tool_of(o: &Offered) -> Option<Tool> {
     };
     v.insert("inputSchema".into(), schema);
     serde_json::from_value(serde_json::Value::Object(v)).ok()
+}
+
+/// Whether a service's tools are offered as callable: it is up, or calls start it and it is
+/// idle or on its way up or down between calls (so lazy and idle services cause no
+/// `list_changed` churn).
+fn listed(s: &mcpvisor_supervisor::ServiceView) -> bool {
+    s.state.is_up()
+        || (s.on_demand
+            && matches!(
+                s.state,
+                ServiceState::Idle | ServiceState::Starting | ServiceState::Stopping
+            ))
 }
 
 /// Whether a service in `state` may come back within the hold (so a call waits for it).

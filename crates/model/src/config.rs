@@ -202,6 +202,17 @@ impl Default for TimeoutConfig {
     }
 }
 
+/// When a service is started (DESIGN §16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StartMode {
+    /// With the supervisor (or when added).
+    #[default]
+    Eager,
+    /// By its first call; until then it is `idle` with its last-known tools listed.
+    Lazy,
+}
+
 /// Restart intensity (OTP's MaxR / MaxT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntensityConfig {
@@ -328,6 +339,10 @@ pub struct ServiceConfig {
     pub restart: RestartPolicy,
     /// Registered but never started.
     pub disabled: bool,
+    /// Started with the supervisor, or by its first call.
+    pub start: StartMode,
+    /// Stopped into `idle` after this long without calls (never when `None`).
+    pub idle_stop: Option<Duration>,
     /// Probing.
     pub health: HealthConfig,
     /// Reconnect schedule.
@@ -339,6 +354,12 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// Whether calls may start it (`start: lazy`, or an `idle_stop` that stops it between
+    /// uses): its tools stay listed while it is `idle`.
+    pub fn on_demand(&self) -> bool {
+        self.start == StartMode::Lazy || self.idle_stop.is_some()
+    }
+
     /// A stdio service with every default.
     pub fn stdio(
         command: impl Into<String>,
@@ -359,6 +380,8 @@ impl ServiceConfig {
             depends_on: Vec::new(),
             restart: RestartPolicy::default(),
             disabled: false,
+            start: StartMode::Eager,
+            idle_stop: None,
             health: HealthConfig::default(),
             backoff: BackoffConfig::default(),
             timeouts: TimeoutConfig::default(),

@@ -251,16 +251,17 @@ impl ServiceMetrics {
         self.inner.restarts.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A state transition; `was_up` and `spent` say how long the previous state lasted and
-    /// whether it counted as available, for the availability figure.
-    pub fn record_transition(&self, was_up: bool, spent: Duration) {
+    /// A state transition; `counted` (see [`crate::ServiceState::availability`]) and `spent` say
+    /// whether the previous state counted as available, as unavailable or not at all, and how
+    /// long it lasted, for the availability figure.
+    pub fn record_transition(&self, counted: Option<bool>, spent: Duration) {
         self.inner.transitions.fetch_add(1, Ordering::Relaxed);
         let ms = u64::try_from(spent.as_millis()).unwrap_or(u64::MAX);
-        if was_up {
-            self.inner.up_ms.fetch_add(ms, Ordering::Relaxed);
-        } else {
-            self.inner.down_ms.fetch_add(ms, Ordering::Relaxed);
-        }
+        match counted {
+            Some(true) => self.inner.up_ms.fetch_add(ms, Ordering::Relaxed),
+            Some(false) => self.inner.down_ms.fetch_add(ms, Ordering::Relaxed),
+            None => 0,
+        };
     }
 
     /// Restarts so far.
@@ -268,13 +269,13 @@ impl ServiceMetrics {
         self.inner.restarts.load(Ordering::Relaxed)
     }
 
-    /// A snapshot. `current_up` and `current_for` describe the state the service is in now, so
-    /// availability includes it.
-    pub fn snapshot(&self, current_up: bool, current_for: Duration) -> MetricsSnapshot {
+    /// A snapshot. `current` (see [`crate::ServiceState::availability`]) and `current_for` describe
+    /// the state the service is in now, so availability includes it.
+    pub fn snapshot(&self, current: Option<bool>, current_for: Duration) -> MetricsSnapshot {
         let i = &self.inner;
         let cur = u64::try_from(current_for.as_millis()).unwrap_or(u64::MAX);
-        let up = i.up_ms.load(Ordering::Relaxed) + if current_up { cur } else { 0 };
-        let down = i.down_ms.load(Ordering::Relaxed) + if current_up { 0 } else { cur };
+        let up = i.up_ms.load(Ordering::Relaxed) + if current == Some(true) { cur } else { 0 };
+        let down = i.down_ms.load(Ordering::Relaxed) + if current == Some(false) { cur } else { 0 };
         MetricsSnapshot {
             availability_pct: (up + down > 0).then(|| 100.0 * up as f64 / (up + down) as f64),
             calls: i.calls.load(Ordering::Relaxed),
@@ -376,9 +377,11 @@ mod tests {
         for ms in 1..=100u64 {
             m.record_call(Duration::from_millis(ms), ms % 10 == 0);
         }
-        m.record_transition(true, Duration::from_secs(3));
-        m.record_transition(false, Duration::from_secs(1));
-        let s = m.snapshot(true, Duration::ZERO);
+        m.record_transition(Some(true), Duration::from_secs(3));
+        m.record_transition(Some(false), Duration::from_secs(1));
+        // Time idle (or stopped on purpose) is neither.
+        m.record_transition(None, Duration::from_secs(100));
+        let s = m.snapshot(Some(true), Duration::ZERO);
         assert_eq!(s.calls, 100);
         assert_eq!(s.call_errors, 10);
         assert_eq!(s.call_latency.p50_ms, Some(51.0));

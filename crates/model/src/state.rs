@@ -24,6 +24,9 @@ pub enum ServiceState {
     Stopped,
     /// Restart intensity exceeded; only a manual start revives it.
     Failed,
+    /// Not running, by design: a lazy service not called yet, or one stopped after
+    /// `idle_stop` without calls. Its tools stay listed; the next call starts it.
+    Idle,
 }
 
 /// The coarse status of MCPStore-like tools.
@@ -46,7 +49,7 @@ pub enum CoarseStatus {
 
 impl ServiceState {
     /// Every state, in lifecycle order.
-    pub const ALL: [ServiceState; 9] = [
+    pub const ALL: [ServiceState; 10] = [
         ServiceState::NotStarted,
         ServiceState::Starting,
         ServiceState::Healthy,
@@ -56,6 +59,7 @@ impl ServiceState {
         ServiceState::Stopping,
         ServiceState::Stopped,
         ServiceState::Failed,
+        ServiceState::Idle,
     ];
 
     /// The coarse status.
@@ -68,13 +72,29 @@ impl ServiceState {
                 CoarseStatus::Error
             }
             ServiceState::Stopping => CoarseStatus::Stopping,
-            ServiceState::Stopped => CoarseStatus::Stopped,
+            ServiceState::Stopped | ServiceState::Idle => CoarseStatus::Stopped,
         }
     }
 
     /// Whether tool calls are accepted (`healthy` or `warning`).
     pub fn is_up(self) -> bool {
         matches!(self, ServiceState::Healthy | ServiceState::Warning)
+    }
+
+    /// How time in this state counts for availability: `Some(true)` available (up),
+    /// `Some(false)` unavailable (starting, down, failed, stopping), `None` not at all — not
+    /// asked to run: `not_started`, `stopped` and `idle` (a lazy service is not "down" while
+    /// nobody calls it).
+    pub fn availability(self) -> Option<bool> {
+        match self {
+            ServiceState::Healthy | ServiceState::Warning => Some(true),
+            ServiceState::Starting
+            | ServiceState::Reconnecting
+            | ServiceState::Unreachable
+            | ServiceState::Stopping
+            | ServiceState::Failed => Some(false),
+            ServiceState::NotStarted | ServiceState::Stopped | ServiceState::Idle => None,
+        }
     }
 
     /// The snake_case name (`not_started`, ...).
@@ -89,6 +109,7 @@ impl ServiceState {
             ServiceState::Stopping => "stopping",
             ServiceState::Stopped => "stopped",
             ServiceState::Failed => "failed",
+            ServiceState::Idle => "idle",
         }
     }
 
@@ -122,6 +143,7 @@ mod tests {
             (S::Stopping, C::Stopping),
             (S::Stopped, C::Stopped),
             (S::Failed, C::Error),
+            (S::Idle, C::Stopped),
         ];
         for (s, c) in table {
             assert_eq!(s.coarse(), c, "{s}");

@@ -89,8 +89,9 @@ impl ServiceRecord {
             } else {
                 self.stderr.tail(stderr_lines)
             },
-            metrics: self.metrics.snapshot(self.state.is_up(), in_state),
+            metrics: self.metrics.snapshot(self.state.availability(), in_state),
             state_for_ms: u64::try_from(in_state.as_millis()).unwrap_or(u64::MAX),
+            on_demand: self.spec.config.on_demand(),
         }
     }
 }

@@ -74,6 +74,10 @@ pub struct ServiceView {
     pub metrics: MetricsSnapshot,
     /// Milliseconds spent in the current state.
     pub state_for_ms: u64,
+    /// Calls start it (`start: lazy` or an `idle_stop`): while `idle` — and on its way up or
+    /// down between calls — its tools stay listed.
+    #[serde(default)]
+    pub on_demand: bool,
 }
 
 /// Lines of stderr a `Get` view carries.

@@ -48,6 +48,11 @@ pub enum ServiceReport {
         /// Last-known, not live: the service is not connected now.
         stale: bool,
     },
+    /// No call for `idle_stop` while up: the root decides whether it is stopped into `idle`.
+    Idle {
+        /// The service.
+        id: ServiceId,
+    },
     /// The server process changed: started (`pid` and identity set) or gone (`None`).
     Process {
         /// The service.
@@ -83,6 +88,8 @@ pub struct ProbeOutcome {
 pub enum ServiceMsg {
     /// Start (or revive from `failed`/`stopped`).
     Start,
+    /// Start for a call (a lazy or idle service): not counted as a restart.
+    Wake,
     /// Stop; replies once `stopped` (process group gone).
     Stop {
         /// Skip the graceful steps.
@@ -146,6 +153,12 @@ pub enum ServiceMsg {
         gen: u64,
         /// The tools, or why not.
         tools: Result<ToolList, String>,
+    },
+    /// Idle timer (`idle_stop`).
+    #[doc(hidden)]
+    IdleTick {
+        /// Generation.
+        gen: u64,
     },
     /// Probe timer.
     #[doc(hidden)]
@@ -319,6 +332,29 @@ impl State {
     fn on_message(&mut self, myself: &ActorRef<ServiceMsg>, msg: ServiceMsg) {
         match msg {
             ServiceMsg::Start => self.feed(myself, Input::Start),
+            ServiceMsg::Wake => self.feed(myself, Input::Wake),
+            ServiceMsg::IdleTick { gen } => {
+                let Some(window) = self.config.idle_stop else {
+                    return;
+                };
+                if self.machine.live_gen() != Some(gen) {
+                    return;
+                }
+                // One timer per window of inactivity: nothing wakes an idle-stop service
+                // more often than its `idle_stop`.
+                let next = match self.handle.activity().idle_left(window) {
+                    Some(left) => left,
+                    None => {
+                        if self.machine.state().is_up() {
+                            (self.sink)(ServiceReport::Idle {
+                                id: self.id.clone(),
+                            });
+                        }
+                        window
+                    }
+                };
+                myself.send_after(next, move || ServiceMsg::IdleTick { gen });
+            }
             ServiceMsg::Stop { force, reply } => {
                 if let Some(r) = reply {
                     self.stop_waiters.push(r);
@@ -346,7 +382,13 @@ impl State {
             ServiceMsg::Reconfigure(cfg) => {
                 self.machine.set_config(MachineConfig::from(&*cfg));
                 self.handle.set_call_timeout(cfg.timeouts.call);
+                let arm = cfg.idle_stop.filter(|_| self.config.idle_stop.is_none());
                 self.config = *cfg;
+                // An idle_stop given to a running service starts counting now.
+                if let (Some(window), Some(gen)) = (arm, self.machine.live_gen()) {
+                    self.handle.activity().touch();
+                    myself.send_after(window, move || ServiceMsg::IdleTick { gen });
+                }
             }
             ServiceMsg::GetTools(reply) => {
                 let _ = reply.send((self.tools.clone(), self.server.clone()));
@@ -566,7 +608,7 @@ impl State {
             Action::Transition { from, to, reason } => {
                 let now = Instant::now();
                 self.metrics
-                    .record_transition(from.is_up(), now.duration_since(self.state_since));
+                    .record_transition(from.availability(), now.duration_since(self.state_since));
                 self.state_since = now;
                 tracing::info!(from = %from, to = %to, %reason, "transition");
                 self.handle.set_state(to, &reason);
@@ -628,6 +670,12 @@ impl State {
             Action::StartProbes { gen } => {
                 let interval = self.config.health.interval;
                 myself.send_after(interval, move || ServiceMsg::ProbeTick { gen });
+                if let Some(window) = self.config.idle_stop {
+                    // The window runs from the connection: a service woken for a call is not
+                    // stopped before that call begins.
+                    self.handle.activity().touch();
+                    myself.send_after(window, move || ServiceMsg::IdleTick { gen });
+                }
             }
         }
     }

@@ -117,6 +117,8 @@ struct Shared {
     on_lost: HookSlot,
     /// The server's `notifications/progress`, routed by token to the call that asked.
     progress: rmcp::handler::client::progress::ProgressDispatcher,
+    /// Calls in flight and the last one's end (`idle_stop`).
+    activity: Arc<crate::activity::Activity>,
 }
 
 #[derive(Default)]
@@ -156,8 +158,14 @@ impl ServiceHandle {
                 metrics,
                 on_lost: HookSlot::default(),
                 progress: Default::default(),
+                activity: Default::default(),
             }),
         }
+    }
+
+    /// When the service last had calls.
+    pub fn activity(&self) -> &Arc<crate::activity::Activity> {
+        &self.shared.activity
     }
 
     /// Where the connection's client handler delivers the server's progress notifications.
@@ -277,6 +285,7 @@ impl ServiceHandle {
         control: &CallControl,
     ) -> Result<CallOutcome, CallError> {
         let peer = self.peer()?;
+        let _busy = self.shared.activity.begin();
         let timeout = timeout.unwrap_or_else(|| {
             Duration::from_millis(self.shared.call_timeout_ms.load(Ordering::Relaxed))
         });

@@ -12,6 +12,7 @@
 //! teardown run in tasks that report back as messages).
 #![warn(missing_docs)]
 
+pub mod activity;
 pub mod actor;
 pub mod connection;
 mod diagnose;

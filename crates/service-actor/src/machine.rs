@@ -55,6 +55,8 @@ pub enum EndCause {
 pub enum Input {
     /// Start (initial or manual).
     Start,
+    /// Start for a call (a lazy or idle service): like `Start`, but not a restart.
+    Wake,
     /// Stop; `force` skips the graceful steps.
     Stop {
         /// Kill at once.
@@ -186,6 +188,8 @@ pub struct Machine {
     stopping: bool,
     start_after_stop: bool,
     ever_connected_once: bool,
+    /// The next connection is a start for a call, not a re-establishment.
+    woken: bool,
 }
 
 impl Machine {
@@ -205,6 +209,7 @@ impl Machine {
             stopping: false,
             start_after_stop: false,
             ever_connected_once: false,
+            woken: false,
         }
     }
 
@@ -234,6 +239,14 @@ impl Machine {
         let mut out = Vec::new();
         match input {
             Input::Start => self.on_start(&mut out),
+            Input::Wake => {
+                self.woken = true;
+                self.on_start(&mut out);
+                let connects = out.iter().any(|a| matches!(a, Action::Connect { .. }));
+                if !connects && !self.start_after_stop {
+                    self.woken = false;
+                }
+            }
             Input::Stop { force } => self.on_stop(force, &mut out),
             Input::Connected { gen, detail } => {
                 if self.live == Some(gen) && !self.stopping {
@@ -295,9 +308,10 @@ impl Machine {
         self.live = Some(self.gen);
         self.up = false;
         // Every spawn or connection after the first one counts as a restart.
+        let woken = std::mem::take(&mut self.woken);
         out.push(Action::Connect {
             gen: self.gen,
-            restart: self.gen > 1,
+            restart: self.gen > 1 && !woken,
         });
     }
 

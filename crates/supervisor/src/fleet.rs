@@ -10,12 +10,12 @@
 //! carries out its actions.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 use mcpvisor_model::{
     DependencyCondition, IntensityConfig, RestartVerdict, RestartWindow, ServiceId, ServiceSpec,
-    ServiceState,
+    ServiceState, StartMode,
 };
 
 use crate::table::Row;
@@ -45,10 +45,15 @@ pub(crate) enum Observation {
 pub(crate) enum Action {
     /// Tell the service actor to start.
     Start(ServiceId),
+    /// Tell the service actor to start for a call (lazy or idle: not a restart).
+    Wake(ServiceId),
     /// Spawn a new service actor for it (the old one died; its guards killed its processes).
     Respawn(ServiceId),
     /// Tell the registry, then publish the row to waiters.
     Observed(ServiceId, Observation),
+    /// Stop it gracefully into `idle` (no calls for `idle_stop`, or a lazy service whose
+    /// tools were just learned).
+    IdleStop(ServiceId),
 }
 
 /// One service as the fleet sees it.
@@ -61,11 +66,40 @@ pub(crate) struct Member {
     pub started: bool,
     /// Its service actor is alive.
     pub alive: bool,
+    /// Calls may start it (`start: lazy` or an `idle_stop`).
+    on_demand: bool,
+    idle_stop: Option<Duration>,
+    /// Its `timeouts.connect`: how long a call that started it waits for it.
+    connect: Duration,
+    /// Wanted, but held until a call demands it (lazy, or stopped for idleness).
+    pub parked: bool,
+    /// An idle stop is under way: its `stopped` is recorded as `idle`, with this note.
+    idling: Option<String>,
+    /// Lazy with no known tools: started once to learn them, then stopped into `idle`.
+    learning: bool,
+    /// Unparked by a call: its next start is a wake, not a restart.
+    woken: bool,
     panics: RestartWindow,
     /// What it waits for (empty when it does not wait).
     pub blocked_by: Vec<Blocker>,
     /// What it is observed to be.
     pub row: Row,
+}
+
+impl Member {
+    /// Whether it runs, is on its way up or is still stopping (so what it depends on must
+    /// keep running: stops go dependents first).
+    fn runs(&self) -> bool {
+        matches!(
+            self.row.state,
+            ServiceState::Starting
+                | ServiceState::Healthy
+                | ServiceState::Warning
+                | ServiceState::Reconnecting
+                | ServiceState::Unreachable
+                | ServiceState::Stopping
+        )
+    }
 }
 
 /// Whether `state` meets `condition`.
@@ -104,17 +138,33 @@ pub(crate) struct Fleet {
 }
 
 impl Fleet {
-    /// Registers `id` (its actor alive, not started), wanted or not.
-    pub fn insert(&mut self, id: ServiceId, spec: &ServiceSpec, wanted: bool) {
+    /// Registers `id` (its actor alive, not started), wanted or not. A wanted lazy service
+    /// is parked in `idle` when its tools are known (`tools_known`), else started once to
+    /// learn them.
+    pub fn insert(&mut self, id: ServiceId, spec: &ServiceSpec, wanted: bool, tools_known: bool) {
+        let wanted = wanted && !spec.config.disabled;
+        let lazy = wanted && spec.config.start == StartMode::Lazy;
+        let mut row = Row::new(ServiceState::NotStarted);
+        if lazy && tools_known {
+            row = Row::new(ServiceState::Idle);
+            row.reason = "lazy: starts on its first call".into();
+        }
         let member = Member {
             deps: deps_of(&id, spec),
             intensity: spec.config.intensity,
-            wanted: wanted && !spec.config.disabled,
+            wanted,
             started: false,
             alive: true,
+            on_demand: spec.config.on_demand(),
+            idle_stop: spec.config.idle_stop,
+            connect: spec.config.timeouts.connect,
+            parked: lazy && tools_known,
+            idling: None,
+            learning: lazy && !tools_known,
+            woken: false,
             panics: RestartWindow::new(spec.config.intensity),
             blocked_by: Vec::new(),
-            row: Row::new(ServiceState::NotStarted),
+            row,
         };
         self.members.insert(id, member);
     }
@@ -129,6 +179,9 @@ impl Fleet {
         if let Some(m) = self.members.get_mut(id) {
             m.deps = deps_of(id, spec);
             m.intensity = spec.config.intensity;
+            m.on_demand = spec.config.on_demand();
+            m.idle_stop = spec.config.idle_stop;
+            m.connect = spec.config.timeouts.connect;
         }
     }
 
@@ -153,49 +206,181 @@ impl Fleet {
     }
 
     /// Marks `id` wanted (a start by hand) or not (a stop by hand). A start revives a service
-    /// given up on after panics (its window starts afresh) and is gated like any start.
-    pub fn want(&mut self, id: &ServiceId, wanted: bool) {
-        if let Some(m) = self.members.get_mut(id) {
-            m.wanted = wanted;
-            m.started = false;
-            if wanted && !m.alive {
-                m.panics = RestartWindow::new(m.intensity);
+    /// given up on after panics (its window starts afresh) and is gated like any start; a
+    /// stop of an `idle` service makes it `stopped` (calls no longer start it).
+    pub fn want(&mut self, id: &ServiceId, wanted: bool, now: Instant) -> Vec<Action> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Vec::new();
+        };
+        m.wanted = wanted;
+        m.started = false;
+        m.parked = false;
+        m.idling = None;
+        m.learning = false;
+        if wanted && !m.alive {
+            m.panics = RestartWindow::new(m.intensity);
+        }
+        if !wanted && m.row.state == ServiceState::Idle {
+            return self.observe(id, ServiceState::Stopped, "stopped by hand".into(), now);
+        }
+        Vec::new()
+    }
+
+    /// A call wants `id` running. For a service calls may start, unparks it and the parked
+    /// services it depends on (they start first) and returns how long the call should wait for
+    /// it: its `timeouts.connect` plus its dependencies'. `None`: calls do not start it.
+    pub fn demand(&mut self, id: &ServiceId) -> Option<Duration> {
+        let m = self.members.get(id)?;
+        if !m.on_demand || !m.wanted || !m.alive {
+            return None;
+        }
+        Some(self.unpark(id, 0))
+    }
+
+    fn unpark(&mut self, id: &ServiceId, depth: usize) -> Duration {
+        let Some(m) = self.members.get_mut(id) else {
+            return Duration::ZERO;
+        };
+        m.woken |= m.parked;
+        m.parked = false;
+        m.idling = None;
+        m.learning = false;
+        let own = m.connect;
+        let deps: Vec<ServiceId> = m.deps.iter().map(|(d, _)| d.clone()).collect();
+        let mut before = Duration::ZERO;
+        // Dependency cycles are refused by the config; the depth bound only guards that.
+        if depth <= self.members.len() {
+            for dep in deps {
+                if self.members.get(&dep).is_some_and(|d| d.parked) {
+                    before = before.max(self.unpark(&dep, depth + 1));
+                }
             }
         }
+        own + before
+    }
+
+    /// The service actor of `id` found it without calls for its `idle_stop`. Unless something
+    /// running depends on it (it is asked again after another window), it is parked and
+    /// stopped into `idle`.
+    pub fn idle_due(&mut self, id: &ServiceId) -> Vec<Action> {
+        if self.shutting_down {
+            return Vec::new();
+        }
+        let Some(m) = self.members.get(id) else {
+            return Vec::new();
+        };
+        if !m.row.state.is_up() || !m.wanted || m.parked || m.idle_stop.is_none() {
+            return Vec::new();
+        }
+        if self.needed(id) {
+            return Vec::new();
+        }
+        let note = match m.idle_stop {
+            Some(d) => format!("no calls for {} (idle_stop)", humantime::format_duration(d)),
+            None => "idle".to_owned(),
+        };
+        self.park_for_idle(id, note)
+    }
+
+    /// Whether a service that depends on `id` runs, or waits to start.
+    fn needed(&self, id: &ServiceId) -> bool {
+        self.members.values().any(|d| {
+            d.deps.iter().any(|(dep, _)| dep == id)
+                && (d.runs() || (d.wanted && !d.parked && d.row.state == ServiceState::NotStarted))
+        })
+    }
+
+    fn park_for_idle(&mut self, id: &ServiceId, note: String) -> Vec<Action> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Vec::new();
+        };
+        m.parked = true;
+        m.idling = Some(note);
+        m.learning = false;
+        m.started = false;
+        vec![Action::IdleStop(id.clone())]
     }
 
     /// Records a report of `id` in `to` with `reason`: a transition from the row's state, or
-    /// only a new reason when the state did not change.
+    /// only a new reason when the state did not change. The `stopped` of an idle stop is
+    /// recorded as `idle`; a lazy service that came up to learn its tools is stopped again.
     pub fn observe(
         &mut self,
         id: &ServiceId,
         to: ServiceState,
         reason: String,
         now: Instant,
-    ) -> Option<Action> {
-        let m = self.members.get_mut(id)?;
+    ) -> Vec<Action> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Vec::new();
+        };
+        let (to, reason) = match (&m.idling, to) {
+            (Some(note), ServiceState::Stopping) => (to, format!("{note}: stopping")),
+            (Some(note), ServiceState::Stopped) => {
+                let reason = format!("{note}; the next call starts it");
+                m.idling = None;
+                (ServiceState::Idle, reason)
+            }
+            _ => (to, reason),
+        };
+        let learned = m.learning && to.is_up();
+        if learned {
+            m.learning = false;
+        }
         let obs = match m.row.transition(to, reason.clone(), now) {
             Some(from) => Observation::Transition { from, to, reason },
             None => Observation::Reason(reason),
         };
-        Some(Action::Observed(id.clone(), obs))
+        let mut out = vec![Action::Observed(id.clone(), obs)];
+        // Learned while something that depends on it wants it: it stays up for that.
+        if learned && !self.needed(id) {
+            out.extend(self.park_for_idle(id, "lazy: tools learned".to_owned()));
+        }
+        out
     }
 
     /// Starts every wanted, alive, not yet started service whose dependencies meet their
-    /// condition; records what the others wait for (as their reason while `not_started`).
+    /// condition; records what the others wait for (as their reason while `not_started`). A
+    /// parked (lazy or idle) dependency of a service that is to run is unparked and started
+    /// first.
     pub fn evaluate(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         if self.shutting_down {
             return out;
         }
+        // Each extra pass follows an unparked dependency: at most one per service.
+        for _ in 0..=self.members.len() {
+            if !self.evaluate_pass(now, &mut out) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// One pass of [`evaluate`](Self::evaluate); true when it unparked a dependency.
+    fn evaluate_pass(&mut self, now: Instant, out: &mut Vec<Action>) -> bool {
+        let mut unparked = false;
         let ids: Vec<ServiceId> = self.members.keys().cloned().collect();
         for id in ids {
             let Some(m) = self.members.get(&id) else {
                 continue;
             };
-            if !m.wanted || m.started || !m.alive {
+            if !m.wanted || m.started || !m.alive || m.parked {
                 continue;
             }
+            let parked: Vec<ServiceId> = m
+                .deps
+                .iter()
+                .filter(|(dep, _)| self.members.get(dep).is_some_and(|d| d.parked))
+                .map(|(dep, _)| dep.clone())
+                .collect();
+            for dep in parked {
+                self.unpark(&dep, 0);
+                unparked = true;
+            }
+            let Some(m) = self.members.get(&id) else {
+                continue;
+            };
             let blockers: Vec<Blocker> = m
                 .deps
                 .iter()
@@ -213,7 +398,11 @@ impl Fleet {
             if blockers.is_empty() {
                 m.started = true;
                 m.blocked_by.clear();
-                out.push(Action::Start(id));
+                out.push(if std::mem::take(&mut m.woken) {
+                    Action::Wake(id)
+                } else {
+                    Action::Start(id)
+                });
                 continue;
             }
             if m.blocked_by == blockers {
@@ -225,7 +414,7 @@ impl Fleet {
                 out.extend(self.observe(&id, ServiceState::NotStarted, reason, now));
             }
         }
-        out
+        unparked
     }
 
     /// The service actor of `id` died (`why`; "stopped" when it was stopped on purpose).
@@ -323,6 +512,7 @@ impl Fleet {
                     ServiceState::Stopped => !expect_running.contains(id) || held_back,
                     ServiceState::Starting | ServiceState::Stopping => false,
                     ServiceState::NotStarted => !m.wanted || held_back,
+                    ServiceState::Idle => true,
                 };
                 if now {
                     done.insert(id.clone());

@@ -54,6 +54,12 @@ pub(crate) enum RootMsg {
         wanted: bool,
         reply: RpcReplyPort<Result<Option<ActorRef<ServiceMsg>>, StoreError>>,
     },
+    /// A call wants the service running: how long to wait for it (`None`: calls do not
+    /// start it). Concurrent demands start it once.
+    Demand {
+        id: ServiceId,
+        reply: RpcReplyPort<Option<std::time::Duration>>,
+    },
     /// Actors in stop order (dependents first), by level.
     StopLevels {
         reply: RpcReplyPort<Vec<Vec<Member>>>,
@@ -236,7 +242,8 @@ impl Actor for RootActor {
                     let _ = reply.send(Err(unknown(&id, &state.entries)));
                     return Ok(());
                 }
-                state.fleet.want(&id, wanted);
+                let actions = state.fleet.want(&id, wanted, Instant::now());
+                state.carry_out(actions);
                 let dead = state.entries.get(&id).is_some_and(|e| e.actor.is_none());
                 if wanted && dead {
                     // Revive a service given up on after panics.
@@ -249,6 +256,13 @@ impl Actor for RootActor {
                     state.evaluate();
                 }
                 let _ = reply.send(Ok(state.entries.get(&id).and_then(|e| e.actor.clone())));
+            }
+            RootMsg::Demand { id, reply } => {
+                let wait = state.fleet.demand(&id);
+                if wait.is_some() {
+                    state.evaluate();
+                }
+                let _ = reply.send(wait);
             }
             RootMsg::StopLevels { reply } => {
                 state.fleet.shutting_down = true;
@@ -345,7 +359,8 @@ fn r_id(r: &ServiceReport) -> Option<&ServiceId> {
     match r {
         ServiceReport::State { id, .. }
         | ServiceReport::Tools { id, .. }
-        | ServiceReport::Process { id, .. } => Some(id),
+        | ServiceReport::Process { id, .. }
+        | ServiceReport::Idle { id } => Some(id),
     }
 }
 
@@ -445,7 +460,17 @@ impl RootState {
         let stderr = LogRing::default();
         write(&self.args.shared.handles).insert(id.clone(), handle.clone());
         write(&self.args.shared.stderr).insert(id.clone(), stderr.clone());
-        self.fleet.insert(id.clone(), &spec, wanted);
+        let tools_known = self
+            .args
+            .stale_tools
+            .iter()
+            .any(|(known, tools)| *known == id && !tools.is_empty());
+        self.fleet.insert(id.clone(), &spec, wanted, tools_known);
+        let parked_reason = self
+            .fleet
+            .get(&id)
+            .filter(|m| m.row.state == ServiceState::Idle)
+            .map(|m| m.row.reason.clone());
         if let Some(m) = self.fleet.get(&id) {
             write(&self.args.shared.observed).insert(id.clone(), m.row.subscribe());
         }
@@ -460,6 +485,15 @@ impl RootState {
             },
         );
         self.upsert_to_registry(&id);
+        if let Some(reason) = parked_reason {
+            if let Some(e) = self.entries.get(&id) {
+                e.handle.set_state(ServiceState::Idle, &reason);
+            }
+            self.to_registry(RegistryMsg::Reason {
+                id: id.clone(),
+                reason,
+            });
+        }
         self.spawn_service(myself, id, &spec).await
     }
 

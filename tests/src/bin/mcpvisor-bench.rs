@@ -6,7 +6,7 @@
 //! cargo run --release -p mcpvisor-tests --bin mcpvisor-bench -- all
 //! ```
 //! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli`,
-//! `gateway` (or `all`), and `scale` (not in `all`: N = 100, 300, 1,000 — `BENCH_SCALE=100,300`
+//! `gateway`, `lazy` (or `all`), and `scale` (not in `all`: N = 100, 300, 1,000 — `BENCH_SCALE=100,300`
 //! to choose; meant for `--server chaos`).
 //! The MCP server is npm server-everything over stdio (`--server chaos` uses the workspace's
 //! chaos server instead). `rss-cli` measures the real `mcpvisor run` process (the release
@@ -14,6 +14,8 @@
 
 #[path = "../bench/gateway.rs"]
 mod gateway;
+#[path = "../bench/lazy.rs"]
+mod lazy;
 #[path = "../bench/scale.rs"]
 mod scale;
 
@@ -585,6 +587,9 @@ async fn main() {
     }
     if want("gateway") {
         gateway::gateway(&s).await;
+    }
+    if want("lazy") {
+        lazy::lazy(&s).await;
     }
     if what.contains(&"scale") {
         scale::scale(&s).await;

@@ -117,6 +117,40 @@ impl Fields<'_> {
             }
         }
     }
+
+    /// `idle_stop`: a duration greater than zero, or `"never"` / absent (no idle stop).
+    pub(super) fn idle_stop(&mut self) -> Option<Duration> {
+        let expected = "a duration such as \"10m\", or \"never\"";
+        match self.obj.get("idle_stop").cloned() {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim() == "never" => None,
+            Some(Value::String(s)) => match humantime::parse_duration(s.trim()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    self.errors.push(ConfigError::InvalidDuration {
+                        service: self.service.to_owned(),
+                        field: "idle_stop".into(),
+                        value: s,
+                        reason: "must be greater than zero (\"never\" turns idle stop off)".into(),
+                    });
+                    None
+                }
+                Err(e) => {
+                    self.errors.push(ConfigError::InvalidDuration {
+                        service: self.service.to_owned(),
+                        field: "idle_stop".into(),
+                        value: s,
+                        reason: e.to_string(),
+                    });
+                    None
+                }
+            },
+            Some(other) => {
+                self.invalid("idle_stop", expected, &other);
+                None
+            }
+        }
+    }
 }
 
 /// Reads a known section (`health`, ...) rejecting unknown keys, which are almost always typos.

@@ -258,6 +258,19 @@ pub(super) fn resolve_one(
         }
     };
     let disabled = f.bool("disabled", false);
+    let start = match f.string("start").as_deref() {
+        None | Some("eager") => StartMode::Eager,
+        Some("lazy") => StartMode::Lazy,
+        Some(other) => {
+            f.invalid(
+                "start",
+                "\"eager\" or \"lazy\"",
+                &Value::String(other.to_owned()),
+            );
+            StartMode::Eager
+        }
+    };
+    let idle_stop = f.idle_stop();
 
     let hd = HealthConfig::default();
     let mut s = Section::open(
@@ -326,6 +339,8 @@ pub(super) fn resolve_one(
             depends_on,
             restart,
             disabled,
+            start,
+            idle_stop,
             health,
             backoff,
             timeouts,

@@ -253,9 +253,11 @@ impl RootState {
         self.fleet.respec(id, &spec);
         if spec.config.disabled {
             // Disabled: stop it and let a later enable start it again.
-            self.fleet.want(id, false);
+            let actions = self.fleet.want(id, false, Instant::now());
+            self.carry_out(actions);
         } else if was_disabled {
-            self.fleet.want(id, true);
+            let actions = self.fleet.want(id, true, Instant::now());
+            self.carry_out(actions);
         }
         // Otherwise `wanted` stays as it was: an update never starts a service the user
         // stopped.

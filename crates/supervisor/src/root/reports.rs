@@ -21,7 +21,20 @@ impl RootState {
                         let _ = a.cast(ServiceMsg::Start);
                     }
                 }
+                FleetAction::Wake(id) => {
+                    if let Some(a) = self.entries.get(&id).and_then(|e| e.actor.clone()) {
+                        let _ = a.cast(ServiceMsg::Wake);
+                    }
+                }
                 FleetAction::Observed(id, obs) => self.tell_observed(id, obs),
+                FleetAction::IdleStop(id) => {
+                    if let Some(a) = self.entries.get(&id).and_then(|e| e.actor.clone()) {
+                        let _ = a.cast(ServiceMsg::Stop {
+                            force: false,
+                            reply: None,
+                        });
+                    }
+                }
                 FleetAction::Respawn(id) => {
                     tracing::error!(service = %id, "respawn outside on_child_down ignored");
                 }
@@ -33,13 +46,22 @@ impl RootState {
     /// that order, so a waiter's next query sees it.
     pub(super) fn tell_observed(&mut self, id: ServiceId, obs: Observation) {
         let msg = match obs {
-            Observation::Transition { from, to, reason } => RegistryMsg::State {
-                id: id.clone(),
-                from,
-                to,
-                reason,
-                at: Timestamp::now(),
-            },
+            Observation::Transition { from, to, reason } => {
+                // `idle` is the fleet's word for a stop it made, and a stop by hand of an idle
+                // service is the fleet's alone: callers holding the handle see them too.
+                if to == ServiceState::Idle || from == ServiceState::Idle {
+                    if let Some(e) = self.entries.get(&id) {
+                        e.handle.set_state(ServiceState::Idle, &reason);
+                    }
+                }
+                RegistryMsg::State {
+                    id: id.clone(),
+                    from,
+                    to,
+                    reason,
+                    at: Timestamp::now(),
+                }
+            }
             Observation::Reason(reason) => {
                 // A waiting service's call fails naming what it waits for.
                 if let Some(e) = self.entries.get(&id) {
@@ -63,11 +85,7 @@ impl RootState {
 
     /// Records a service's report of `to` in the fleet's table and tells everyone.
     pub(super) fn observe_state(&mut self, id: &ServiceId, to: ServiceState, reason: String) {
-        let actions: Vec<FleetAction> = self
-            .fleet
-            .observe(id, to, reason, Instant::now())
-            .into_iter()
-            .collect();
+        let actions = self.fleet.observe(id, to, reason, Instant::now());
         self.carry_out(actions);
     }
 
@@ -107,6 +125,20 @@ impl RootState {
                     server: Some(server),
                     stale,
                 });
+            }
+            ServiceReport::Idle { id } => {
+                // A call may have begun since the actor looked: it asks again next window.
+                let busy = self.entries.get(&id).is_none_or(|e| {
+                    e.spec
+                        .config
+                        .idle_stop
+                        .is_none_or(|w| e.handle.activity().idle_left(w).is_some())
+                });
+                if busy {
+                    return;
+                }
+                let actions = self.fleet.idle_due(&id);
+                self.carry_out(actions);
             }
             ServiceReport::Process {
                 id,

@@ -3,7 +3,7 @@
 //! call); none waits on a server.
 
 use super::*;
-use mcpvisor_service_actor::CallControl;
+use mcpvisor_service_actor::{CallControl, CallError};
 
 impl Store {
     /// Waits until every report sent so far has reached the registry: reports go service →
@@ -28,6 +28,10 @@ impl Store {
     /// ```
     pub async fn get_service_status(&self, name: &str) -> Result<ServiceState, StoreError> {
         let id = self.id(name)?;
+        // The state the root recorded and published (what waits and every query agree on).
+        if let Some(rx) = self.inner.shared.observed(&id) {
+            return Ok(*rx.borrow());
+        }
         match self.inner.shared.handle(&id) {
             Some(h) => Ok(h.state()),
             None => Err(self
@@ -185,20 +189,36 @@ impl Store {
                 .cloned();
             if let Some((id, tool)) = route {
                 if let Some(handle) = self.inner.shared.handle(&id) {
+                    self.wake(&id).await?;
                     return Ok(handle
                         .call_tool_with(&tool, arguments, timeout, control)
                         .await?);
                 }
             }
         }
-        let scope = self.scope.clone();
-        let n = name.to_owned();
-        let target = ractor::call!(self.registry()?, |reply| RegistryMsg::ResolveTool {
-            scope,
-            name: n,
-            reply
-        })
-        .map_err(StoreError::gone)??;
+        let resolve = || async {
+            let scope = self.scope.clone();
+            let n = name.to_owned();
+            ractor::call!(self.registry()?, |reply| RegistryMsg::ResolveTool {
+                scope,
+                name: n,
+                reply
+            })
+            .map_err(StoreError::gone)
+        };
+        let target = match resolve().await? {
+            // A lazy service still learning its tools: wait for it like any first call.
+            Err(LookupError::ServiceNotUp {
+                service,
+                state: ServiceState::Starting | ServiceState::NotStarted,
+                ..
+            }) if self.id(&service).is_ok() => {
+                self.wake(&self.id(&service)?).await?;
+                resolve().await??
+            }
+            other => other?,
+        };
+        self.wake(&target.service).await?;
         let handle = self
             .inner
             .shared
@@ -207,6 +227,57 @@ impl Store {
         Ok(handle
             .call_tool_with(&target.tool, arguments, timeout, control)
             .await?)
+    }
+
+    /// A call to a service calls may start (`start: lazy`, or stopped after `idle_stop`):
+    /// starts it — once, however many calls ask at the same time — and waits until it is up,
+    /// within its `timeouts.connect` (plus its parked dependencies'). Any other service is
+    /// left as it is: a call to it fails fast when it is not up.
+    async fn wake(&self, id: &ServiceId) -> Result<(), StoreError> {
+        let Some(rx) = self.inner.shared.observed(id) else {
+            return Ok(());
+        };
+        let now = *rx.borrow();
+        if !matches!(
+            now,
+            ServiceState::Idle
+                | ServiceState::Starting
+                | ServiceState::Stopping
+                | ServiceState::NotStarted
+        ) {
+            return Ok(());
+        }
+        let asked = id.clone();
+        let Some(limit) = ractor::call!(self.inner.root, |reply| RootMsg::Demand {
+            id: asked,
+            reply
+        })
+        .map_err(StoreError::gone)?
+        else {
+            return Ok(());
+        };
+        let settled = wait_observed(rx, limit, |s| {
+            s.is_up()
+                || matches!(
+                    s,
+                    ServiceState::Reconnecting
+                        | ServiceState::Unreachable
+                        | ServiceState::Failed
+                        | ServiceState::Stopped
+                )
+        })
+        .await;
+        match settled {
+            Ok(()) => Ok(()),
+            Err(state) => Err(StoreError::Call(CallError::NotUp {
+                service: id.to_string(),
+                state,
+                reason: format!(
+                    "started for this call, not up within {} (timeouts.connect)",
+                    humantime::format_duration(limit)
+                ),
+            })),
+        }
     }
 
     /// Probes every service of this scope now; not-connected services answer `ok: false`.
