@@ -413,6 +413,36 @@ pub fn event_line(e: &Event, color: bool) -> String {
             format!("{}  writing {path} works again", time(at))
         }
         Event::Lagged { missed } => format!("... {missed} events missed (output too slow)"),
+        Event::AlertSent {
+            rule,
+            service,
+            notice,
+            action,
+            attempts,
+            at,
+        } => {
+            let tries = if *attempts > 1 {
+                format!(" (after {attempts} attempts)")
+            } else {
+                String::new()
+            };
+            format!(
+                "{}  {service}  alert '{rule}' {notice}: {action} delivered{tries}",
+                time(at)
+            )
+        }
+        Event::AlertFailed {
+            rule,
+            service,
+            notice,
+            action,
+            error,
+            attempts,
+            at,
+        } => format!(
+            "{}  {service}  alert '{rule}' {notice}: {action} failed after {attempts} attempts: {error}",
+            time(at)
+        ),
         #[allow(unreachable_patterns)]
         other => serde_json::to_string(other).unwrap_or_default(),
     }

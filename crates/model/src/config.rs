@@ -280,6 +280,10 @@ impl ToolFilter {
 }
 
 /// `*` matches any run of characters (none included); everything else matches itself.
+pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
+    glob(pattern, name)
+}
+
 fn glob(pattern: &str, name: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
@@ -444,6 +448,8 @@ pub struct ServicesConfig {
     pub supervisor: SupervisorConfig,
     /// The resolved `gateway` section.
     pub gateway: GatewayConfig,
+    /// The resolved `alerts` section.
+    pub alerts: crate::alerts::AlertsConfig,
     /// Top-level keys other than the services' container, as written and in order (this
     /// includes `defaults`, `supervisor` and `agents`), kept for round trip.
     pub extra: Map<String, Value>,

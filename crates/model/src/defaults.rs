@@ -107,3 +107,18 @@ pub const GATEWAY_MAX_SESSIONS: usize = 256;
 pub const GATEWAY_MAX_CALLS_IN_FLIGHT: usize = 64;
 /// Gateway: largest HTTP request body accepted (413 beyond).
 pub const GATEWAY_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Alerts: at most one firing notice per rule and service within this window (`every`).
+pub const ALERT_EVERY: Duration = Duration::from_secs(5 * 60);
+/// Alerts: retries of a failed action before it is given up (as an event).
+pub const ALERT_RETRIES: u32 = 3;
+/// Alerts: the deadline of each attempt of an action (command or webhook).
+pub const ALERT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Alerts: the first retry's delay; doubled each time up to [`ALERT_RETRY_MAX`].
+pub const ALERT_RETRY_INITIAL: Duration = Duration::from_secs(1);
+/// Alerts: the longest delay between retries.
+pub const ALERT_RETRY_MAX: Duration = Duration::from_secs(60);
+/// Alerts: the window of a `restarts` trigger without `within`.
+pub const ALERT_RESTARTS_WITHIN: Duration = Duration::from_secs(10 * 60);
+/// Alerts: how often slow-probe and flapping rules are looked at while one of them applies.
+pub const ALERT_TICK: Duration = Duration::from_secs(1);

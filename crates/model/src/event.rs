@@ -130,6 +130,38 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// An alert notice was delivered by one of its rule's actions.
+    AlertSent {
+        /// The rule.
+        rule: String,
+        /// The service it is about (`name` or `agent/name`).
+        service: String,
+        /// `firing` or `recovered`.
+        notice: String,
+        /// `command` or `webhook`.
+        action: String,
+        /// Attempts it took.
+        attempts: u32,
+        /// When.
+        at: Timestamp,
+    },
+    /// An alert action failed every attempt; supervision goes on.
+    AlertFailed {
+        /// The rule.
+        rule: String,
+        /// The service it is about.
+        service: String,
+        /// `firing` or `recovered`.
+        notice: String,
+        /// `command` or `webhook`.
+        action: String,
+        /// The last attempt's error.
+        error: String,
+        /// Attempts made.
+        attempts: u32,
+        /// When.
+        at: Timestamp,
+    },
     /// This subscriber was too slow and lost this many events.
     Lagged {
         /// Events lost.

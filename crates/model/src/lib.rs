@@ -18,6 +18,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod backoff;
 pub mod config;
 pub mod defaults;
@@ -31,6 +32,7 @@ pub mod runtime;
 pub mod state;
 pub mod tool;
 
+pub use alerts::{AlertCommand, AlertRule, AlertTrigger, AlertsConfig, Webhook};
 pub use backoff::{backoff_delay, RestartVerdict, RestartWindow};
 pub use config::*;
 pub use error::{ConfigError, ConfigErrors};

@@ -24,6 +24,7 @@ use fields::*;
 use json::*;
 use resolve::*;
 
+mod alerts;
 mod fields;
 mod json;
 mod resolve;
@@ -113,6 +114,10 @@ pub fn parse_value(value: Value, env: &dyn Env) -> Result<ServicesConfig, Config
         Some(v) => parse_gateway(v, &mut errors),
         None => GatewayConfig::default(),
     };
+    let alerts = match doc.extra.get("alerts") {
+        Some(v) => alerts::parse_alerts(v, env, &mut errors),
+        None => crate::alerts::AlertsConfig::default(),
+    };
     let defaults = match doc.extra.get("defaults") {
         None => Map::new(),
         Some(Value::Object(m)) => m.clone(),
@@ -192,6 +197,7 @@ pub fn parse_value(value: Value, env: &dyn Env) -> Result<ServicesConfig, Config
         defaults,
         supervisor,
         gateway,
+        alerts,
         extra: doc.extra,
         services_key: doc.services_key,
         services_index: doc.services_index,
@@ -328,9 +334,12 @@ fn split_document(value: Value) -> Result<Document, ConfigErrors> {
                     0,
                 ));
             }
-            let sections_only = m
-                .keys()
-                .all(|k| matches!(k.as_str(), "defaults" | "supervisor" | "gateway" | "agents"));
+            let sections_only = m.keys().all(|k| {
+                matches!(
+                    k.as_str(),
+                    "defaults" | "supervisor" | "gateway" | "alerts" | "agents"
+                )
+            });
             if sections_only {
                 return Ok(empty(Vec::new(), m, MCP_SERVERS, 0));
             }

@@ -221,6 +221,9 @@ struct MetricsInner {
     probe_latency: Mutex<Latencies>,
     call_histogram: Histogram,
     probe_histogram: Histogram,
+    /// The last probe: latency in microseconds + 1 (0 = none yet), and whether it failed.
+    last_probe_us: AtomicU64,
+    last_probe_failed: std::sync::atomic::AtomicBool,
 }
 
 impl ServiceMetrics {
@@ -237,6 +240,9 @@ impl ServiceMetrics {
 
     /// A finished probe.
     pub fn record_probe(&self, latency: Duration, ok: bool) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX - 1);
+        self.inner.last_probe_failed.store(!ok, Ordering::Relaxed);
+        self.inner.last_probe_us.store(us + 1, Ordering::Relaxed);
         self.inner.probes.fetch_add(1, Ordering::Relaxed);
         if ok {
             lock(&self.inner.probe_latency).record(latency);
@@ -262,6 +268,18 @@ impl ServiceMetrics {
             Some(false) => self.inner.down_ms.fetch_add(ms, Ordering::Relaxed),
             None => 0,
         };
+    }
+
+    /// Probes so far and the last one (latency, whether it answered), without a snapshot.
+    pub fn last_probe(&self) -> (u64, Option<(Duration, bool)>) {
+        let i = &self.inner;
+        let probes = i.probes.load(Ordering::Relaxed);
+        let us = i.last_probe_us.load(Ordering::Relaxed);
+        let ok = !i.last_probe_failed.load(Ordering::Relaxed);
+        (
+            probes,
+            (us > 0).then(|| (Duration::from_micros(us - 1), ok)),
+        )
     }
 
     /// Restarts so far.

@@ -25,6 +25,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod alerts;
 mod apply;
 mod error;
 mod fleet;

@@ -166,6 +166,13 @@ impl Store {
             events: tokio::sync::broadcast::channel(mcpvisor_model::defaults::EVENT_BUFFER).0,
             observed: Default::default(),
         });
+        // Subscribed before anything starts: no event an alert rule watches is missed.
+        let alerts = (!config.alerts.rules.is_empty()).then(|| {
+            (
+                crate::alerts::AlertBook::new(config.alerts.rules.clone()),
+                shared.events.subscribe(),
+            )
+        });
         let args = RootArgs {
             config,
             config_path: options.config_path.clone(),
@@ -183,6 +190,9 @@ impl Store {
         let (root, _) = Actor::spawn(None, RootActor, args)
             .await
             .map_err(StoreError::gone)?;
+        if let Some((book, events)) = alerts {
+            tokio::spawn(crate::alerts::run(book, events, shared.clone()));
+        }
         Ok(Store {
             inner: Arc::new(Inner {
                 root,
