@@ -1143,3 +1143,79 @@ fn run_with_a_lazy_service_shows_it_idle_and_a_cli_call_starts_it() {
     drop(run);
     wait_pid_gone(pid);
 }
+
+/// `mcpvisor top` in a real pseudo-terminal, against a running instance: it draws the fleet,
+/// its keys stop and start the selected service (checked with `status`), and `q` quits with 0.
+#[test]
+fn top_in_a_pseudo_terminal_shows_the_fleet_and_its_keys_stop_and_start_a_service() {
+    use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+    use std::io::{Read, Write};
+    use std::sync::Mutex;
+
+    let sb = Sandbox::new();
+    sb.write_config(json!({ "svc": chaos(&[]) }));
+    let mut run = sb.start(&[]);
+    run.wait_healthy(&sb, &["svc"]);
+
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 30,
+            cols: 120,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pseudo-terminal");
+    let mut cmd = CommandBuilder::new(mcpvisor_bin());
+    cmd.args(["top", "--interval", "200ms", "--state-dir"]);
+    cmd.arg(sb.state());
+    cmd.cwd(sb.dir.path());
+    cmd.env("TERM", "xterm-256color");
+    let mut top = pty.slave.spawn_command(cmd).expect("spawn top");
+    drop(pty.slave);
+    let screen = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let mut reader = pty.master.try_clone_reader().expect("pty reader");
+    let sink = screen.clone();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut keys = pty.master.take_writer().expect("pty writer");
+    let shown = |what: &str| String::from_utf8_lossy(&screen.lock().unwrap()).contains(what);
+    poll(UP_LIMIT, "top draws the fleet", || {
+        (shown("mcpvisor top") && shown("svc") && shown("healthy")).then_some(())
+    });
+    let state = |sb: &Sandbox| -> Option<String> {
+        let out = sb.run(&["status", "--json"]);
+        let views = out.json();
+        views.as_array()?.first()?["state"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    keys.write_all(b"x").unwrap();
+    keys.flush().unwrap();
+    poll(UP_LIMIT, "x stops the selected service", || {
+        (state(&sb).as_deref() == Some("stopped")).then_some(())
+    });
+    keys.write_all(b"s").unwrap();
+    keys.flush().unwrap();
+    poll(UP_LIMIT, "s starts it again", || {
+        (state(&sb).as_deref() == Some("healthy")).then_some(())
+    });
+    keys.write_all(b"l").unwrap();
+    keys.flush().unwrap();
+    poll(UP_LIMIT, "l shows its logs", || {
+        shown("stderr (l or Esc closes)").then_some(())
+    });
+    keys.write_all(b"q").unwrap();
+    keys.flush().unwrap();
+    let status = poll(Duration::from_secs(10), "top to quit", || {
+        top.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "top exited with {status:?}");
+    assert!(run.terminate().success());
+}

@@ -77,8 +77,20 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stream events (transitions, tool and config changes) until interrupted
     Events(JsonArgs),
+    /// A live dashboard of the running instance: every service's state, time in state,
+    /// restarts, tools, call p50/p95, availability and history; keys to start (s), stop (x),
+    /// restart (r) and show logs (l); q quits
+    Top(TopArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+}
+
+/// `top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// How often to read the services
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
 }
 
 /// `run`.

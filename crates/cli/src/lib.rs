@@ -34,6 +34,7 @@ pub mod run;
 pub mod server;
 pub mod settle;
 pub mod signals;
+pub mod top;
 pub mod validate;
 pub mod watch;
 
@@ -139,6 +140,7 @@ async fn dispatch(cli: Cli) -> CliResult<Exit> {
         Command::Check(a) => commands::check(&g, a).await,
         Command::Logs(a) => commands::logs(&g, a).await,
         Command::Events(a) => commands::events(&g, a).await,
+        Command::Top(a) => top::top(&g, a).await,
         Command::Completions(a) => {
             let mut cmd = Cli::command();
             let mut out = std::io::stdout();
