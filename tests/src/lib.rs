@@ -224,3 +224,81 @@ pub async fn next_transition_to(
     })
     .await
 }
+
+// ---- real servers installed by scripts/install-test-servers.sh ----
+
+/// The directory the real test servers are installed in (panics with the fix if missing).
+pub fn servers_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.test-servers");
+    assert!(
+        dir.join("node_modules").exists() && dir.join("venv").exists(),
+        "real test servers missing in {}; run `bash scripts/install-test-servers.sh` (the README's test command does)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn node_server(pkg: &str) -> String {
+    servers_dir()
+        .join("node_modules/@modelcontextprotocol")
+        .join(pkg)
+        .join("dist/index.js")
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub fn loopback_preload() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("support/loopback.cjs")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A server-everything streamable HTTP server on a loopback port, killed on drop.
+pub struct HttpServer {
+    child: tokio::process::Child,
+}
+
+impl HttpServer {
+    pub async fn start_mode(port: u16, mode: &str) -> HttpServer {
+        let mut child = tokio::process::Command::new("node")
+            .arg("-r")
+            .arg(loopback_preload())
+            .arg(node_server("server-everything"))
+            .arg(mode)
+            .env("PORT", port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Drain its log, and consider it ready once the port accepts connections.
+        use tokio::io::AsyncBufReadExt;
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        deadline(Duration::from_secs(30), "http server listening", async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        HttpServer { child }
+    }
+
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -2,44 +2,18 @@
 //! streamable HTTP) and server-memory, PyPI mcp-server-time. They are installed into
 //! `.test-servers/` by `scripts/install-test-servers.sh` (run by the README's test command).
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use mcpvisor_model::ServiceState;
 use mcpvisor_supervisor::{Store, StoreOptions, Wait};
-use mcpvisor_tests::{deadline, pid_alive, wait_for_pid_exit};
+use mcpvisor_tests::{
+    deadline, free_port, node_server, pid_alive, servers_dir, wait_for_pid_exit, HttpServer,
+};
 use serde_json::{json, Value};
 
 use ServiceState as S;
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn servers_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.test-servers");
-    assert!(
-        dir.join("node_modules").exists() && dir.join("venv").exists(),
-        "real test servers missing in {}; run `bash scripts/install-test-servers.sh` (the README's test command does)",
-        dir.display()
-    );
-    dir
-}
-
-fn node_server(pkg: &str) -> String {
-    servers_dir()
-        .join("node_modules/@modelcontextprotocol")
-        .join(pkg)
-        .join("dist/index.js")
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn loopback_preload() -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("support/loopback.cjs")
-        .to_string_lossy()
-        .into_owned()
-}
 
 fn text(out: &Value) -> String {
     out["content"][0]["text"]
@@ -159,55 +133,6 @@ async fn server_memory_and_python_time_server_work_side_by_side() {
     assert!(!out.is_error);
     assert!(text(&out.result).contains("UTC"), "{}", out.result);
     store.shutdown().await;
-}
-
-/// A server-everything streamable HTTP server on a loopback port, killed on drop.
-struct HttpServer {
-    child: tokio::process::Child,
-}
-
-impl HttpServer {
-    async fn start_mode(port: u16, mode: &str) -> HttpServer {
-        let mut child = tokio::process::Command::new("node")
-            .arg("-r")
-            .arg(loopback_preload())
-            .arg(node_server("server-everything"))
-            .arg(mode)
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        // Drain its log, and consider it ready once the port accepts connections.
-        use tokio::io::AsyncBufReadExt;
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = tokio::io::BufReader::new(stderr).lines();
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        deadline(LONG, "http server listening", async {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
-        HttpServer { child }
-    }
-
-    async fn kill(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A remote server-everything (`mode`: `streamableHttp` or `sse`) is supervised as service

@@ -413,6 +413,26 @@ pub fn event_line(e: &Event, color: bool) -> String {
             format!("{}  writing {path} works again", time(at))
         }
         Event::Lagged { missed } => format!("... {missed} events missed (output too slow)"),
+        Event::ListChanged { service, list, at } => {
+            format!("{}  {service}  {list} changed", time(at))
+        }
+        Event::ResourceUpdated { service, uri, at } => {
+            format!("{}  {service}  resource updated: {uri}", time(at))
+        }
+        Event::ServerLog {
+            service,
+            level,
+            logger,
+            data,
+            at,
+        } => {
+            let text = match data {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let from = logger.as_deref().map(|l| format!(" {l}:")).unwrap_or_default();
+            format!("{}  {service}  [{level}]{from} {text}", time(at))
+        }
         Event::AlertSent {
             rule,
             service,

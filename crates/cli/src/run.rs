@@ -56,11 +56,11 @@ pub async fn run(
         None => None,
     };
     if !config.exists() {
-        eprintln!(
-            "mcpvisor: {} does not exist yet: starting with no services (services added \
-             will be written there)",
+        log(&format!(
+            "{} does not exist yet: starting with no services (services added will be \
+             written there)",
             config.display()
-        );
+        ));
     }
     let store = open_store(&config, &state_dir).await?;
     let color = output::color_stdout();
@@ -329,9 +329,13 @@ async fn startup(all: &Store, color: bool, events: &mut Option<EventStream>) {
 }
 
 fn print_event(e: &Event, color: bool) {
-    // Tool list changes are visible in `status`/`tools`; transitions and config changes are
-    // what the log is for.
-    if !matches!(e, Event::ToolsChanged { .. }) {
+    // Tool list changes are visible in `status`/`tools`, servers' own log messages in `logs`
+    // (beside their stderr) and resource updates to their subscribers; transitions, config
+    // changes and alerts are what the log is for.
+    if !matches!(
+        e,
+        Event::ToolsChanged { .. } | Event::ServerLog { .. } | Event::ResourceUpdated { .. }
+    ) {
         output::log_event(e, color);
     }
 }

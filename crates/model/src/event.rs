@@ -130,6 +130,38 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// A server says a resource it was subscribed to changed (`notifications/resources/updated`).
+    ResourceUpdated {
+        /// The service.
+        service: ServiceId,
+        /// The resource's URI as the server wrote it.
+        uri: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A server says its resources (`resources`) or prompts (`prompts`) changed.
+    ListChanged {
+        /// The service.
+        service: ServiceId,
+        /// `resources` or `prompts`.
+        list: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A server's log message (`notifications/message`).
+    ServerLog {
+        /// The service.
+        service: ServiceId,
+        /// Its level (`debug` … `emergency`).
+        level: String,
+        /// The logger, if the server named one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        logger: Option<String>,
+        /// What it logged.
+        data: serde_json::Value,
+        /// When.
+        at: Timestamp,
+    },
     /// An alert notice was delivered by one of its rule's actions.
     AlertSent {
         /// The rule.

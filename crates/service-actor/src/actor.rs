@@ -48,6 +48,9 @@ pub enum ServiceReport {
         /// Last-known, not live: the service is not connected now.
         stale: bool,
     },
+    /// Something the server told (a resource update, a list change, a log message), as the
+    /// event to publish.
+    Notice(mcpvisor_model::Event),
     /// No call for `idle_stop` while up: the root decides whether it is stopped into `idle`.
     Idle {
         /// The service.
@@ -154,6 +157,9 @@ pub enum ServiceMsg {
         /// The tools, or why not.
         tools: Result<ToolList, String>,
     },
+    /// A notification from the server beyond tools.
+    #[doc(hidden)]
+    Server(ServerNotice),
     /// Idle timer (`idle_stop`).
     #[doc(hidden)]
     IdleTick {
@@ -181,6 +187,25 @@ pub enum ServiceMsg {
     RetryDue {
         /// Timer id.
         timer: u64,
+    },
+}
+
+/// A server's notification beyond tools, as the connection's client handler forwards it.
+#[derive(Debug, Clone)]
+pub enum ServerNotice {
+    /// `notifications/resources/updated` for this URI.
+    ResourceUpdated(String),
+    /// `notifications/resources/list_changed` (`resources`) or `prompts/list_changed`
+    /// (`prompts`).
+    ListChanged(&'static str),
+    /// `notifications/message`.
+    Log {
+        /// Level.
+        level: String,
+        /// Logger.
+        logger: Option<String>,
+        /// Data.
+        data: serde_json::Value,
     },
 }
 
@@ -333,6 +358,45 @@ impl State {
         match msg {
             ServiceMsg::Start => self.feed(myself, Input::Start),
             ServiceMsg::Wake => self.feed(myself, Input::Wake),
+            ServiceMsg::Server(notice) => {
+                let service = self.id.clone();
+                let at = mcpvisor_model::Timestamp::now();
+                let event = match notice {
+                    ServerNotice::ResourceUpdated(uri) => {
+                        mcpvisor_model::Event::ResourceUpdated { service, uri, at }
+                    }
+                    ServerNotice::ListChanged(list) => mcpvisor_model::Event::ListChanged {
+                        service,
+                        list: list.to_owned(),
+                        at,
+                    },
+                    ServerNotice::Log {
+                        level,
+                        logger,
+                        data,
+                    } => {
+                        // Kept beside its stderr, for `logs`.
+                        let text = match &data {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        let from = logger
+                            .as_deref()
+                            .map(|l| format!(" {l}:"))
+                            .unwrap_or_default();
+                        self.stderr
+                            .push_line(&format!("[log {level}]{from} {text}"));
+                        mcpvisor_model::Event::ServerLog {
+                            service,
+                            level,
+                            logger,
+                            data,
+                            at,
+                        }
+                    }
+                };
+                (self.sink)(ServiceReport::Notice(event));
+            }
             ServiceMsg::IdleTick { gen } => {
                 let Some(window) = self.config.idle_stop else {
                     return;
@@ -567,7 +631,7 @@ impl State {
                 self.use_list_probe = false;
                 self.tools = est.tools;
                 self.server = est.server;
-                self.handle.set_peer(Some(est.peer));
+                self.handle.set_peer(Some(est.peer.clone()));
                 let me = myself.clone();
                 self.handle
                     .set_loss_hook(Some(std::sync::Arc::new(move |detail: String| {
@@ -577,6 +641,19 @@ impl State {
                 self.identity = est.identity.clone();
                 self.report_process(est.pid, est.identity);
                 self.report_tools(false);
+                // Subscriptions outlive a reconnect: made again on the new connection.
+                for uri in self.handle.subscriptions() {
+                    let peer = est.peer.clone();
+                    tokio::spawn(async move {
+                        let params = rmcp::model::SubscribeRequestParams::new(uri);
+                        // Upstreams speak 2025-11-25 (we propose it), where subscribe is current.
+                        #[allow(deprecated)]
+                        let subscribed = peer.subscribe(params).await;
+                        if let Err(e) = subscribed {
+                            tracing::warn!("resubscribing after a reconnect: {e}");
+                        }
+                    });
+                }
                 let detail = format!(
                     "connected to {} {}, {} tools",
                     if self.server.name.is_empty() {

@@ -18,7 +18,7 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::actor::ServiceMsg;
+use crate::actor::{ServerNotice, ServiceMsg};
 use crate::machine::{EndCause, ExitInfo};
 use crate::process::{self, group_alive, signal_group, GroupGuard, ProcessIdentity, SpawnSpec};
 
@@ -32,6 +32,49 @@ pub(crate) struct Client {
 impl ClientHandler for Client {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         let _ = self.actor.cast(ServiceMsg::ToolsChanged { gen: self.gen });
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self
+            .actor
+            .cast(ServiceMsg::Server(ServerNotice::ResourceUpdated(
+                params.uri,
+            )));
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self
+            .actor
+            .cast(ServiceMsg::Server(ServerNotice::ListChanged("resources")));
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self
+            .actor
+            .cast(ServiceMsg::Server(ServerNotice::ListChanged("prompts")));
+    }
+
+    // Logging is deprecated from protocol 2026-07-28 (SEP-2577); upstreams speak 2025-11-25,
+    // where `notifications/message` is current.
+    #[allow(deprecated)]
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let level = serde_json::to_value(params.level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "info".into());
+        let _ = self.actor.cast(ServiceMsg::Server(ServerNotice::Log {
+            level,
+            logger: params.logger,
+            data: params.data,
+        }));
     }
 
     async fn on_progress(

@@ -119,6 +119,8 @@ struct Shared {
     progress: rmcp::handler::client::progress::ProgressDispatcher,
     /// Calls in flight and the last one's end (`idle_stop`).
     activity: Arc<crate::activity::Activity>,
+    /// Resources subscribed to (the server's URIs), made again after a reconnect.
+    subscriptions: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 #[derive(Default)]
@@ -159,8 +161,34 @@ impl ServiceHandle {
                 on_lost: HookSlot::default(),
                 progress: Default::default(),
                 activity: Default::default(),
+                subscriptions: Default::default(),
             }),
         }
+    }
+
+    /// Records a subscription to `uri` (`on`) or its end.
+    pub fn remember_subscription(&self, uri: &str, on: bool) {
+        let mut s = self
+            .shared
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if on {
+            s.insert(uri.to_owned());
+        } else {
+            s.remove(uri);
+        }
+    }
+
+    /// The resources subscribed to.
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.shared
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// When the service last had calls.
@@ -259,6 +287,36 @@ impl ServiceHandle {
                 state: l.state,
                 reason: l.reason.clone(),
             }),
+        }
+    }
+
+    /// The capabilities the server declared in `initialize`, while connected.
+    pub fn capabilities(&self) -> Option<rmcp::model::ServerCapabilities> {
+        let l = self.shared.live.read().unwrap_or_else(|p| p.into_inner());
+        l.peer
+            .as_ref()
+            .and_then(|p| p.peer_info().map(|i| i.capabilities.clone()))
+    }
+
+    /// Any other request to the server (`resources/read`, `prompts/get`, ...), named `what` in
+    /// errors: fails fast when the service is not up, counts as a use for `idle_stop`, and is
+    /// bounded by the service's `timeouts.call`.
+    pub async fn request<T, F, Fut>(&self, what: &str, f: F) -> Result<T, CallError>
+    where
+        F: FnOnce(Peer<RoleClient>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ServiceError>>,
+    {
+        let peer = self.peer()?;
+        let _busy = self.shared.activity.begin();
+        let timeout = Duration::from_millis(self.shared.call_timeout_ms.load(Ordering::Relaxed));
+        match tokio::time::timeout(timeout, f(peer)).await {
+            Err(_) => Err(CallError::Timeout {
+                service: self.shared.name.clone(),
+                tool: what.to_owned(),
+                after: timeout,
+            }),
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.map_error(what, timeout, e)),
         }
     }
 

@@ -67,9 +67,33 @@ pub enum StoreError {
         /// The owner's pid, when it wrote one.
         owner: Option<u32>,
     },
+    /// No service offers that resource (or resource template).
+    #[error("no service offers the resource '{uri}'{}", hint(suggestions))]
+    UnknownResource {
+        /// The URI asked for.
+        uri: String,
+        /// Close URIs that are offered.
+        suggestions: Vec<String>,
+    },
+    /// No service offers that prompt.
+    #[error("no service offers the prompt '{name}'{}", hint(suggestions))]
+    UnknownPrompt {
+        /// The name asked for.
+        name: String,
+        /// Close names that are offered.
+        suggestions: Vec<String>,
+    },
     /// The supervisor is not running (shut down, or an actor could not be reached).
     #[error("the supervisor is not running ({0})")]
     NotRunning(String),
+}
+
+fn hint(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", suggestions.join(", "))
+    }
 }
 
 impl StoreError {

@@ -41,7 +41,10 @@ mod table;
 pub use error::StoreError;
 pub use fleet::Blocker;
 pub use root::AddReport;
-pub use store::{Progress, ServiceInput, Store, StoreOptions, Wait};
+pub use store::{
+    Progress, PromptEntry, ResourceEntry, ServiceInput, Store, StoreOptions, TemplateEntry, Wait,
+    NAMESPACED_URI,
+};
 
 pub use mcpvisor_model as model;
 pub use mcpvisor_registry_actor::{

@@ -361,6 +361,12 @@ fn r_id(r: &ServiceReport) -> Option<&ServiceId> {
         | ServiceReport::Tools { id, .. }
         | ServiceReport::Process { id, .. }
         | ServiceReport::Idle { id } => Some(id),
+        ServiceReport::Notice(
+            Event::ResourceUpdated { service, .. }
+            | Event::ListChanged { service, .. }
+            | Event::ServerLog { service, .. },
+        ) => Some(service),
+        ServiceReport::Notice(_) => None,
     }
 }
 

@@ -22,10 +22,12 @@ pub use crate::options::{Progress, ServiceInput, StoreOptions, Wait};
 use waits::{settled_after_add, wait_observed};
 
 mod queries;
+mod surface;
 mod waits;
 use crate::owner;
 use crate::reaper;
 use crate::root::{lock, read, AddReport, RootActor, RootArgs, RootMsg, Shared};
+pub use surface::{PromptEntry, ResourceEntry, TemplateEntry, NAMESPACED_URI};
 
 struct Inner {
     root: ActorRef<RootMsg>,
@@ -33,7 +35,14 @@ struct Inner {
     closed: Mutex<bool>,
     /// The claim on the state dir, released once shut down (or dropped).
     claim: Mutex<Option<owner::OwnerClaim>>,
+    /// Offered resource URI (per agent scope) → its service and the server's own URI, from
+    /// the last listing.
+    resource_routes: Mutex<ResourceRoutes>,
+    /// The tool separator (also between a service and its prompts).
+    separator: String,
 }
+
+type ResourceRoutes = std::collections::HashMap<(Option<AgentId>, String), (ServiceId, String)>;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -173,6 +182,7 @@ impl Store {
                 shared.events.subscribe(),
             )
         });
+        let separator = config.supervisor.tool_separator.clone();
         let args = RootArgs {
             config,
             config_path: options.config_path.clone(),
@@ -199,6 +209,8 @@ impl Store {
                 shared,
                 closed: Mutex::new(false),
                 claim: Mutex::new(claim),
+                resource_routes: Mutex::default(),
+                separator,
             }),
             scope: Scope::Store,
         })

@@ -126,6 +126,7 @@ impl RootState {
                     stale,
                 });
             }
+            ServiceReport::Notice(event) => self.to_registry(RegistryMsg::Publish(event)),
             ServiceReport::Idle { id } => {
                 // A call may have begun since the actor looked: it asks again next window.
                 let busy = self.entries.get(&id).is_none_or(|e| {

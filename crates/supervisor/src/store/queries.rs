@@ -233,7 +233,7 @@ impl Store {
     /// starts it — once, however many calls ask at the same time — and waits until it is up,
     /// within its `timeouts.connect` (plus its parked dependencies'). Any other service is
     /// left as it is: a call to it fails fast when it is not up.
-    async fn wake(&self, id: &ServiceId) -> Result<(), StoreError> {
+    pub(super) async fn wake(&self, id: &ServiceId) -> Result<(), StoreError> {
         let Some(rx) = self.inner.shared.observed(id) else {
             return Ok(());
         };
