@@ -75,17 +75,26 @@ impl View {
     }
 }
 
+/// A connected client: its endpoint, its peer, the lowest log severity it wants.
+pub(crate) type Client = (Endpoint, Peer<RoleServer>, Arc<std::sync::atomic::AtomicU8>);
+
 /// Shared by every session of every endpoint.
 pub(crate) struct Core {
     pub(crate) store: Store,
     pub(crate) config: GatewayConfig,
     pub(crate) naming: Naming,
-    /// Connected clients, to tell of `tools/list_changed`.
-    pub(crate) clients: Mutex<Vec<(Endpoint, Peer<RoleServer>)>>,
+    /// Connected clients, to tell of list changes, with the lowest log severity each wants
+    /// (`logging/setLevel`; 0 until set).
+    pub(crate) clients: Mutex<Vec<Client>>,
     /// The names each endpoint listed last (to tell only clients whose view changed).
     pub(crate) last_listed: Mutex<HashMap<Endpoint, Vec<String>>>,
     /// Each endpoint's last computed view.
     views: RwLock<HashMap<Endpoint, Arc<View>>>,
+    /// What the services offer beyond tools, as far as seen (`None` before any service
+    /// connected: then everything mcpvisor can relay is declared).
+    pub(crate) offered: RwLock<Option<crate::surface::Offered>>,
+    /// Resource subscriptions of the clients.
+    pub(crate) subscribers: Mutex<Vec<crate::surface::Subscriber>>,
 }
 
 impl Core {
@@ -97,6 +106,8 @@ impl Core {
             clients: Mutex::new(Vec::new()),
             last_listed: Mutex::new(HashMap::new()),
             views: RwLock::new(HashMap::new()),
+            offered: RwLock::new(None),
+            subscribers: Mutex::new(Vec::new()),
         }
     }
 

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use mcpvisor_model::ServiceState;
 use mcpvisor_supervisor::{CallControl, CallError, CallProgress, StoreError};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
-    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, ErrorCode, GetPromptRequestParams, GetPromptResponse, Implementation,
+    ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ResourceContents,
+    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
@@ -23,6 +26,8 @@ pub struct Session {
     pub(crate) endpoint: Endpoint,
     /// Calls in flight in this session (bounded: DESIGN §13).
     pub(crate) in_flight: Arc<Semaphore>,
+    /// The lowest log severity this client wants (`logging/setLevel`).
+    pub(crate) log_level: Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl Session {
@@ -31,6 +36,7 @@ impl Session {
             core,
             endpoint,
             in_flight: Arc::new(Semaphore::new(crate::MAX_CALLS_IN_FLIGHT)),
+            log_level: Arc::default(),
         }
     }
 }
@@ -133,22 +139,19 @@ impl Session {
 
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .build(),
-        )
-        .with_server_info(Implementation::new("mcpvisor", env!("CARGO_PKG_VERSION")))
-        .with_instructions(
-            "mcpvisor: the tools of a supervised fleet of MCP servers, named service__tool.",
-        )
+        ServerConfig::new(crate::surface::capabilities(&self.core))
+            .with_server_info(Implementation::new("mcpvisor", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "mcpvisor: a supervised fleet of MCP servers as one. Tools and prompts are named \
+             service__name; resource URIs are the servers' own, or mcpvisor://service/URI where \
+             two services offer the same one.",
+            )
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
         let mut clients = self.core.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients.retain(|(_, peer)| !peer.is_transport_closed());
-        clients.push((self.endpoint.clone(), context.peer));
+        clients.retain(|(_, peer, _)| !peer.is_transport_closed());
+        clients.push((self.endpoint.clone(), context.peer, self.log_level.clone()));
     }
 
     async fn list_tools(
@@ -250,6 +253,199 @@ impl ServerHandler for Session {
             Err(StoreError::Call(CallError::Cancelled { .. })) => Err(cancelled()),
             Err(e) => Ok(tool_error(e.to_string())),
         }
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        let list = store.list_resources().await.map_err(internal)?;
+        Ok(ListResourcesResult::with_all_items(
+            list.into_iter().map(|r| r.resource).collect(),
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        let list = store.list_resource_templates().await.map_err(internal)?;
+        Ok(ListResourceTemplatesResult::with_all_items(
+            list.into_iter().map(|t| t.template).collect(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        match store.read_resource(&request.uri).await {
+            Ok(mut read) => {
+                // Contents carry the server's URIs: a namespaced one is given back as the
+                // client asked for it.
+                if request.uri.starts_with(mcpvisor_supervisor::NAMESPACED_URI) {
+                    for c in &mut read.contents {
+                        match c {
+                            ResourceContents::TextResourceContents { uri, .. }
+                            | ResourceContents::BlobResourceContents { uri, .. } => {
+                                *uri = request.uri.clone();
+                            }
+                            #[allow(unreachable_patterns)]
+                            _ => {}
+                        }
+                    }
+                }
+                Ok(read.into())
+            }
+            Err(e) => Err(surface_error(e)),
+        }
+    }
+
+    // Resource subscriptions are how clients of protocol 2025-11-25 and older follow a
+    // resource; `listen` replaces them from 2026-07-28.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        let (service, original) = store
+            .subscription_target(&request.uri)
+            .await
+            .map_err(surface_error)?;
+        store
+            .subscribe_resource(&request.uri)
+            .await
+            .map_err(surface_error)?;
+        let mut subs = self
+            .core
+            .subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        subs.push(crate::surface::Subscriber {
+            endpoint: self.endpoint.clone(),
+            service,
+            original,
+            exposed: request.uri,
+            peer: context.peer,
+        });
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        let (service, original) = store
+            .subscription_target(&request.uri)
+            .await
+            .map_err(surface_error)?;
+        let others = {
+            let mut subs = self
+                .core
+                .subscribers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // This client's subscription goes (matched by its session's transport).
+            let mine = subs.iter().position(|s| {
+                s.exposed == request.uri
+                    && s.endpoint == self.endpoint
+                    && s.peer.is_transport_closed() == context.peer.is_transport_closed()
+            });
+            if let Some(i) = mine {
+                subs.remove(i);
+            }
+            subs.iter()
+                .any(|s| s.service == service && s.original == original)
+        };
+        // The server's subscription ends with the last client's.
+        if !others {
+            store
+                .unsubscribe_resource(&request.uri)
+                .await
+                .map_err(surface_error)?;
+        }
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        let list = store.list_prompts().await.map_err(internal)?;
+        Ok(ListPromptsResult::with_all_items(
+            list.into_iter().map(|p| p.prompt).collect(),
+        ))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        store
+            .get_prompt(&request.name, request.arguments)
+            .await
+            .map(Into::into)
+            .map_err(surface_error)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        store.complete(request).await.map_err(surface_error)
+    }
+
+    // Logging is deprecated from protocol 2026-07-28 (SEP-2577); clients of earlier revisions
+    // still set their level.
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let level = serde_json::to_value(request.level)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.log_level.store(
+            crate::surface::severity(&level),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(())
+    }
+}
+
+/// A Store error of the surface beyond tools as a JSON-RPC error: unknown names and URIs are
+/// the client's (invalid params), a server's own refusal keeps its code, the rest is internal.
+fn surface_error(e: StoreError) -> McpError {
+    match e {
+        StoreError::UnknownResource { .. } => {
+            McpError::new(ErrorCode::RESOURCE_NOT_FOUND, e.to_string(), None)
+        }
+        StoreError::UnknownPrompt { .. } | StoreError::Lookup(_) => {
+            McpError::invalid_params(e.to_string(), None)
+        }
+        StoreError::Call(CallError::Rejected { code, .. }) => {
+            McpError::new(ErrorCode(code), e.to_string(), None)
+        }
+        other => McpError::internal_error(other.to_string(), None),
     }
 }
 

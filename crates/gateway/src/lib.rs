@@ -19,6 +19,7 @@ pub mod names;
 mod notify;
 mod ops;
 mod sessions;
+mod surface;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

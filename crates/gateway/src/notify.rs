@@ -15,7 +15,9 @@ pub(crate) async fn follow(core: Arc<Core>) {
     let Ok(mut events) = core.store.all_scopes().subscribe().await else {
         return;
     };
+    crate::surface::refresh_offered(&core);
     while let Some(event) = events.next().await {
+        crate::surface::forward(&core, &event).await;
         if !matters(&event) {
             continue;
         }
@@ -36,8 +38,8 @@ fn matters(event: &Event) -> bool {
 pub(crate) async fn tell(core: &Arc<Core>) {
     let with_clients: BTreeSet<Endpoint> = {
         let mut clients = core.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients.retain(|(_, peer)| !peer.is_transport_closed());
-        clients.iter().map(|(e, _)| e.clone()).collect()
+        clients.retain(|(_, peer, _)| !peer.is_transport_closed());
+        clients.iter().map(|(e, _, _)| e.clone()).collect()
     };
     let mut endpoints = with_clients.clone();
     endpoints.extend(core.cached_endpoints());
@@ -54,8 +56,8 @@ pub(crate) async fn tell(core: &Arc<Core>) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter(|(e, _)| *e == endpoint)
-            .map(|(_, p)| p.clone())
+            .filter(|(e, _, _)| *e == endpoint)
+            .map(|(_, p, _)| p.clone())
             .collect();
         for peer in peers {
             if let Err(e) = peer.notify_tool_list_changed().await {

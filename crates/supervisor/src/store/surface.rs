@@ -231,6 +231,18 @@ impl Store {
         out
     }
 
+    /// Which service serves `uri` (an offered URI, one a template makes, or a
+    /// `mcpvisor://service/...` one), and the server's own URI for it.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// let (service, uri) = store.resource_target("mcpvisor://files/file:///etc/hosts").await?;
+    /// assert_eq!(uri, "file:///etc/hosts");
+    /// # Ok(()) }
+    /// ```
+    pub async fn resource_target(&self, uri: &str) -> Result<(ServiceId, String), StoreError> {
+        self.resource_owner(uri).await
+    }
+
     /// Which service serves `uri` (an offered URI or template), and the server's own URI.
     async fn resource_owner(&self, uri: &str) -> Result<(ServiceId, String), StoreError> {
         if let Some(rest) = uri.strip_prefix(NAMESPACED_URI) {
@@ -327,6 +339,27 @@ impl Store {
         }
     }
 
+    /// Where a subscription to `uri` goes: its owner, or — for a URI nobody lists (yet) — the
+    /// one service of the scope that offers resources, if there is only one.
+    pub async fn subscription_target(&self, uri: &str) -> Result<(ServiceId, String), StoreError> {
+        self.subscription_owner(uri).await
+    }
+
+    async fn subscription_owner(&self, uri: &str) -> Result<(ServiceId, String), StoreError> {
+        match self.resource_owner(uri).await {
+            Err(StoreError::UnknownResource { .. }) => {
+                match self.capable(|c| c.resources.is_some()).as_slice() {
+                    [(_, id, _)] => Ok((id.clone(), uri.to_owned())),
+                    _ => Err(StoreError::UnknownResource {
+                        uri: uri.to_owned(),
+                        suggestions: Vec::new(),
+                    }),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Subscribes to `notifications/resources/updated` for a resource (they arrive as
     /// [`Event::ResourceUpdated`](mcpvisor_model::Event::ResourceUpdated)).
     /// ```no_run
@@ -335,7 +368,7 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub async fn subscribe_resource(&self, uri: &str) -> Result<(), StoreError> {
-        let (id, original) = self.resource_owner(uri).await?;
+        let (id, original) = self.subscription_owner(uri).await?;
         let h = self
             .inner
             .shared
@@ -353,7 +386,7 @@ impl Store {
 
     /// Ends a subscription made with [`subscribe_resource`](Self::subscribe_resource).
     pub async fn unsubscribe_resource(&self, uri: &str) -> Result<(), StoreError> {
-        let (id, original) = self.resource_owner(uri).await?;
+        let (id, original) = self.subscription_owner(uri).await?;
         let h = self
             .inner
             .shared

@@ -1,0 +1,196 @@
+//! The surface beyond tools through the gateway (issue 12): a real rmcp client over streamable
+//! HTTP against the gateway, in front of real server-everything on stdio — capabilities
+//! declared as its services offer them, resources, templates, reads, subscriptions and their
+//! updates, prompts, completions, and the server's log messages.
+
+use std::time::Duration;
+
+use mcpvisor_gateway::{Gateway, HttpOptions};
+use mcpvisor_model::ServiceState;
+use mcpvisor_supervisor::{Store, StoreOptions, Wait};
+use mcpvisor_tests::{deadline, node_server};
+use rmcp::model::{
+    ArgumentInfo, CallToolRequestParams, CompleteRequestParams, GetPromptRequestParams,
+    ReadResourceRequestParams, Reference, SubscribeRequestParams,
+};
+use rmcp::service::{NotificationContext, RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, ServiceExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// What the client was told, in order.
+#[derive(Debug)]
+enum Told {
+    Updated(String),
+    Log(Option<String>, String),
+}
+
+#[derive(Clone)]
+struct Client {
+    told: mpsc::UnboundedSender<Told>,
+}
+
+impl ClientHandler for Client {
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self.told.send(Told::Updated(params.uri));
+    }
+
+    #[allow(deprecated)]
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let _ = self
+            .told
+            .send(Told::Log(params.logger, params.data.to_string()));
+    }
+}
+
+async fn next_told(
+    rx: &mut mpsc::UnboundedReceiver<Told>,
+    what: &str,
+    pred: impl Fn(&Told) -> bool,
+) -> Told {
+    deadline(LONG, what, async {
+        loop {
+            let t = rx.recv().await.expect("client gone");
+            if pred(&t) {
+                return t;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_http_client_gets_resources_prompts_completions_updates_and_logs_through_the_gateway() {
+    mcpvisor_service_actor::install_default_tls_provider();
+    let store = Store::open(StoreOptions::new()).await.unwrap();
+    store
+        .add_service(
+            json!({"name": "ev", "command": "node", "args": [node_server("server-everything"), "stdio"]}),
+            Wait::None,
+        )
+        .await
+        .unwrap();
+    store
+        .wait_for(&["ev"], ServiceState::Healthy, LONG)
+        .await
+        .unwrap();
+    let gateway = Gateway::new(store.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = HttpOptions::new(addr);
+    let cancel = options.cancel.clone();
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve_http(listener, options).await });
+
+    let (tx, mut told) = mpsc::unbounded_channel();
+    let client: RunningService<RoleClient, Client> = Client { told: tx }
+        .serve(StreamableHttpClientTransport::from_uri(format!(
+            "http://{addr}/mcp"
+        )))
+        .await
+        .expect("connect to the gateway");
+    let caps = client.peer_info().unwrap().capabilities.clone();
+    assert!(
+        caps.resources.as_ref().and_then(|r| r.subscribe) == Some(true),
+        "{caps:?}"
+    );
+    assert!(caps.prompts.is_some() && caps.completions.is_some() && caps.logging.is_some());
+
+    // Resources and templates; a read by the listed URI and by a template-made one.
+    let resources = client.peer().list_all_resources().await.unwrap();
+    assert!(resources.len() >= 5, "{resources:?}");
+    let doc = resources
+        .iter()
+        .find(|r| r.uri.contains("/static/document/"))
+        .expect("a document");
+    let read = client
+        .peer()
+        .read_resource(ReadResourceRequestParams::new(doc.uri.clone()))
+        .await
+        .unwrap();
+    assert!(!read.contents.is_empty());
+    let templates = client.peer().list_all_resource_templates().await.unwrap();
+    assert!(templates
+        .iter()
+        .any(|t| t.uri_template.contains("{resourceId}")));
+    client
+        .peer()
+        .read_resource(ReadResourceRequestParams::new(
+            "demo://resource/dynamic/text/3",
+        ))
+        .await
+        .unwrap();
+    let missing = client
+        .peer()
+        .read_resource(ReadResourceRequestParams::new("nothing://here"))
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("nothing://here"), "{missing}");
+
+    // Prompts by their namespaced names, and completions routed by prompt.
+    let prompts = client.peer().list_all_prompts().await.unwrap();
+    assert!(
+        prompts.iter().any(|p| p.name == "ev__args-prompt"),
+        "{prompts:?}"
+    );
+    let mut get = GetPromptRequestParams::new("ev__args-prompt");
+    get.arguments = json!({"city": "Oslo"}).as_object().cloned();
+    let got = client.peer().get_prompt(get).await.unwrap();
+    assert!(serde_json::to_string(&got.messages)
+        .unwrap()
+        .contains("Oslo"));
+    let done = client
+        .peer()
+        .complete(CompleteRequestParams::new(
+            Reference::for_prompt("ev__completable-prompt"),
+            ArgumentInfo::new("department", "Sa"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(done.completion.values, ["Sales"]);
+
+    // A subscription: the server's updates reach the client under the URI it used.
+    #[allow(deprecated)]
+    client
+        .peer()
+        .subscribe(SubscribeRequestParams::new(doc.uri.clone()))
+        .await
+        .unwrap();
+    client
+        .peer()
+        .call_tool(CallToolRequestParams::new("ev__toggle-subscriber-updates"))
+        .await
+        .unwrap();
+    let t = next_told(&mut told, "a resource update", |t| {
+        matches!(t, Told::Updated(_))
+    })
+    .await;
+    assert!(matches!(&t, Told::Updated(u) if *u == doc.uri), "{t:?}");
+
+    // The server's log messages, named by service.
+    client
+        .peer()
+        .call_tool(CallToolRequestParams::new("ev__toggle-simulated-logging"))
+        .await
+        .unwrap();
+    let t = next_told(&mut told, "a log message", |t| matches!(t, Told::Log(..))).await;
+    assert!(
+        matches!(&t, Told::Log(Some(l), data) if l.starts_with("ev") && data.contains("message")),
+        "{t:?}"
+    );
+
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
