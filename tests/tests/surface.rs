@@ -217,3 +217,97 @@ async fn a_subscription_brings_updates_and_log_messages_are_kept_and_published()
     );
     store.shutdown().await;
 }
+
+/// Runs the real `mcpvisor` binary to completion (killed after a minute).
+fn mcpvisor(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(mcpvisor_tests::mcpvisor_bin())
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("mcp.json"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .env_remove("MCPVISOR_STATE_DIR")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            panic!("mcpvisor {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+#[test]
+fn the_cli_lists_and_reads_resources_and_gets_prompts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mcp.json"),
+        json!({"mcpServers": {"ev": {"command": "node", "args": [node_server("server-everything"), "stdio"]}}})
+            .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = mcpvisor(dir.path(), &["resources", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let uri = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|r| {
+            r["uri"]
+                .as_str()
+                .filter(|u| u.contains("/static/document/"))
+        })
+        .expect("a document")
+        .to_owned();
+    let (code, out, err) = mcpvisor(dir.path(), &["read", &uri]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.trim().is_empty());
+    let (code, out, _) = mcpvisor(dir.path(), &["prompts"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("ev__args-prompt"), "{out}");
+    let (code, out, err) = mcpvisor(
+        dir.path(),
+        &["prompt", "ev__args-prompt", "--args", r#"{"city": "Oslo"}"#],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("user: ") && out.contains("Oslo"), "{out}");
+    // A prompt the service does not have: its own refusal (invalid params), exit 2.
+    let (code, _, err) = mcpvisor(dir.path(), &["prompt", "ev__nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("service 'ev'") && err.contains("nope"),
+        "{err}"
+    );
+    // A service nobody has: no route at all.
+    let (code, _, err) = mcpvisor(dir.path(), &["prompt", "nobody__x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no service offers the prompt 'nobody__x'"),
+        "{err}"
+    );
+}

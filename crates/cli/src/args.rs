@@ -61,6 +61,15 @@ pub enum Command {
     Tools(ToolsArgs),
     /// Call a tool; exit 1 if the tool reports an error or the call fails
     Call(CallArgs),
+    /// List the resources of every service (URIs as the servers write them, or
+    /// mcpvisor://service/URI where two services offer the same one)
+    Resources(ListArgs),
+    /// Read a resource by URI (as `resources` lists it, or one a server's template makes)
+    Read(ReadArgs),
+    /// List the prompts of every service (named service__prompt)
+    Prompts(ListArgs),
+    /// Get a prompt's messages, with its arguments
+    Prompt(PromptArgs),
     /// Register a service in the running instance (and its config file)
     Add(AddArgs),
     /// Stop a service and forget it
@@ -182,6 +191,55 @@ pub struct ToolsArgs {
     #[arg(long, value_name = "AGENT")]
     pub agent: Option<String>,
     /// Print JSON: an array of tools
+    #[arg(long)]
+    pub json: bool,
+    /// One-shot options.
+    #[command(flatten)]
+    pub oneshot: OneShotArgs,
+}
+
+/// `resources` and `prompts`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Act as this agent: only its own services, by their local names
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+    /// One-shot options.
+    #[command(flatten)]
+    pub oneshot: OneShotArgs,
+}
+
+/// `read`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The resource's URI
+    pub uri: String,
+    /// Act as this agent: only its own services, by their local names
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Print the whole result as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// One-shot options.
+    #[command(flatten)]
+    pub oneshot: OneShotArgs,
+}
+
+/// `prompt`.
+#[derive(Debug, Args)]
+pub struct PromptArgs {
+    /// The prompt: `service__prompt`, or a bare name offered by one service only
+    pub name: String,
+    /// Arguments as a JSON object, e.g. '{"city": "Oslo"}'
+    #[arg(long, value_name = "JSON")]
+    pub args: Option<String>,
+    /// Act as this agent: only its own services, by their local names
+    #[arg(long, value_name = "AGENT")]
+    pub agent: Option<String>,
+    /// Print the whole result as JSON
     #[arg(long)]
     pub json: bool,
     /// One-shot options.

@@ -9,8 +9,8 @@ use mcpvisor_supervisor::{ServiceView, ToolEntry};
 use serde_json::{json, Map, Value};
 
 use crate::args::{
-    AddArgs, CallArgs, CheckArgs, GlobalArgs, JsonArgs, LogsArgs, NameArgs, StartArgs, StatusArgs,
-    StopArgs, ToolsArgs,
+    AddArgs, CallArgs, CheckArgs, GlobalArgs, JsonArgs, ListArgs, LogsArgs, NameArgs, PromptArgs,
+    ReadArgs, StartArgs, StatusArgs, StopArgs, ToolsArgs,
 };
 use crate::client::{Client, ConnectError};
 use crate::error::{CliError, CliResult, Exit};
@@ -102,6 +102,130 @@ pub async fn tools(g: &GlobalArgs, a: ToolsArgs) -> CliResult<Exit> {
         ));
     }
     Ok(Exit::Ok)
+}
+
+/// `resources`: URI, name and service of each.
+pub async fn resources(g: &GlobalArgs, a: ListArgs) -> CliResult<Exit> {
+    let v = answer(
+        g,
+        Request::Resources { agent: a.agent },
+        Some(a.oneshot.wait),
+    )
+    .await?;
+    if a.json {
+        output::print_json(&v);
+    } else {
+        let rows: Vec<[String; 3]> = rows(&v, ["uri", "name", "service"]);
+        println(&output::plain_table(&["URI", "NAME", "SERVICE"], &rows));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `read URI`: text contents as text, others as JSON.
+pub async fn read(g: &GlobalArgs, a: ReadArgs) -> CliResult<Exit> {
+    let v = answer(
+        g,
+        Request::Read {
+            uri: a.uri,
+            agent: a.agent,
+        },
+        Some(a.oneshot.wait),
+    )
+    .await?;
+    if a.json {
+        output::print_json(&v);
+    } else {
+        let parts: Vec<String> = v["contents"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|c| match c["text"].as_str() {
+                        Some(t) => t.to_owned(),
+                        None => serde_json::to_string_pretty(c).unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        println(&parts.join("\n"));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `prompts`: name, service and description of each.
+pub async fn prompts(g: &GlobalArgs, a: ListArgs) -> CliResult<Exit> {
+    let v = answer(g, Request::Prompts { agent: a.agent }, Some(a.oneshot.wait)).await?;
+    if a.json {
+        output::print_json(&v);
+    } else {
+        let mut with_description = v.clone();
+        if let Some(items) = with_description.as_array_mut() {
+            for p in items {
+                p["description"] = p["prompt"]["description"].clone();
+            }
+        }
+        let rows: Vec<[String; 3]> = rows(&with_description, ["name", "service", "description"]);
+        println(&output::plain_table(
+            &["NAME", "SERVICE", "DESCRIPTION"],
+            &rows,
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `prompt NAME`: each message as `role: text`.
+pub async fn prompt(g: &GlobalArgs, a: PromptArgs) -> CliResult<Exit> {
+    let args = call_arguments(a.args.as_deref())?;
+    let v = answer(
+        g,
+        Request::Prompt {
+            name: a.name,
+            args,
+            agent: a.agent,
+        },
+        Some(a.oneshot.wait),
+    )
+    .await?;
+    if a.json {
+        output::print_json(&v);
+    } else {
+        let lines: Vec<String> = v["messages"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|m| {
+                        let role = m["role"].as_str().unwrap_or("?");
+                        let text = match m["content"]["text"].as_str() {
+                            Some(t) => t.to_owned(),
+                            None => m["content"].to_string(),
+                        };
+                        format!("{role}: {text}")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        println(&lines.join("\n"));
+    }
+    Ok(Exit::Ok)
+}
+
+/// The string fields `keys` of each object of `v`.
+fn rows<const N: usize>(v: &Value, keys: [&str; N]) -> Vec<[String; N]> {
+    v.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| {
+                    keys.map(|k| match &item[k] {
+                        Value::String(s) => s.clone(),
+                        Value::Null => String::new(),
+                        other => other.to_string(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The `--args` of `call`: a JSON object.

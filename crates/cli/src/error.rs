@@ -98,6 +98,8 @@ impl From<StoreError> for CliError {
             StoreError::Config(_)
             | StoreError::Load { .. }
             | StoreError::AlreadyExists(_)
+            | StoreError::UnknownPrompt { .. }
+            | StoreError::UnknownResource { .. }
             | StoreError::Lookup(_) => Exit::BadInput,
             StoreError::Call(CallError::Rejected { code, .. })
                 if JSONRPC_BAD_REQUEST.contains(code) =>

@@ -48,6 +48,47 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
             }
             to_json(&tools)
         }
+        Request::Resources { agent } => {
+            let scoped = in_scope(store, agent.as_deref())?;
+            let list = scoped.list_resources().await?;
+            Ok(Value::Array(
+                list.into_iter()
+                    .map(|r| {
+                        json!({
+                            "uri": r.resource.uri,
+                            "name": r.resource.name,
+                            "service": r.service,
+                            "original_uri": r.original_uri,
+                            "resource": r.resource,
+                        })
+                    })
+                    .collect(),
+            ))
+        }
+        Request::Read { uri, agent } => {
+            let scoped = in_scope(store, agent.as_deref())?;
+            to_json(&scoped.read_resource(&uri).await?)
+        }
+        Request::Prompts { agent } => {
+            let scoped = in_scope(store, agent.as_deref())?;
+            let list = scoped.list_prompts().await?;
+            Ok(Value::Array(
+                list.into_iter()
+                    .map(|p| {
+                        json!({
+                            "name": p.prompt.name,
+                            "service": p.service,
+                            "original": p.original,
+                            "prompt": p.prompt,
+                        })
+                    })
+                    .collect(),
+            ))
+        }
+        Request::Prompt { name, args, agent } => {
+            let scoped = in_scope(store, agent.as_deref())?;
+            to_json(&scoped.get_prompt(&name, args).await?)
+        }
         Request::Call {
             tool,
             args,

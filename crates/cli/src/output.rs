@@ -285,6 +285,26 @@ pub fn service_detail(v: &ServiceView, color: bool) -> String {
     out.join("\n")
 }
 
+/// A table of plain text rows (first line of each cell, at most 80 characters).
+pub fn plain_table<const N: usize>(headers: &[&str], rows: &[[String; N]]) -> String {
+    if rows.is_empty() {
+        return "none".into();
+    }
+    let mut t = table(headers, color_stdout());
+    for r in rows {
+        t.add_row(r.iter().map(|c| {
+            let first = c.lines().next().unwrap_or("");
+            let short: String = if first.chars().count() > 80 {
+                first.chars().take(77).collect::<String>() + "..."
+            } else {
+                first.to_owned()
+            };
+            Cell::new(short)
+        }));
+    }
+    trim_lines(&t.to_string())
+}
+
 /// The `tools` table.
 pub fn tools_table(tools: &[ToolEntry], color: bool) -> String {
     if tools.is_empty() {

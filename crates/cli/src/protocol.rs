@@ -52,6 +52,37 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent: Option<String>,
     },
+    /// Result: an array of `{"uri", "name", "service", "original_uri", "resource"}`.
+    Resources {
+        /// In this agent's scope.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
+    /// Result: the `ReadResourceResult`.
+    Read {
+        /// The URI (as `resources` lists it, or one a template makes).
+        uri: String,
+        /// In this agent's scope.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
+    /// Result: an array of `{"name", "service", "original", "prompt"}`.
+    Prompts {
+        /// In this agent's scope.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
+    /// Result: the `GetPromptResult`.
+    Prompt {
+        /// `service__prompt`, or a bare name offered by one service only.
+        name: String,
+        /// The arguments object.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        args: Option<Map<String, Value>>,
+        /// In this agent's scope.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
     /// Result: `{"is_error": bool, "result": <CallToolResult>}`.
     Call {
         /// `service__tool` or a unique bare name.
