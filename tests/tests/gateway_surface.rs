@@ -194,3 +194,153 @@ async fn an_http_client_gets_resources_prompts_completions_updates_and_logs_thro
     cancel.cancel();
     store.shutdown().await;
 }
+
+/// A client that answers servers' requests (declares sampling, elicitation and roots), or
+/// declares none (`answers: false`).
+#[derive(Clone)]
+struct Answering {
+    answers: bool,
+}
+
+#[allow(deprecated)]
+impl ClientHandler for Answering {
+    async fn create_message(
+        &self,
+        _params: rmcp::model::CreateMessageRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, rmcp::ErrorData> {
+        Ok(serde_json::from_value(json!({
+            "model": "test-model", "role": "assistant",
+            "content": {"type": "text", "text": "the model says hi"}
+        }))
+        .unwrap())
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: rmcp::model::ElicitRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        Ok(
+            serde_json::from_value(json!({"action": "accept", "content": {"name": "Ada"}}))
+                .unwrap(),
+        )
+    }
+
+    async fn list_roots(
+        &self,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ListRootsResult, rmcp::ErrorData> {
+        Ok(serde_json::from_value(
+            json!({"roots": [{"uri": "file:///client-root", "name": "root"}]}),
+        )
+        .unwrap())
+    }
+
+    fn get_info(&self) -> rmcp::model::ClientInfo {
+        let mut info = rmcp::model::ClientInfo::default();
+        if self.answers {
+            info.capabilities =
+                serde_json::from_value(json!({"roots": {}, "sampling": {}, "elicitation": {}}))
+                    .unwrap();
+        }
+        info
+    }
+}
+
+fn result_text(r: &rmcp::model::CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn servers_requests_go_to_the_calling_client_only_if_it_declared_the_capability() {
+    mcpvisor_service_actor::install_default_tls_provider();
+    let store = Store::open(StoreOptions::new().relay_server_requests())
+        .await
+        .unwrap();
+    store
+        .add_service(
+            json!({"name": "ev", "command": "node", "args": [node_server("server-everything"), "stdio"]}),
+            Wait::None,
+        )
+        .await
+        .unwrap();
+    store
+        .wait_for(&["ev"], ServiceState::Healthy, LONG)
+        .await
+        .unwrap();
+    let gateway = Gateway::new(store.clone()).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = HttpOptions::new(addr);
+    let cancel = options.cancel.clone();
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve_http(listener, options).await });
+    let url = format!("http://{addr}/mcp");
+    let able = Answering { answers: true }
+        .serve(StreamableHttpClientTransport::from_uri(url.clone()))
+        .await
+        .unwrap();
+    let unable = Answering { answers: false }
+        .serve(StreamableHttpClientTransport::from_uri(url))
+        .await
+        .unwrap();
+
+    // mcpvisor told the server it may ask: the server offers its asking tools.
+    let tools: Vec<String> = able
+        .peer()
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    for t in [
+        "ev__trigger-sampling-request",
+        "ev__trigger-elicitation-request",
+        "ev__get-roots-list",
+    ] {
+        assert!(tools.contains(&t.to_owned()), "{t} in {tools:?}");
+    }
+
+    let sample = |who: &RunningService<RoleClient, Answering>| {
+        let mut p = CallToolRequestParams::new("ev__trigger-sampling-request");
+        p.arguments = json!({"prompt": "hello"}).as_object().cloned();
+        let peer = who.peer().clone();
+        async move { peer.call_tool(p).await }
+    };
+    let got = sample(&able).await.unwrap();
+    assert!(result_text(&got).contains("the model says hi"), "{got:?}");
+    // The client that did not declare sampling: the server is refused, saying why.
+    let refused = sample(&unable).await;
+    let said = match &refused {
+        Ok(r) => result_text(r),
+        Err(e) => e.to_string(),
+    };
+    assert!(said.contains("did not declare sampling"), "{said}");
+
+    let got = able
+        .peer()
+        .call_tool(CallToolRequestParams::new(
+            "ev__trigger-elicitation-request",
+        ))
+        .await
+        .unwrap();
+    assert!(result_text(&got).contains("Ada"), "{got:?}");
+
+    let got = able
+        .peer()
+        .call_tool(CallToolRequestParams::new("ev__get-roots-list"))
+        .await
+        .unwrap();
+    assert!(result_text(&got).contains("file:///client-root"), "{got:?}");
+
+    able.cancel().await.unwrap();
+    unable.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}

@@ -311,3 +311,93 @@ fn the_cli_lists_and_reads_resources_and_gets_prompts() {
         "{err}"
     );
 }
+
+/// The embedding program's handler answers the servers' requests.
+struct Program;
+
+#[allow(deprecated)]
+impl mcpvisor_supervisor::ServerRequests for Program {
+    fn list_roots(
+        &self,
+        _service: &mcpvisor_model::ServiceId,
+    ) -> mcpvisor_supervisor::Answer<rmcp::model::ListRootsResult> {
+        Box::pin(async {
+            Ok(serde_json::from_value(json!({"roots": [{"uri": "file:///srv/work"}]})).unwrap())
+        })
+    }
+    fn create_message(
+        &self,
+        service: &mcpvisor_model::ServiceId,
+        _params: rmcp::model::CreateMessageRequestParams,
+    ) -> mcpvisor_supervisor::Answer<rmcp::model::CreateMessageResult> {
+        let text = format!("sampled for {service}");
+        Box::pin(async move {
+            Ok(serde_json::from_value(json!({
+                "model": "m", "role": "assistant", "content": {"type": "text", "text": text}
+            }))
+            .unwrap())
+        })
+    }
+    fn create_elicitation(
+        &self,
+        _service: &mcpvisor_model::ServiceId,
+        _params: rmcp::model::ElicitRequestParams,
+    ) -> mcpvisor_supervisor::Answer<rmcp::model::ElicitResult> {
+        Box::pin(async { Ok(serde_json::from_value(json!({"action": "decline"})).unwrap()) })
+    }
+}
+
+#[tokio::test]
+async fn servers_requests_are_answered_by_the_programs_handler_and_not_offered_without_one() {
+    // Without a handler, mcpvisor does not tell the server it may ask: it offers no asking tools.
+    let plain = store_with(&[everything("ev")]).await;
+    let tools = plain.list_tools().await.unwrap();
+    assert!(!tools
+        .iter()
+        .any(|t| t.name == "ev__trigger-sampling-request"));
+    plain.shutdown().await;
+
+    let store = Store::open(StoreOptions::new().server_requests(std::sync::Arc::new(Program)))
+        .await
+        .unwrap();
+    store
+        .add_service(everything("ev"), Wait::None)
+        .await
+        .unwrap();
+    store
+        .wait_for(&["ev"], ServiceState::Healthy, LONG)
+        .await
+        .unwrap();
+    let out = store
+        .call_tool(
+            "ev__trigger-sampling-request",
+            json!({"prompt": "hi"}).as_object().cloned(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        out.result.to_string().contains("sampled for ev"),
+        "{}",
+        out.result
+    );
+    let out = store
+        .call_tool("ev__trigger-elicitation-request", None, None)
+        .await
+        .unwrap();
+    assert!(
+        out.result.to_string().contains("declined"),
+        "{}",
+        out.result
+    );
+    let out = store
+        .call_tool("ev__get-roots-list", None, None)
+        .await
+        .unwrap();
+    assert!(
+        out.result.to_string().contains("file:///srv/work"),
+        "{}",
+        out.result
+    );
+    store.shutdown().await;
+}

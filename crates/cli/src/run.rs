@@ -238,12 +238,18 @@ async fn next_event(events: &mut Option<EventStream>) -> Option<Event> {
 
 /// The Store of `config` on `state_dir` (owning it), config errors worded for the file.
 pub async fn open_store(config: &Path, state_dir: &Path) -> CliResult<Store> {
-    Store::open(StoreOptions::new().config_file(config).state_dir(state_dir))
-        .await
-        .map_err(|e| match e {
-            StoreError::Config(errors) => CliError::config(&config.display().to_string(), &errors),
-            other => CliError::from(other),
-        })
+    // The gateway (always served by run and the embedded serve) answers servers' requests.
+    Store::open(
+        StoreOptions::new()
+            .config_file(config)
+            .state_dir(state_dir)
+            .relay_server_requests(),
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::Config(errors) => CliError::config(&config.display().to_string(), &errors),
+        other => CliError::from(other),
+    })
 }
 
 /// Under systemd (`Type=notify`, `$NOTIFY_SOCKET` set): start-up settled. Nothing otherwise.

@@ -95,6 +95,8 @@ pub(crate) struct Core {
     pub(crate) offered: RwLock<Option<crate::surface::Offered>>,
     /// Resource subscriptions of the clients.
     pub(crate) subscribers: Mutex<Vec<crate::surface::Subscriber>>,
+    /// Which client calls which service now (servers' requests go to that client).
+    pub(crate) callers: Arc<crate::relay::Callers>,
 }
 
 impl Core {
@@ -108,6 +110,7 @@ impl Core {
             views: RwLock::new(HashMap::new()),
             offered: RwLock::new(None),
             subscribers: Mutex::new(Vec::new()),
+            callers: Arc::default(),
         }
     }
 

@@ -214,6 +214,12 @@ impl ServerHandler for Session {
             cancel: Some(context.ct.clone()),
             progress,
         };
+        // While it runs, the server's own requests (sampling, elicitation, roots) come to
+        // this client.
+        let _caller = self
+            .core
+            .callers
+            .enter(offered.entry.service.clone(), context.peer.clone());
         let call = || {
             store.call_tool_with(
                 &offered.entry.name,

@@ -18,6 +18,7 @@ mod http;
 pub mod names;
 mod notify;
 mod ops;
+mod relay;
 mod sessions;
 mod surface;
 
@@ -87,6 +88,11 @@ impl Gateway {
             config.gateway.clone(),
         ));
         tokio::spawn(notify::follow(core.clone()));
+        // Servers' own requests go to the client whose call is in flight.
+        core.store
+            .set_server_requests(Some(Arc::new(relay::GatewayRelay {
+                core: Arc::downgrade(&core),
+            })));
         Ok(Gateway { core })
     }
 

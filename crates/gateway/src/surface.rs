@@ -107,7 +107,7 @@ fn peers(core: &Core) -> Vec<crate::core::Client> {
 }
 
 /// Whether `endpoint` sees `service`.
-fn sees(endpoint: &Endpoint, service: &ServiceId) -> bool {
+pub(crate) fn sees(endpoint: &Endpoint, service: &ServiceId) -> bool {
     match endpoint {
         Endpoint::Default => service.agent.is_none(),
         Endpoint::Agent(a) => service.agent.as_ref().is_some_and(|x| x.as_str() == a),

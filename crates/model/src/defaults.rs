@@ -122,3 +122,8 @@ pub const ALERT_RETRY_MAX: Duration = Duration::from_secs(60);
 pub const ALERT_RESTARTS_WITHIN: Duration = Duration::from_secs(10 * 60);
 /// Alerts: how often slow-probe and flapping rules are looked at while one of them applies.
 pub const ALERT_TICK: Duration = Duration::from_secs(1);
+/// A server's `sampling/createMessage` or `elicitation/create` answered through mcpvisor: the
+/// longest wait for the answer (a person may be typing it).
+pub const SERVER_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// A server's `roots/list` answered through mcpvisor: the longest wait.
+pub const ROOTS_TIMEOUT: Duration = Duration::from_secs(30);

@@ -719,11 +719,11 @@ impl State {
                 let ring = self.stderr.clone();
                 let name = self.name.clone();
                 let span = self.span.clone();
-                let progress = self.handle.progress_dispatcher();
+                let handle = self.handle.clone();
                 tokio::spawn(
                     async move {
                         let r =
-                            connection::connect(gen, name, cfg, ring, me.clone(), cancel, progress)
+                            connection::connect(gen, name, cfg, ring, me.clone(), cancel, handle)
                                 .await;
                         let _ = me.cast(ServiceMsg::Connected(gen, r.map(Box::new)));
                     }

@@ -21,14 +21,46 @@ use tokio_util::sync::CancellationToken;
 use crate::actor::{ServerNotice, ServiceMsg};
 use crate::machine::{EndCause, ExitInfo};
 use crate::process::{self, group_alive, signal_group, GroupGuard, ProcessIdentity, SpawnSpec};
+use crate::relay::{unanswered, Relay};
 
 /// Our MCP client: forwards `notifications/tools/list_changed` to the actor.
 pub(crate) struct Client {
     actor: ActorRef<ServiceMsg>,
     gen: u64,
     progress: rmcp::handler::client::progress::ProgressDispatcher,
+    /// The service, and who answers its server's own requests.
+    id: mcpvisor_model::ServiceId,
+    relay: Relay,
 }
 
+impl Client {
+    /// Runs `answer` (the handler's) within `limit`; without a handler, the error.
+    async fn relayed<T>(
+        &self,
+        what: &str,
+        limit: std::time::Duration,
+        answer: impl FnOnce(std::sync::Arc<dyn crate::relay::ServerRequests>) -> crate::relay::Answer<T>,
+    ) -> Result<T, rmcp::ErrorData> {
+        let Some(handler) = self.relay.handler() else {
+            return Err(unanswered(&self.id, what));
+        };
+        match tokio::time::timeout(limit, answer(handler)).await {
+            Ok(r) => r,
+            Err(_) => Err(rmcp::ErrorData::internal_error(
+                format!(
+                    "mcpvisor: {what} for service '{}' got no answer within {}",
+                    self.id,
+                    humantime::format_duration(limit)
+                ),
+                None,
+            )),
+        }
+    }
+}
+
+// Roots, sampling and logging are deprecated from protocol 2026-07-28 (SEP-2577); upstreams
+// speak 2025-11-25 (mcpvisor proposes it), where they are current.
+#[allow(deprecated)]
 impl ClientHandler for Client {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         let _ = self.actor.cast(ServiceMsg::ToolsChanged { gen: self.gen });
@@ -58,9 +90,6 @@ impl ClientHandler for Client {
             .cast(ServiceMsg::Server(ServerNotice::ListChanged("prompts")));
     }
 
-    // Logging is deprecated from protocol 2026-07-28 (SEP-2577); upstreams speak 2025-11-25,
-    // where `notifications/message` is current.
-    #[allow(deprecated)]
     async fn on_logging_message(
         &self,
         params: rmcp::model::LoggingMessageNotificationParam,
@@ -85,8 +114,54 @@ impl ClientHandler for Client {
         self.progress.handle_notification(params).await;
     }
 
+    async fn list_roots(
+        &self,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ListRootsResult, rmcp::ErrorData> {
+        let id = self.id.clone();
+        self.relayed("roots/list", mcpvisor_model::defaults::ROOTS_TIMEOUT, |h| {
+            h.list_roots(&id)
+        })
+        .await
+    }
+
+    async fn create_message(
+        &self,
+        params: rmcp::model::CreateMessageRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, rmcp::ErrorData> {
+        let id = self.id.clone();
+        self.relayed(
+            "sampling/createMessage",
+            mcpvisor_model::defaults::SERVER_REQUEST_TIMEOUT,
+            |h| h.create_message(&id, params),
+        )
+        .await
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: rmcp::model::ElicitRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        let id = self.id.clone();
+        self.relayed(
+            "elicitation/create",
+            mcpvisor_model::defaults::SERVER_REQUEST_TIMEOUT,
+            |h| h.create_elicitation(&id, request),
+        )
+        .await
+    }
+
     fn get_info(&self) -> rmcp::model::ClientConfig {
         let mut info = rmcp::model::ClientConfig::default();
+        // Declared only when somebody can answer (DESIGN §14).
+        if self.relay.declares() {
+            let declared = serde_json::json!({"roots": {}, "sampling": {}, "elicitation": {}});
+            if let Ok(caps) = serde_json::from_value(declared) {
+                info.capabilities = caps;
+            }
+        }
         info.client_info.name = "mcpvisor".into();
         info.client_info.version = env!("CARGO_PKG_VERSION").into();
         // The handshake is `initialize`: propose the newest revision that has one (rmcp's
@@ -136,7 +211,7 @@ pub(crate) async fn connect(
     ring: LogRing,
     actor: ActorRef<ServiceMsg>,
     cancel: CancellationToken,
-    progress: rmcp::handler::client::progress::ProgressDispatcher,
+    handle: crate::ServiceHandle,
 ) -> Result<Established, EndCause> {
     let grace = Grace {
         shutdown: config.timeouts.shutdown,
@@ -144,7 +219,9 @@ pub(crate) async fn connect(
     let client = Client {
         actor: actor.clone(),
         gen,
-        progress,
+        progress: handle.progress_dispatcher(),
+        id: handle.id().clone(),
+        relay: handle.relay(),
     };
     let deadline = config.timeouts.connect;
     match &config.endpoint {

@@ -121,6 +121,8 @@ struct Shared {
     activity: Arc<crate::activity::Activity>,
     /// Resources subscribed to (the server's URIs), made again after a reconnect.
     subscriptions: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Who answers the server's own requests (the Store's relay).
+    relay: RwLock<crate::relay::Relay>,
 }
 
 #[derive(Default)]
@@ -162,8 +164,23 @@ impl ServiceHandle {
                 progress: Default::default(),
                 activity: Default::default(),
                 subscriptions: Default::default(),
+                relay: Default::default(),
             }),
         }
+    }
+
+    /// Sets who answers the server's own requests (the Store does, at registration).
+    pub fn set_relay(&self, relay: crate::relay::Relay) {
+        *self.shared.relay.write().unwrap_or_else(|p| p.into_inner()) = relay;
+    }
+
+    /// Who answers the server's own requests.
+    pub fn relay(&self) -> crate::relay::Relay {
+        self.shared
+            .relay
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Records a subscription to `uri` (`on`) or its end.

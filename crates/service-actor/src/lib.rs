@@ -21,6 +21,7 @@ mod http_client;
 pub use http_client::install_default_tls_provider;
 pub mod machine;
 pub mod process;
+pub mod relay;
 mod sse;
 
 pub use actor::{ProbeOutcome, ReportSink, ServiceActor, ServiceArgs, ServiceMsg, ServiceReport};

@@ -50,4 +50,5 @@ pub use mcpvisor_model as model;
 pub use mcpvisor_registry_actor::{
     EventStream, LookupError, Scope, ServiceView, ToolEntry, ToolTarget,
 };
+pub use mcpvisor_service_actor::relay::{Answer, ServerRequests};
 pub use mcpvisor_service_actor::{CallControl, CallError, CallOutcome, CallProgress, ProbeOutcome};

@@ -74,6 +74,12 @@ pub struct StoreOptions {
     pub env: Arc<dyn Env + Send + Sync>,
     /// Start services at open (default true).
     pub autostart: bool,
+    /// Who answers the servers' own requests (`roots/list`, `sampling/createMessage`,
+    /// `elicitation/create`); `None`: nobody yet (see [`StoreOptions::relay_server_requests`]).
+    pub server_requests: Option<Arc<dyn mcpvisor_service_actor::relay::ServerRequests>>,
+    /// Declare `roots`, `sampling` and `elicitation` to servers from the start, for a handler
+    /// registered later ([`crate::Store::set_server_requests`]: the gateway is one).
+    pub relay_server_requests: bool,
 }
 
 impl Default for StoreOptions {
@@ -84,6 +90,8 @@ impl Default for StoreOptions {
             config: None,
             env: Arc::new(ProcessEnv),
             autostart: true,
+            server_requests: None,
+            relay_server_requests: false,
         }
     }
 }
@@ -130,6 +138,47 @@ impl StoreOptions {
         self.config = Some(config);
         self
     }
+    /// Answers the servers' own requests with `handler` (servers are told they may ask).
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use mcpvisor_supervisor::{model::ServiceId, Answer, ServerRequests, StoreOptions};
+    /// use rmcp::model::*;
+    /// struct Workspace;
+    /// impl ServerRequests for Workspace {
+    ///     fn list_roots(&self, _: &ServiceId) -> Answer<ListRootsResult> {
+    ///         Box::pin(async { Ok(ListRootsResult::new(vec![Root::new("file:///srv/project")])) })
+    ///     }
+    ///     fn create_message(&self, s: &ServiceId, _: CreateMessageRequestParams) -> Answer<CreateMessageResult> {
+    ///         let e = rmcp::ErrorData::invalid_request(format!("{s}: no model here"), None);
+    ///         Box::pin(async move { Err(e) })
+    ///     }
+    ///     fn create_elicitation(&self, _: &ServiceId, _: ElicitRequestParams) -> Answer<ElicitResult> {
+    ///         Box::pin(async { Ok(ElicitResult::new(ElicitationAction::Decline)) })
+    ///     }
+    /// }
+    /// let options = StoreOptions::new().server_requests(Arc::new(Workspace));
+    /// # let _ = options;
+    /// ```
+    pub fn server_requests(
+        mut self,
+        handler: Arc<dyn mcpvisor_service_actor::relay::ServerRequests>,
+    ) -> Self {
+        self.server_requests = Some(handler);
+        self
+    }
+
+    /// Tells servers from the start that their requests may be answered, by a handler set
+    /// later with [`crate::Store::set_server_requests`] (until then they get an error).
+    /// ```
+    /// use mcpvisor_supervisor::StoreOptions;
+    /// let options = StoreOptions::new().relay_server_requests();
+    /// assert!(options.relay_server_requests);
+    /// ```
+    pub fn relay_server_requests(mut self) -> Self {
+        self.relay_server_requests = true;
+        self
+    }
+
     /// Uses this environment for `${VAR}` expansion.
     /// ```
     /// use mcpvisor_supervisor::{model::env::MapEnv, StoreOptions};

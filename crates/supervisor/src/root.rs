@@ -464,6 +464,7 @@ impl RootState {
             ServiceMetrics::default(),
         );
         let stderr = LogRing::default();
+        handle.set_relay(self.args.shared.relay.clone());
         write(&self.args.shared.handles).insert(id.clone(), handle.clone());
         write(&self.args.shared.stderr).insert(id.clone(), stderr.clone());
         let tools_known = self

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<Event>,
     /// Each service's state as the root published it (after the registry was told).
     pub observed: RwLock<HashMap<ServiceId, watch::Receiver<ServiceState>>>,
+    /// Who answers the servers' own requests (handed to every service's handle).
+    pub relay: mcpvisor_service_actor::relay::Relay,
 }
 
 /// A namespaced tool name within a scope (`None` = the store's own services).

@@ -174,6 +174,13 @@ impl Store {
             routes: Default::default(),
             events: tokio::sync::broadcast::channel(mcpvisor_model::defaults::EVENT_BUFFER).0,
             observed: Default::default(),
+            relay: {
+                let relay = mcpvisor_service_actor::relay::Relay::new(
+                    options.relay_server_requests || options.server_requests.is_some(),
+                );
+                relay.set_handler(options.server_requests.clone());
+                relay
+            },
         });
         // Subscribed before anything starts: no event an alert rule watches is missed.
         let alerts = (!config.alerts.rules.is_empty()).then(|| {
@@ -502,6 +509,22 @@ impl Store {
     pub async fn restart_service(&self, name: &str) -> Result<(), StoreError> {
         self.stop_service(name, false).await?;
         self.start_service(name).await
+    }
+
+    /// Sets (or removes) who answers the servers' own requests (`roots/list`,
+    /// `sampling/createMessage`, `elicitation/create`). Servers connected while nobody could
+    /// answer were not told they may ask (unless opened with
+    /// [`StoreOptions::relay_server_requests`]); they learn it at their next connection.
+    /// ```no_run
+    /// # async fn demo(store: mcpvisor_supervisor::Store, handler: std::sync::Arc<dyn mcpvisor_supervisor::ServerRequests>) {
+    /// store.set_server_requests(Some(handler));
+    /// # }
+    /// ```
+    pub fn set_server_requests(
+        &self,
+        handler: Option<Arc<dyn mcpvisor_service_actor::relay::ServerRequests>>,
+    ) {
+        self.inner.shared.relay.set_handler(handler);
     }
 
     /// SIGKILLs every live server process group at once, without the graceful steps (for a

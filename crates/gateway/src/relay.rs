@@ -1,0 +1,203 @@
+//! Servers' own requests through the gateway (DESIGN §14): `sampling/createMessage`,
+//! `elicitation/create` and `roots/list` of a service go to the client whose call to that
+//! service is in flight (the latest one, if several) — only if that client declared the
+//! capability; otherwise the server gets a JSON-RPC error saying so. `roots/list` outside a
+//! call goes to the most recently connected client of an endpoint that sees the service and
+//! declared roots.
+// Roots and sampling are deprecated from protocol 2026-07-28 (SEP-2577); the servers behind
+// the gateway speak 2025-11-25 and clients of that revision answer them.
+#![allow(deprecated)]
+
+use std::sync::{Arc, Mutex, Weak};
+
+use mcpvisor_model::ServiceId;
+use mcpvisor_supervisor::{Answer, ServerRequests};
+use rmcp::model::{
+    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorCode,
+    ListRootsResult,
+};
+use rmcp::service::{Peer, RoleServer, ServiceError};
+use rmcp::ErrorData;
+
+use crate::core::Core;
+
+/// Calls in flight through the gateway: which client called which service.
+#[derive(Default)]
+pub(crate) struct Callers {
+    next: std::sync::atomic::AtomicU64,
+    calls: Mutex<Vec<(u64, ServiceId, Peer<RoleServer>)>>,
+}
+
+/// Removes its call from [`Callers`] when dropped.
+pub(crate) struct CallerGuard {
+    callers: Arc<Callers>,
+    id: u64,
+}
+
+impl Drop for CallerGuard {
+    fn drop(&mut self) {
+        self.callers
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(id, _, _)| *id != self.id);
+    }
+}
+
+impl Callers {
+    /// `peer` calls `service` until the guard is dropped.
+    pub(crate) fn enter(
+        self: &Arc<Self>,
+        service: ServiceId,
+        peer: Peer<RoleServer>,
+    ) -> CallerGuard {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, service, peer));
+        CallerGuard {
+            callers: self.clone(),
+            id,
+        }
+    }
+
+    fn latest(&self, service: &ServiceId) -> Option<Peer<RoleServer>> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .rev()
+            .find(|(_, s, p)| s == service && !p.is_transport_closed())
+            .map(|(_, _, p)| p.clone())
+    }
+}
+
+/// The gateway as the Store's answerer of servers' requests.
+pub(crate) struct GatewayRelay {
+    pub(crate) core: Weak<Core>,
+}
+
+fn refused(service: &ServiceId, what: &str, why: &str) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::METHOD_NOT_FOUND,
+        format!("mcpvisor: {what} from service '{service}' cannot be answered: {why}"),
+        None,
+    )
+}
+
+fn forwarded(e: ServiceError) -> ErrorData {
+    match e {
+        ServiceError::McpError(e) => e,
+        other => ErrorData::internal_error(format!("the client did not answer: {other}"), None),
+    }
+}
+
+impl GatewayRelay {
+    /// The client to ask for `service`: the caller of a call in flight, else (roots only)
+    /// the latest connected client that sees it.
+    fn client(&self, service: &ServiceId, any_client: bool) -> Option<Peer<RoleServer>> {
+        let core = self.core.upgrade()?;
+        if let Some(p) = core.callers.latest(service) {
+            return Some(p);
+        }
+        if !any_client {
+            return None;
+        }
+        let clients = core.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .iter()
+            .rev()
+            .filter(|(e, p, _)| !p.is_transport_closed() && crate::surface::sees(e, service))
+            .find(|(_, p, _)| {
+                p.peer_info()
+                    .is_some_and(|i| i.capabilities.roots.is_some())
+            })
+            .map(|(_, p, _)| p.clone())
+    }
+}
+
+impl ServerRequests for GatewayRelay {
+    fn list_roots(&self, service: &ServiceId) -> Answer<ListRootsResult> {
+        let peer = self.client(service, true);
+        let service = service.clone();
+        Box::pin(async move {
+            let Some(peer) = peer else {
+                return Err(refused(
+                    &service,
+                    "roots/list",
+                    "no connected client declared roots",
+                ));
+            };
+            if peer
+                .peer_info()
+                .is_none_or(|i| i.capabilities.roots.is_none())
+            {
+                return Err(refused(
+                    &service,
+                    "roots/list",
+                    "the calling client did not declare roots",
+                ));
+            }
+            peer.list_roots().await.map_err(forwarded)
+        })
+    }
+
+    fn create_message(
+        &self,
+        service: &ServiceId,
+        params: CreateMessageRequestParams,
+    ) -> Answer<CreateMessageResult> {
+        let peer = self.client(service, false);
+        let service = service.clone();
+        Box::pin(async move {
+            let Some(peer) = peer else {
+                return Err(refused(
+                    &service,
+                    "sampling/createMessage",
+                    "no client call to it is in flight",
+                ));
+            };
+            if peer
+                .peer_info()
+                .is_none_or(|i| i.capabilities.sampling.is_none())
+            {
+                return Err(refused(
+                    &service,
+                    "sampling/createMessage",
+                    "the calling client did not declare sampling",
+                ));
+            }
+            peer.create_message(params).await.map_err(forwarded)
+        })
+    }
+
+    fn create_elicitation(
+        &self,
+        service: &ServiceId,
+        params: ElicitRequestParams,
+    ) -> Answer<ElicitResult> {
+        let peer = self.client(service, false);
+        let service = service.clone();
+        Box::pin(async move {
+            let Some(peer) = peer else {
+                return Err(refused(
+                    &service,
+                    "elicitation/create",
+                    "no client call to it is in flight",
+                ));
+            };
+            if peer
+                .peer_info()
+                .is_none_or(|i| i.capabilities.elicitation.is_none())
+            {
+                return Err(refused(
+                    &service,
+                    "elicitation/create",
+                    "the calling client did not declare elicitation",
+                ));
+            }
+            peer.create_elicitation(params).await.map_err(forwarded)
+        })
+    }
+}
