@@ -401,3 +401,33 @@ async fn servers_requests_are_answered_by_the_programs_handler_and_not_offered_w
     );
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn roots_from_the_config_are_answered_without_a_handler_and_a_bad_log_level_is_refused() {
+    let mut ev = everything("ev");
+    ev["roots"] = json!(["file:///srv/from-config"]);
+    ev["log_level"] = json!("warning");
+    let store = store_with(&[ev]).await;
+    let out = store
+        .call_tool("ev__get-roots-list", None, None)
+        .await
+        .unwrap();
+    assert!(
+        out.result.to_string().contains("file:///srv/from-config"),
+        "{}",
+        out.result
+    );
+    // Nothing else was declared: no sampling tool.
+    let tools = store.list_tools().await.unwrap();
+    assert!(!tools
+        .iter()
+        .any(|t| t.name == "ev__trigger-sampling-request"));
+    let mut bad = everything("bad");
+    bad["log_level"] = json!("loud");
+    let err = store.add_service(bad, Wait::None).await.unwrap_err();
+    assert!(
+        err.to_string().contains("bad") && err.to_string().contains("log_level"),
+        "{err}"
+    );
+    store.shutdown().await;
+}

@@ -347,6 +347,12 @@ pub struct ServiceConfig {
     pub start: StartMode,
     /// Stopped into `idle` after this long without calls (never when `None`).
     pub idle_stop: Option<Duration>,
+    /// The lowest level of the server's log messages to receive (`logging/setLevel` at each
+    /// connection): `debug` … `emergency`; the server's own default when `None`.
+    pub log_level: Option<String>,
+    /// The roots the server gets for `roots/list` (file URIs); asked of the Store's handler
+    /// (or the gateway's client) when empty.
+    pub roots: Vec<String>,
     /// Probing.
     pub health: HealthConfig,
     /// Reconnect schedule.
@@ -386,6 +392,8 @@ impl ServiceConfig {
             disabled: false,
             start: StartMode::Eager,
             idle_stop: None,
+            log_level: None,
+            roots: Vec::new(),
             health: HealthConfig::default(),
             backoff: BackoffConfig::default(),
             timeouts: TimeoutConfig::default(),

@@ -641,6 +641,28 @@ impl State {
                 self.identity = est.identity.clone();
                 self.report_process(est.pid, est.identity);
                 self.report_tools(false);
+                // The log level the config asks for, at every connection.
+                let wants_level = self.config.log_level.clone().filter(|_| {
+                    est.peer
+                        .peer_info()
+                        .is_some_and(|i| i.capabilities.logging.is_some())
+                });
+                if let Some(level) = wants_level {
+                    let peer = est.peer.clone();
+                    tokio::spawn(async move {
+                        // Logging is deprecated from 2026-07-28 (SEP-2577); upstreams speak
+                        // 2025-11-25.
+                        #[allow(deprecated)]
+                        let set = match serde_json::from_value(serde_json::json!({"level": level}))
+                        {
+                            Ok(params) => peer.set_level(params).await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        if let Err(e) = set {
+                            tracing::warn!("setting the log level: {e}");
+                        }
+                    });
+                }
                 // Subscriptions outlive a reconnect: made again on the new connection.
                 for uri in self.handle.subscriptions() {
                     let peer = est.peer.clone();

@@ -31,6 +31,8 @@ pub(crate) struct Client {
     /// The service, and who answers its server's own requests.
     id: mcpvisor_model::ServiceId,
     relay: Relay,
+    /// Roots from the service's config: answered here, without asking anyone.
+    roots: Vec<String>,
 }
 
 impl Client {
@@ -118,6 +120,15 @@ impl ClientHandler for Client {
         &self,
         _context: rmcp::service::RequestContext<RoleClient>,
     ) -> Result<rmcp::model::ListRootsResult, rmcp::ErrorData> {
+        if !self.roots.is_empty() {
+            let roots: Vec<serde_json::Value> = self
+                .roots
+                .iter()
+                .map(|uri| serde_json::json!({"uri": uri}))
+                .collect();
+            return serde_json::from_value(serde_json::json!({ "roots": roots }))
+                .map_err(|e| rmcp::ErrorData::internal_error(e.to_string(), None));
+        }
         let id = self.id.clone();
         self.relayed("roots/list", mcpvisor_model::defaults::ROOTS_TIMEOUT, |h| {
             h.list_roots(&id)
@@ -156,11 +167,16 @@ impl ClientHandler for Client {
     fn get_info(&self) -> rmcp::model::ClientConfig {
         let mut info = rmcp::model::ClientConfig::default();
         // Declared only when somebody can answer (DESIGN §14).
+        let mut declared = serde_json::Map::new();
+        if self.relay.declares() || !self.roots.is_empty() {
+            declared.insert("roots".into(), serde_json::json!({}));
+        }
         if self.relay.declares() {
-            let declared = serde_json::json!({"roots": {}, "sampling": {}, "elicitation": {}});
-            if let Ok(caps) = serde_json::from_value(declared) {
-                info.capabilities = caps;
-            }
+            declared.insert("sampling".into(), serde_json::json!({}));
+            declared.insert("elicitation".into(), serde_json::json!({}));
+        }
+        if let Ok(caps) = serde_json::from_value(serde_json::Value::Object(declared)) {
+            info.capabilities = caps;
         }
         info.client_info.name = "mcpvisor".into();
         info.client_info.version = env!("CARGO_PKG_VERSION").into();
@@ -222,6 +238,7 @@ pub(crate) async fn connect(
         progress: handle.progress_dispatcher(),
         id: handle.id().clone(),
         relay: handle.relay(),
+        roots: config.roots.clone(),
     };
     let deadline = config.timeouts.connect;
     match &config.endpoint {

@@ -271,6 +271,34 @@ pub(super) fn resolve_one(
         }
     };
     let idle_stop = f.idle_stop();
+    const LEVELS: [&str; 8] = [
+        "debug",
+        "info",
+        "notice",
+        "warning",
+        "error",
+        "critical",
+        "alert",
+        "emergency",
+    ];
+    let log_level = match f.string("log_level") {
+        Some(l) if LEVELS.contains(&l.as_str()) => Some(l),
+        Some(other) => {
+            f.invalid("log_level", &LEVELS.join(", "), &Value::String(other));
+            None
+        }
+        None => None,
+    };
+    let roots = f.expanded_list("roots");
+    for (i, r) in roots.iter().enumerate() {
+        if !r.contains("://") {
+            f.invalid(
+                &format!("roots[{i}]"),
+                "a URI such as \"file:///home/me/project\"",
+                &Value::String(r.clone()),
+            );
+        }
+    }
 
     let hd = HealthConfig::default();
     let mut s = Section::open(
@@ -341,6 +369,8 @@ pub(super) fn resolve_one(
             disabled,
             start,
             idle_stop,
+            log_level,
+            roots,
             health,
             backoff,
             timeouts,
