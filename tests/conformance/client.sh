@@ -15,5 +15,21 @@ case "${MCP_CONFORMANCE_SCENARIO:-}" in
   initialize) "$bin" tools "${one_shot[@]}" ;;
   tools_call) "$bin" call s__add_numbers --args '{"a": 2, "b": 3}' "${one_shot[@]}" ;;
   sse-retry) "$bin" call s__test_reconnection --timeout 10s "${one_shot[@]}" ;;
+  auth/*)
+    # Sign in (the suite's authorization server redirects at once: following the printed URL
+    # with curl plays the browser), then list tools one-shot with the stored tokens.
+    "$bin" login s --config "$dir/mcp.json" --state-dir "$dir/state" --timeout 30s >"$dir/login.out" 2>&1 &
+    login=$!
+    url=""
+    for _ in $(seq 1 300); do
+      url="$(sed -n 's/^  \(http[^ ]*\)$/\1/p' "$dir/login.out" | head -1)"
+      [ -n "$url" ] && break
+      kill -0 "$login" 2>/dev/null || break
+      sleep 0.1
+    done
+    if [ -z "$url" ]; then cat "$dir/login.out" >&2; wait "$login" || true; exit 1; fi
+    curl -s -o /dev/null -L --max-time 20 "$url"
+    wait "$login" || { cat "$dir/login.out" >&2; exit 1; }
+    "$bin" tools "${one_shot[@]}" ;;
   *) echo "client.sh: no client behaviour for scenario '${MCP_CONFORMANCE_SCENARIO:-}'" >&2; exit 2 ;;
 esac

@@ -3,9 +3,15 @@
 //! its scenario's server and runs `tests/conformance/client.sh URL`, which drives the real
 //! `mcpvisor` CLI one-shot (an embedded supervisor with that server as its one service).
 //!
-//! Client scenarios run: `initialize`, `tools_call`, `sse-retry`. Not run:
-//! `elicitation-sep1034-client-defaults` (mcpvisor answers no elicitation yet: issue 12) and the
-//! `auth/*` scenarios (no OAuth yet).
+//! Client scenarios run: `initialize`, `tools_call`, `sse-retry`, and 12 `auth/*` ones
+//! (`mcpvisor login`, then a one-shot `tools` with the stored tokens): `metadata-default`,
+//! `metadata-var1`..`var3`, `scope-from-www-authenticate`, `scope-from-scopes-supported`,
+//! `scope-omitted-when-undefined`, `scope-retry-limit`, `token-endpoint-auth-basic`, `-post`,
+//! `-none`, `2025-03-26-oauth-endpoint-fallback`. Not run (they fail): `basic-cimd` (no client
+//! ID metadata document URL to offer), `scope-step-up` (no re-authorization on a 403 during a
+//! call), `pre-registration` and `client-credentials-*` (no client credentials from config yet),
+//! `2025-03-26-oauth-metadata-backcompat`; and `elicitation-sep1034-client-defaults` (the
+//! one-shot CLI answers no elicitation).
 //!
 //! Server scenarios, against the gateway (`mcpvisor run --serve`) fronting server-everything
 //! over stdio — every one that passes against server-everything directly: `server-initialize`,
@@ -96,6 +102,29 @@ fn conformance_client_tools_call() {
 #[test]
 fn conformance_client_sse_retry() {
     client_scenario("sse-retry");
+}
+
+/// OAuth: `mcpvisor login` (the wrapper follows the printed URL with curl, as a browser would:
+/// the suite's authorization server redirects at once), then a one-shot `tools` with the
+/// stored tokens.
+#[test]
+fn conformance_client_auth() {
+    for scenario in [
+        "auth/metadata-default",
+        "auth/metadata-var1",
+        "auth/metadata-var2",
+        "auth/metadata-var3",
+        "auth/scope-from-www-authenticate",
+        "auth/scope-from-scopes-supported",
+        "auth/scope-omitted-when-undefined",
+        "auth/scope-retry-limit",
+        "auth/token-endpoint-auth-basic",
+        "auth/token-endpoint-auth-post",
+        "auth/token-endpoint-auth-none",
+        "auth/2025-03-26-oauth-endpoint-fallback",
+    ] {
+        client_scenario(scenario);
+    }
 }
 
 /// `mcpvisor run --serve` fronting server-everything (stdio); stopped (SIGTERM) on drop.

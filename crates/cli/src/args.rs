@@ -70,6 +70,9 @@ pub enum Command {
     Prompts(ListArgs),
     /// Get a prompt's messages, with its arguments
     Prompt(PromptArgs),
+    /// Sign in to a remote server that wants OAuth: prints the URL to open, waits for the
+    /// redirect to a loopback address, stores the tokens in the state dir (mode 0600)
+    Login(LoginArgs),
     /// Register a service in the running instance (and its config file)
     Add(AddArgs),
     /// Stop a service and forget it
@@ -196,6 +199,16 @@ pub struct ToolsArgs {
     /// One-shot options.
     #[command(flatten)]
     pub oneshot: OneShotArgs,
+}
+
+/// `login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The remote service (as named in the config)
+    pub service: String,
+    /// How long to wait for the sign-in to be completed in the browser
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `resources` and `prompts`.

@@ -9,8 +9,8 @@ use mcpvisor_supervisor::{ServiceView, ToolEntry};
 use serde_json::{json, Map, Value};
 
 use crate::args::{
-    AddArgs, CallArgs, CheckArgs, GlobalArgs, JsonArgs, ListArgs, LogsArgs, NameArgs, PromptArgs,
-    ReadArgs, StartArgs, StatusArgs, StopArgs, ToolsArgs,
+    AddArgs, CallArgs, CheckArgs, GlobalArgs, JsonArgs, ListArgs, LoginArgs, LogsArgs, NameArgs,
+    PromptArgs, ReadArgs, StartArgs, StatusArgs, StopArgs, ToolsArgs,
 };
 use crate::client::{Client, ConnectError};
 use crate::error::{CliError, CliResult, Exit};
@@ -35,7 +35,13 @@ async fn answer(global: &GlobalArgs, req: Request, oneshot: Option<Duration>) ->
         Err(_) => String::new(),
     };
     match (oneshot, &global.config) {
-        (Some(wait), Some(config)) => oneshot::answer(config, req, wait).await,
+        (Some(wait), Some(config)) => {
+            // Tokens of `mcpvisor login` live in the state dir the command was given.
+            let tokens = paths::state_dir(global.state_dir.as_deref())
+                .ok()
+                .map(|d| d.join("oauth"));
+            oneshot::answer(config, req, wait, tokens).await
+        }
         (Some(_), None) => Err(CliError::failed(format!(
             "no mcpvisor is running with the state dir {dir}; start one with `mcpvisor run \
              --config FILE`, or pass --config FILE to answer from a one-shot supervisor"
@@ -100,6 +106,93 @@ pub async fn tools(g: &GlobalArgs, a: ToolsArgs) -> CliResult<Exit> {
             &parse::<Vec<ToolEntry>>(v)?,
             output::color_stdout(),
         ));
+    }
+    Ok(Exit::Ok)
+}
+
+/// `login NAME`: the OAuth sign-in of a remote service; a running instance reconnects it.
+pub async fn login(g: &GlobalArgs, a: LoginArgs) -> CliResult<Exit> {
+    let state_dir = paths::state_dir(g.state_dir.as_deref())?;
+    let running = match paths::socket_path(&state_dir) {
+        Ok(socket) => Client::connect(&socket).await.ok(),
+        Err(_) => None,
+    };
+    let config = match (&g.config, running) {
+        (Some(c), _) => c.clone(),
+        (None, Some(mut c)) => {
+            let ping = c.request(&Request::Ping).await?;
+            match ping["config"].as_str() {
+                Some(p) => std::path::PathBuf::from(p),
+                None => {
+                    return Err(CliError::bad_input(
+                        "the running instance has no config file; pass --config FILE",
+                    ))
+                }
+            }
+        }
+        (None, None) => return Err(CliError::bad_input(
+            "which config names the service? pass --config FILE (or start `mcpvisor run` first)",
+        )),
+    };
+    let parsed = mcpvisor_model::parse_file(&config, &mcpvisor_model::env::ProcessEnv)
+        .map_err(|e| CliError::config(&config.display().to_string(), &e))?;
+    let spec = parsed
+        .services
+        .iter()
+        .find(|(n, _)| n.as_str() == a.service)
+        .map(|(_, s)| s.clone())
+        .ok_or_else(|| {
+            let names: Vec<&str> = parsed.services.keys().map(|n| n.as_str()).collect();
+            CliError::bad_input(format!(
+                "no service '{}' in {}{}",
+                a.service,
+                config.display(),
+                match mcpvisor_model::suggest(&a.service, names, 1).first() {
+                    Some(s) => format!("; did you mean '{s}'?"),
+                    None => String::new(),
+                }
+            ))
+        })?;
+    let url = match &spec.config.endpoint {
+        mcpvisor_model::Endpoint::Remote {
+            transport: mcpvisor_model::TransportKind::StreamableHttp,
+            url,
+            ..
+        } => url.clone(),
+        _ => {
+            return Err(CliError::bad_input(format!(
+                "service '{}' is not a streamable HTTP server: OAuth sign-in is for those",
+                a.service
+            )))
+        }
+    };
+    mcpvisor_supervisor::install_default_tls_provider();
+    let file = mcpvisor_supervisor::oauth::token_file(&state_dir.join("oauth"), &a.service);
+    mcpvisor_supervisor::oauth::login(&url, &file, a.timeout, |open| {
+        println(&format!(
+            "To sign in to '{}', open this URL in a browser:\n  {open}\nWaiting for the sign-in (up to {})...",
+            a.service,
+            humantime::format_duration(a.timeout)
+        ));
+    })
+    .await
+    .map_err(CliError::failed)?;
+    println(&format!(
+        "signed in to '{}': tokens saved in {} (mode 0600)",
+        a.service,
+        file.display()
+    ));
+    // A running instance reconnects the service with them.
+    if let Ok(socket) = paths::socket_path(&state_dir) {
+        if let Ok(mut c) = Client::connect(&socket).await {
+            let restart = Request::Restart {
+                name: a.service.clone(),
+                wait: false,
+            };
+            if c.request(&restart).await.is_ok() {
+                println(&format!("reconnecting '{}' with the new tokens", a.service));
+            }
+        }
     }
     Ok(Exit::Ok)
 }

@@ -132,6 +132,7 @@ async fn dispatch(cli: Cli) -> CliResult<Exit> {
         Command::Status(a) => commands::status(&g, a).await,
         Command::Tools(a) => commands::tools(&g, a).await,
         Command::Call(a) => commands::call(&g, a).await,
+        Command::Login(a) => commands::login(&g, a).await,
         Command::Resources(a) => commands::resources(&g, a).await,
         Command::Read(a) => commands::read(&g, a).await,
         Command::Prompts(a) => commands::prompts(&g, a).await,

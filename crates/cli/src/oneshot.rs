@@ -24,7 +24,12 @@ use crate::signals::Signals;
 
 /// Answers `req` with an embedded supervisor running `config`, waiting at most `wait` for the
 /// services it needs.
-pub async fn answer(config: &Path, req: Request, wait: Duration) -> CliResult<Value> {
+pub async fn answer(
+    config: &Path,
+    req: Request,
+    wait: Duration,
+    token_dir: Option<std::path::PathBuf>,
+) -> CliResult<Value> {
     let mut signals = Signals::new()?;
     let parsed = parse_file(config, &ProcessEnv)
         .map_err(|e| CliError::config(&config.display().to_string(), &e))?;
@@ -37,6 +42,7 @@ pub async fn answer(config: &Path, req: Request, wait: Duration) -> CliResult<Va
     let mut options = StoreOptions::new()
         .with_config(parsed)
         .state_dir(state.path());
+    options.token_dir = token_dir;
     options.autostart = needed.is_none();
     let store = Store::open(options).await?;
 

@@ -232,6 +232,7 @@ pub(crate) async fn connect(
     let grace = Grace {
         shutdown: config.timeouts.shutdown,
     };
+    let token_file = handle.token_file();
     let client = Client {
         actor: actor.clone(),
         gen,
@@ -374,9 +375,30 @@ pub(crate) async fn connect(
                     // Headers go through rmcp's config (it owns the MCP ones); the client
                     // brings TLS.
                     let http = crate::http_client::client(&Default::default())?;
-                    let transport =
-                        rmcp::transport::StreamableHttpClientTransport::with_client(http, config);
-                    match client.serve(transport).await {
+                    // Signed in (`mcpvisor login`): the token is sent and refreshed.
+                    let authorized = match &token_file {
+                        Some(file) => {
+                            crate::oauth::authorized_client(url, file, http.clone()).await?
+                        }
+                        None => None,
+                    };
+                    let served = match authorized {
+                        Some(auth) => {
+                            client
+                                .serve(rmcp::transport::StreamableHttpClientTransport::with_client(
+                                    auth, config,
+                                ))
+                                .await
+                        }
+                        None => {
+                            client
+                                .serve(rmcp::transport::StreamableHttpClientTransport::with_client(
+                                    http, config,
+                                ))
+                                .await
+                        }
+                    };
+                    match served {
                         Ok(running) => running,
                         Err(e) => return Err(crate::diagnose::initialize(&e, url, headers).await),
                     }

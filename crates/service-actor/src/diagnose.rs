@@ -10,6 +10,11 @@ use rmcp::service::{ClientInitializeError, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 use rmcp::transport::DynamicTransportError;
 
+/// A 401 from a server that names its OAuth metadata (RFC 9728).
+pub(crate) const OAUTH_REQUIRED: &str =
+    "unauthorized (HTTP 401): the server wants an OAuth sign-in: run `mcpvisor login <service>` \
+     (or set headers.Authorization)";
+
 /// The unauthorized wording (also used by the legacy SSE transport).
 pub(crate) const UNAUTHORIZED: &str =
     "unauthorized (HTTP 401): check headers.Authorization / the token";
@@ -80,6 +85,11 @@ fn transport(e: &DynamicTransportError, url: Option<&str>) -> Option<String> {
 
 fn streamable(e: &StreamableHttpError<reqwest::Error>, url: Option<&str>) -> Option<String> {
     Some(match e {
+        StreamableHttpError::AuthRequired(e)
+            if e.www_authenticate_header.contains("resource_metadata") =>
+        {
+            OAUTH_REQUIRED.to_owned()
+        }
         StreamableHttpError::AuthRequired(_) => UNAUTHORIZED.to_owned(),
         StreamableHttpError::InsufficientScope(scope) => match &scope.required_scope {
             Some(s) => format!("forbidden (HTTP 403): the token lacks the scope '{s}'"),

@@ -123,6 +123,8 @@ struct Shared {
     subscriptions: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Who answers the server's own requests (the Store's relay).
     relay: RwLock<crate::relay::Relay>,
+    /// Where its OAuth tokens are kept (remote services with a state dir).
+    token_file: RwLock<Option<std::path::PathBuf>>,
 }
 
 #[derive(Default)]
@@ -165,6 +167,7 @@ impl ServiceHandle {
                 activity: Default::default(),
                 subscriptions: Default::default(),
                 relay: Default::default(),
+                token_file: Default::default(),
             }),
         }
     }
@@ -172,6 +175,24 @@ impl ServiceHandle {
     /// Sets who answers the server's own requests (the Store does, at registration).
     pub fn set_relay(&self, relay: crate::relay::Relay) {
         *self.shared.relay.write().unwrap_or_else(|p| p.into_inner()) = relay;
+    }
+
+    /// Sets where the service's OAuth tokens are kept.
+    pub fn set_token_file(&self, file: Option<std::path::PathBuf>) {
+        *self
+            .shared
+            .token_file
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = file;
+    }
+
+    /// Where the service's OAuth tokens are kept, if anywhere.
+    pub fn token_file(&self) -> Option<std::path::PathBuf> {
+        self.shared
+            .token_file
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Who answers the server's own requests.

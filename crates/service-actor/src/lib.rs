@@ -20,6 +20,7 @@ pub mod handle;
 mod http_client;
 pub use http_client::install_default_tls_provider;
 pub mod machine;
+pub mod oauth;
 pub mod process;
 pub mod relay;
 mod sse;

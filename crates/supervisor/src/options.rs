@@ -80,6 +80,8 @@ pub struct StoreOptions {
     /// Declare `roots`, `sampling` and `elicitation` to servers from the start, for a handler
     /// registered later ([`crate::Store::set_server_requests`]: the gateway is one).
     pub relay_server_requests: bool,
+    /// Where remote services' OAuth tokens are (`mcpvisor login`); default `<state dir>/oauth`.
+    pub token_dir: Option<PathBuf>,
 }
 
 impl Default for StoreOptions {
@@ -92,6 +94,7 @@ impl Default for StoreOptions {
             autostart: true,
             server_requests: None,
             relay_server_requests: false,
+            token_dir: None,
         }
     }
 }

@@ -109,6 +109,8 @@ pub(crate) struct RootArgs {
     /// The mark every spawned server carries in its environment (`MCPVISOR_OWNER`), so a
     /// later owner of the state dir finds it even if it was never recorded.
     pub owner_mark: Option<String>,
+    /// Where remote services' OAuth tokens are.
+    pub token_dir: Option<std::path::PathBuf>,
 }
 
 struct Entry {
@@ -465,6 +467,14 @@ impl RootState {
         );
         let stderr = LogRing::default();
         handle.set_relay(self.args.shared.relay.clone());
+        if let (Some(dir), mcpvisor_model::Endpoint::Remote { .. }) =
+            (&self.args.token_dir, &spec.config.endpoint)
+        {
+            handle.set_token_file(Some(mcpvisor_service_actor::oauth::token_file(
+                dir,
+                &id.to_string(),
+            )));
+        }
         write(&self.args.shared.handles).insert(id.clone(), handle.clone());
         write(&self.args.shared.stderr).insert(id.clone(), stderr.clone());
         let tools_known = self

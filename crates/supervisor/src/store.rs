@@ -203,6 +203,10 @@ impl Store {
             reaped_owners: old_process_owners,
             known_config,
             owner_mark: claim.as_ref().map(|c| c.mark.clone()),
+            token_dir: options
+                .token_dir
+                .clone()
+                .or_else(|| options.state_dir.as_ref().map(|d| d.join("oauth"))),
         };
         let (root, _) = Actor::spawn(None, RootActor, args)
             .await
