@@ -10,11 +10,24 @@ bin="${MCPVISOR_BIN:-$here/../../target/debug/mcpvisor}"
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 printf '{"mcpServers": {"s": {"url": "%s"}}}\n' "$url" >"$dir/mcp.json"
+# Scenarios that give the client its OAuth client (MCP_CONFORMANCE_CONTEXT: client_id and
+# client_secret) get it in the service's `oauth` section, as a user would write it.
+case "${MCP_CONFORMANCE_SCENARIO:-}" in
+  auth/pre-registration | auth/client-credentials-basic)
+    grant=authorization_code
+    [ "$MCP_CONFORMANCE_SCENARIO" = auth/client-credentials-basic ] && grant=client_credentials
+    URL="$url" GRANT="$grant" node -e '
+      const c = JSON.parse(process.env.MCP_CONFORMANCE_CONTEXT || "{}");
+      const oauth = {grant: process.env.GRANT, client_id: c.client_id, client_secret: c.client_secret};
+      process.stdout.write(JSON.stringify({mcpServers: {s: {url: process.env.URL, oauth}}}));
+    ' >"$dir/mcp.json" ;;
+esac
 one_shot=(--config "$dir/mcp.json" --state-dir "$dir/state" --wait 10s)
 case "${MCP_CONFORMANCE_SCENARIO:-}" in
   initialize) "$bin" tools "${one_shot[@]}" ;;
   tools_call) "$bin" call s__add_numbers --args '{"a": 2, "b": 3}' "${one_shot[@]}" ;;
   sse-retry) "$bin" call s__test_reconnection --timeout 10s "${one_shot[@]}" ;;
+  auth/client-credentials-basic) "$bin" tools "${one_shot[@]}" ;;
   auth/*)
     # Sign in (the suite's authorization server redirects at once: following the printed URL
     # with curl plays the browser), then list tools one-shot with the stored tokens.

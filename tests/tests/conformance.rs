@@ -3,13 +3,14 @@
 //! its scenario's server and runs `tests/conformance/client.sh URL`, which drives the real
 //! `mcpvisor` CLI one-shot (an embedded supervisor with that server as its one service).
 //!
-//! Client scenarios run: `initialize`, `tools_call`, `sse-retry`, and 12 `auth/*` ones
-//! (`mcpvisor login`, then a one-shot `tools` with the stored tokens): `metadata-default`,
-//! `metadata-var1`..`var3`, `scope-from-www-authenticate`, `scope-from-scopes-supported`,
-//! `scope-omitted-when-undefined`, `scope-retry-limit`, `token-endpoint-auth-basic`, `-post`,
-//! `-none`, `2025-03-26-oauth-endpoint-fallback`. Not run (they fail): `basic-cimd` (no client
-//! ID metadata document URL to offer), `scope-step-up` (no re-authorization on a 403 during a
-//! call), `pre-registration` and `client-credentials-*` (no client credentials from config yet),
+//! Client scenarios run: `initialize`, `tools_call`, `sse-retry`, and 14 `auth/*` ones
+//! (`mcpvisor login`, then a one-shot `tools` with the stored tokens; the client the suite
+//! gives goes into the service's `oauth` section): `metadata-default`, `metadata-var1`..`var3`,
+//! `scope-from-www-authenticate`, `scope-from-scopes-supported`, `scope-omitted-when-undefined`,
+//! `scope-retry-limit`, `token-endpoint-auth-basic`, `-post`, `-none`,
+//! `2025-03-26-oauth-endpoint-fallback`, `pre-registration`, `client-credentials-basic`. Not run
+//! (they fail): `basic-cimd` (no client ID metadata document URL to offer), `scope-step-up` (no
+//! re-authorization on a 403 during a call), `client-credentials-jwt` (no private-key JWT),
 //! `2025-03-26-oauth-metadata-backcompat`; and `elicitation-sep1034-client-defaults` (the
 //! one-shot CLI answers no elicitation).
 //!
@@ -122,6 +123,8 @@ fn conformance_client_auth() {
         "auth/token-endpoint-auth-post",
         "auth/token-endpoint-auth-none",
         "auth/2025-03-26-oauth-endpoint-fallback",
+        "auth/pre-registration",
+        "auth/client-credentials-basic",
     ] {
         client_scenario(scenario);
     }

@@ -168,7 +168,7 @@ pub async fn login(g: &GlobalArgs, a: LoginArgs) -> CliResult<Exit> {
     };
     mcpvisor_supervisor::install_default_tls_provider();
     let file = mcpvisor_supervisor::oauth::token_file(&state_dir.join("oauth"), &a.service);
-    mcpvisor_supervisor::oauth::login(&url, &file, a.timeout, |open| {
+    mcpvisor_supervisor::oauth::login(&url, &file, spec.config.oauth.as_ref(), a.timeout, |open| {
         println(&format!(
             "To sign in to '{}', open this URL in a browser:\n  {open}\nWaiting for the sign-in (up to {})...",
             a.service,

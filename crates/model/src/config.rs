@@ -202,6 +202,29 @@ impl Default for TimeoutConfig {
     }
 }
 
+/// How a remote service gets OAuth tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthConfig {
+    /// `authorization_code` (`mcpvisor login`, with this pre-registered client) or
+    /// `client_credentials` (no person involved: tokens are fetched at each connection).
+    pub grant: OAuthGrant,
+    /// A pre-registered client id (else dynamic registration at `login`).
+    pub client_id: Option<String>,
+    /// Its secret, `${VAR}` expanded (never written back expanded, never shown).
+    pub client_secret: Option<String>,
+    /// Scopes to ask for (else the server's own selection).
+    pub scopes: Vec<String>,
+}
+
+/// The OAuth grant of a remote service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthGrant {
+    /// A person signs in once with `mcpvisor login`; refresh tokens keep it going.
+    AuthorizationCode,
+    /// The service's own credentials, exchanged for a token at each connection.
+    ClientCredentials,
+}
+
 /// When a service is started (DESIGN §16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -353,6 +376,9 @@ pub struct ServiceConfig {
     /// The roots the server gets for `roots/list` (file URIs); asked of the Store's handler
     /// (or the gateway's client) when empty.
     pub roots: Vec<String>,
+    /// OAuth for a remote server (`None`: `mcpvisor login` with dynamic registration, if the
+    /// server wants it).
+    pub oauth: Option<OAuthConfig>,
     /// Probing.
     pub health: HealthConfig,
     /// Reconnect schedule.
@@ -394,6 +420,7 @@ impl ServiceConfig {
             idle_stop: None,
             log_level: None,
             roots: Vec::new(),
+            oauth: None,
             health: HealthConfig::default(),
             backoff: BackoffConfig::default(),
             timeouts: TimeoutConfig::default(),
@@ -428,6 +455,11 @@ impl ServiceSpec {
                 for v in m.values_mut() {
                     *v = Value::String("***".into());
                 }
+            }
+        }
+        if let Some(Value::Object(o)) = out.get_mut("oauth") {
+            if o.contains_key("client_secret") {
+                o.insert("client_secret".into(), Value::String("***".into()));
             }
         }
         out

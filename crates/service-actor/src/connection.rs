@@ -233,6 +233,7 @@ pub(crate) async fn connect(
         shutdown: config.timeouts.shutdown,
     };
     let token_file = handle.token_file();
+    let oauth = config.oauth.clone();
     let client = Client {
         actor: actor.clone(),
         gen,
@@ -375,13 +376,15 @@ pub(crate) async fn connect(
                     // Headers go through rmcp's config (it owns the MCP ones); the client
                     // brings TLS.
                     let http = crate::http_client::client(&Default::default())?;
-                    // Signed in (`mcpvisor login`): the token is sent and refreshed.
-                    let authorized = match &token_file {
-                        Some(file) => {
-                            crate::oauth::authorized_client(url, file, http.clone()).await?
-                        }
-                        None => None,
-                    };
+                    // Signed in (`mcpvisor login`) or client credentials: the token is sent
+                    // and refreshed.
+                    let authorized = crate::oauth::authorized_client(
+                        url,
+                        token_file.as_deref(),
+                        oauth.as_ref(),
+                        http.clone(),
+                    )
+                    .await?;
                     let served = match authorized {
                         Some(auth) => {
                             client

@@ -8,9 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mcpvisor_model::{OAuthConfig, OAuthGrant};
 use rmcp::transport::auth::{
-    AuthClient, AuthError, AuthorizationManager, AuthorizationRequest, CredentialStore, OAuthState,
-    StoredCredentials,
+    AuthClient, AuthError, AuthorizationManager, AuthorizationRequest, ClientCredentialsConfig,
+    CredentialStore, OAuthState, StoredCredentials,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -95,16 +96,43 @@ async fn manager(url: &str, file: &Path) -> Result<AuthorizationManager, String>
     Ok(manager)
 }
 
-/// The HTTP client of a connection to `url` with the tokens in `file`: `Ok(None)` when there
-/// are none (the server is asked without a token).
+/// The HTTP client of a connection to `url`: with the `client_credentials` grant, a token
+/// fetched now; else the tokens `mcpvisor login` stored in `file`. `Ok(None)` when there are
+/// none (the server is asked without a token).
 pub async fn authorized_client(
     url: &str,
-    file: &Path,
+    file: Option<&Path>,
+    oauth: Option<&OAuthConfig>,
     http: reqwest::Client,
 ) -> Result<Option<AuthClient<reqwest::Client>>, String> {
-    if !file.exists() {
-        return Ok(None);
+    if let Some(cfg) = oauth.filter(|c| c.grant == OAuthGrant::ClientCredentials) {
+        let (Some(id), Some(secret)) = (&cfg.client_id, &cfg.client_secret) else {
+            return Err("oauth.client_credentials needs client_id and client_secret".into());
+        };
+        let mut m = AuthorizationManager::new_allowing_private_addresses(url)
+            .await
+            .map_err(|e| format!("OAuth set-up for {url}: {e}"))?;
+        if let Some(f) = file {
+            m.set_credential_store(FileCredentialStore::new(f.to_path_buf()));
+        }
+        let mut state = OAuthState::Unauthorized(m);
+        state
+            .authenticate_client_credentials(ClientCredentialsConfig::ClientSecret {
+                client_id: id.clone(),
+                client_secret: secret.clone(),
+                scopes: cfg.scopes.clone(),
+                resource: Some(url.to_owned()),
+            })
+            .await
+            .map_err(|e| format!("the client_credentials grant was refused: {e}"))?;
+        return match state.into_authorization_manager() {
+            Some(m) => Ok(Some(AuthClient::new(http, m))),
+            None => Err("the client_credentials grant gave no token".into()),
+        };
     }
+    let Some(file) = file.filter(|f| f.exists()) else {
+        return Ok(None);
+    };
     let mut m = manager(url, file).await?;
     match m.initialize_from_store().await {
         Ok(true) => Ok(Some(AuthClient::new(http, m))),
@@ -122,6 +150,7 @@ pub async fn authorized_client(
 pub async fn login(
     url: &str,
     file: &Path,
+    oauth: Option<&OAuthConfig>,
     limit: Duration,
     show_url: impl FnOnce(&str),
 ) -> Result<(), String> {
@@ -132,6 +161,17 @@ pub async fn login(
     let redirect = format!("http://127.0.0.1:{port}/callback");
     let mut state = OAuthState::Unauthorized(manager(url, file).await?);
     let mut request = AuthorizationRequest::new(redirect).with_client_name("mcpvisor");
+    if let Some(cfg) = oauth {
+        if let Some(id) = &cfg.client_id {
+            request = request.with_preregistered_client(id.clone());
+        }
+        if let Some(secret) = &cfg.client_secret {
+            request = request.with_client_secret(secret.clone());
+        }
+        if !cfg.scopes.is_empty() {
+            request = request.with_scopes(cfg.scopes.clone());
+        }
+    }
     // The server's own 401 names its metadata and the scope it wants (RFC 9728, RFC 6750).
     if let Some(challenge) = challenge(url).await {
         request = request.with_challenge(challenge);

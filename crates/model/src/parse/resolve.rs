@@ -289,6 +289,75 @@ pub(super) fn resolve_one(
         }
         None => None,
     };
+    let oauth = match f.obj.get("oauth").cloned() {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => {
+            let s = Section::open(
+                &mut f,
+                "oauth",
+                &["grant", "client_id", "client_secret", "scopes"],
+            );
+            let grant = match s.obj.get("grant").cloned() {
+                None | Some(Value::Null) => OAuthGrant::AuthorizationCode,
+                Some(Value::String(g)) if g == "authorization_code" => {
+                    OAuthGrant::AuthorizationCode
+                }
+                Some(Value::String(g)) if g == "client_credentials" => {
+                    OAuthGrant::ClientCredentials
+                }
+                Some(other) => {
+                    s.f.invalid(
+                        "oauth.grant",
+                        "\"authorization_code\" or \"client_credentials\"",
+                        &other,
+                    );
+                    OAuthGrant::AuthorizationCode
+                }
+            };
+            let mut text = |key: &str| -> Option<String> {
+                match o.get(key) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(v)) => s.f.expand(&format!("oauth.{key}"), v),
+                    Some(other) => {
+                        s.f.invalid(&format!("oauth.{key}"), "a string", other);
+                        None
+                    }
+                }
+            };
+            let client_id = text("client_id");
+            let client_secret = text("client_secret");
+            let scopes = match o.get("scopes") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                Some(other) => {
+                    s.f.invalid("oauth.scopes", "a list of scope names", other);
+                    Vec::new()
+                }
+            };
+            if grant == OAuthGrant::ClientCredentials
+                && (client_id.is_none() || client_secret.is_none())
+            {
+                s.f.invalid(
+                    "oauth",
+                    "client_id and client_secret for the client_credentials grant",
+                    &Value::Object(o.clone()),
+                );
+            }
+            Some(OAuthConfig {
+                grant,
+                client_id,
+                client_secret,
+                scopes,
+            })
+        }
+        Some(other) => {
+            f.invalid("oauth", "an object", &other);
+            None
+        }
+    };
     let roots = f.expanded_list("roots");
     for (i, r) in roots.iter().enumerate() {
         if !r.contains("://") {
@@ -371,6 +440,7 @@ pub(super) fn resolve_one(
             idle_stop,
             log_level,
             roots,
+            oauth,
             health,
             backoff,
             timeouts,
