@@ -302,3 +302,19 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Writes `config` to `dir/mcp.json` and opens a Store on it with the state dir `dir/state`.
+pub async fn open_store_in(dir: &Path, config: &serde_json::Value) -> mcpvisor_supervisor::Store {
+    std::fs::write(
+        dir.join("mcp.json"),
+        serde_json::to_vec(config).expect("config as JSON"),
+    )
+    .expect("write mcp.json");
+    mcpvisor_supervisor::Store::open(
+        mcpvisor_supervisor::StoreOptions::new()
+            .config_file(dir.join("mcp.json"))
+            .state_dir(dir.join("state")),
+    )
+    .await
+    .expect("open the store")
+}

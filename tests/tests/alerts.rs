@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use mcpvisor_model::{Event, ServiceState};
-use mcpvisor_supervisor::{EventStream, Store, StoreOptions};
+use mcpvisor_supervisor::{EventStream, Store};
 use mcpvisor_tests::{chaos_bin, deadline, kill_pid};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -28,14 +28,7 @@ fn chaos() -> Value {
 }
 
 async fn open(dir: &Path, config: Value) -> Store {
-    std::fs::write(dir.join("mcp.json"), serde_json::to_vec(&config).unwrap()).unwrap();
-    Store::open(
-        StoreOptions::new()
-            .config_file(dir.join("mcp.json"))
-            .state_dir(dir.join("state")),
-    )
-    .await
-    .unwrap()
+    mcpvisor_tests::open_store_in(dir, &config).await
 }
 
 /// A webhook receiver on `listener`: every body it gets, answered with 200.

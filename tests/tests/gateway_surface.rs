@@ -70,10 +70,13 @@ async fn next_told(
     .await
 }
 
-#[tokio::test]
-async fn an_http_client_gets_resources_prompts_completions_updates_and_logs_through_the_gateway() {
+/// server-everything on stdio as service `ev` of a Store opened with `options`, its gateway on
+/// a loopback port: the Store, the gateway's `/mcp` URL and what stops the gateway.
+async fn everything_behind_a_gateway(
+    options: StoreOptions,
+) -> (Store, String, tokio_util::sync::CancellationToken) {
     mcpvisor_service_actor::install_default_tls_provider();
-    let store = Store::open(StoreOptions::new()).await.unwrap();
+    let store = Store::open(options).await.unwrap();
     store
         .add_service(
             json!({"name": "ev", "command": "node", "args": [node_server("server-everything"), "stdio"]}),
@@ -90,14 +93,17 @@ async fn an_http_client_gets_resources_prompts_completions_updates_and_logs_thro
     let addr = listener.local_addr().unwrap();
     let options = HttpOptions::new(addr);
     let cancel = options.cancel.clone();
-    let g = gateway.clone();
-    tokio::spawn(async move { g.serve_http(listener, options).await });
+    tokio::spawn(async move { gateway.serve_http(listener, options).await });
+    (store, format!("http://{addr}/mcp"), cancel)
+}
+
+#[tokio::test]
+async fn an_http_client_gets_resources_prompts_completions_updates_and_logs_through_the_gateway() {
+    let (store, url, cancel) = everything_behind_a_gateway(StoreOptions::new()).await;
 
     let (tx, mut told) = mpsc::unbounded_channel();
     let client: RunningService<RoleClient, Client> = Client { told: tx }
-        .serve(StreamableHttpClientTransport::from_uri(format!(
-            "http://{addr}/mcp"
-        )))
+        .serve(StreamableHttpClientTransport::from_uri(url))
         .await
         .expect("connect to the gateway");
     let caps = client.peer_info().unwrap().capabilities.clone();
@@ -258,29 +264,8 @@ fn result_text(r: &rmcp::model::CallToolResult) -> String {
 
 #[tokio::test]
 async fn servers_requests_go_to_the_calling_client_only_if_it_declared_the_capability() {
-    mcpvisor_service_actor::install_default_tls_provider();
-    let store = Store::open(StoreOptions::new().relay_server_requests())
-        .await
-        .unwrap();
-    store
-        .add_service(
-            json!({"name": "ev", "command": "node", "args": [node_server("server-everything"), "stdio"]}),
-            Wait::None,
-        )
-        .await
-        .unwrap();
-    store
-        .wait_for(&["ev"], ServiceState::Healthy, LONG)
-        .await
-        .unwrap();
-    let gateway = Gateway::new(store.clone()).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let options = HttpOptions::new(addr);
-    let cancel = options.cancel.clone();
-    let g = gateway.clone();
-    tokio::spawn(async move { g.serve_http(listener, options).await });
-    let url = format!("http://{addr}/mcp");
+    let (store, url, cancel) =
+        everything_behind_a_gateway(StoreOptions::new().relay_server_requests()).await;
     let able = Answering { answers: true }
         .serve(StreamableHttpClientTransport::from_uri(url.clone()))
         .await

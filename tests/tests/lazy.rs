@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use mcpvisor_model::{Event, ServiceState};
-use mcpvisor_supervisor::{EventStream, Store, StoreOptions};
+use mcpvisor_supervisor::{EventStream, Store};
 use mcpvisor_tests::{chaos_bin, deadline, wait_until};
 use serde_json::{json, Value};
 
@@ -31,18 +31,7 @@ fn chaos(extra: Value) -> Value {
 }
 
 async fn open(dir: &std::path::Path, services: Value) -> Store {
-    std::fs::write(
-        dir.join("mcp.json"),
-        serde_json::to_vec(&json!({ "mcpServers": services })).unwrap(),
-    )
-    .unwrap();
-    Store::open(
-        StoreOptions::new()
-            .config_file(dir.join("mcp.json"))
-            .state_dir(dir.join("state")),
-    )
-    .await
-    .unwrap()
+    mcpvisor_tests::open_store_in(dir, &json!({ "mcpServers": services })).await
 }
 
 /// The `pids` tool's answer: (pid, pgid) of the server that answered.

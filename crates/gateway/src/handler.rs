@@ -137,6 +137,28 @@ impl Session {
     }
 }
 
+impl Session {
+    /// The endpoint's Store and where a subscription to `uri` goes.
+    async fn subscription_target(
+        &self,
+        uri: &str,
+    ) -> Result<
+        (
+            mcpvisor_supervisor::Store,
+            mcpvisor_model::ServiceId,
+            String,
+        ),
+        McpError,
+    > {
+        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        let (service, original) = store
+            .subscription_target(uri)
+            .await
+            .map_err(surface_error)?;
+        Ok((store, service, original))
+    }
+}
+
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(crate::surface::capabilities(&self.core))
@@ -321,11 +343,7 @@ impl ServerHandler for Session {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
-        let (service, original) = store
-            .subscription_target(&request.uri)
-            .await
-            .map_err(surface_error)?;
+        let (store, service, original) = self.subscription_target(&request.uri).await?;
         store
             .subscribe_resource(&request.uri)
             .await
@@ -351,11 +369,7 @@ impl ServerHandler for Session {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let store = self.core.scoped(&self.endpoint).map_err(internal)?;
-        let (service, original) = store
-            .subscription_target(&request.uri)
-            .await
-            .map_err(surface_error)?;
+        let (store, service, original) = self.subscription_target(&request.uri).await?;
         let others = {
             let mut subs = self
                 .core

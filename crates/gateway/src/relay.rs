@@ -117,30 +117,51 @@ impl GatewayRelay {
     }
 }
 
-impl ServerRequests for GatewayRelay {
-    fn list_roots(&self, service: &ServiceId) -> Answer<ListRootsResult> {
-        let peer = self.client(service, true);
+impl GatewayRelay {
+    /// Asks the client chosen for `service` with `ask` if it declared the capability `cap`
+    /// names (`has`), else refuses saying what is missing.
+    fn ask<T: Send + 'static, Fut>(
+        &self,
+        service: &ServiceId,
+        what: &'static str,
+        cap: &'static str,
+        has: fn(&rmcp::model::ClientCapabilities) -> bool,
+        any_client: bool,
+        ask: impl FnOnce(Peer<RoleServer>) -> Fut + Send + 'static,
+    ) -> Answer<T>
+    where
+        Fut: std::future::Future<Output = Result<T, ServiceError>> + Send,
+    {
+        let peer = self.client(service, any_client);
         let service = service.clone();
         Box::pin(async move {
             let Some(peer) = peer else {
-                return Err(refused(
-                    &service,
-                    "roots/list",
-                    "no connected client declared roots",
-                ));
+                let why = if any_client {
+                    format!("no connected client declared {cap}")
+                } else {
+                    "no client call to it is in flight".to_owned()
+                };
+                return Err(refused(&service, what, &why));
             };
-            if peer
-                .peer_info()
-                .is_none_or(|i| i.capabilities.roots.is_none())
-            {
-                return Err(refused(
-                    &service,
-                    "roots/list",
-                    "the calling client did not declare roots",
-                ));
+            if peer.peer_info().is_none_or(|i| !has(&i.capabilities)) {
+                let why = format!("the calling client did not declare {cap}");
+                return Err(refused(&service, what, &why));
             }
-            peer.list_roots().await.map_err(forwarded)
+            ask(peer).await.map_err(forwarded)
         })
+    }
+}
+
+impl ServerRequests for GatewayRelay {
+    fn list_roots(&self, service: &ServiceId) -> Answer<ListRootsResult> {
+        self.ask(
+            service,
+            "roots/list",
+            "roots",
+            |c| c.roots.is_some(),
+            true,
+            |p| async move { p.list_roots().await },
+        )
     }
 
     fn create_message(
@@ -148,28 +169,14 @@ impl ServerRequests for GatewayRelay {
         service: &ServiceId,
         params: CreateMessageRequestParams,
     ) -> Answer<CreateMessageResult> {
-        let peer = self.client(service, false);
-        let service = service.clone();
-        Box::pin(async move {
-            let Some(peer) = peer else {
-                return Err(refused(
-                    &service,
-                    "sampling/createMessage",
-                    "no client call to it is in flight",
-                ));
-            };
-            if peer
-                .peer_info()
-                .is_none_or(|i| i.capabilities.sampling.is_none())
-            {
-                return Err(refused(
-                    &service,
-                    "sampling/createMessage",
-                    "the calling client did not declare sampling",
-                ));
-            }
-            peer.create_message(params).await.map_err(forwarded)
-        })
+        self.ask(
+            service,
+            "sampling/createMessage",
+            "sampling",
+            |c| c.sampling.is_some(),
+            false,
+            |p| async move { p.create_message(params).await },
+        )
     }
 
     fn create_elicitation(
@@ -177,27 +184,13 @@ impl ServerRequests for GatewayRelay {
         service: &ServiceId,
         params: ElicitRequestParams,
     ) -> Answer<ElicitResult> {
-        let peer = self.client(service, false);
-        let service = service.clone();
-        Box::pin(async move {
-            let Some(peer) = peer else {
-                return Err(refused(
-                    &service,
-                    "elicitation/create",
-                    "no client call to it is in flight",
-                ));
-            };
-            if peer
-                .peer_info()
-                .is_none_or(|i| i.capabilities.elicitation.is_none())
-            {
-                return Err(refused(
-                    &service,
-                    "elicitation/create",
-                    "the calling client did not declare elicitation",
-                ));
-            }
-            peer.create_elicitation(params).await.map_err(forwarded)
-        })
+        self.ask(
+            service,
+            "elicitation/create",
+            "elicitation",
+            |c| c.elicitation.is_some(),
+            false,
+            |p| async move { p.create_elicitation(params).await },
+        )
     }
 }

@@ -39,15 +39,8 @@ async fn in_flight(c: Arc<Client>, tool: String, args: Map<String, Value>) -> f6
     done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
 }
 
-pub async fn gateway(s: &Server) {
-    const N: usize = 1000;
-    const WARM_UP: usize = 200;
-    let bare = bare_client(s).await;
-    let store = open().await;
-    store
-        .add_service(service_json(s, "svc"), Wait::Auto)
-        .await
-        .expect("add");
+/// A gateway for `store` on a loopback port and an rmcp client connected to it over HTTP.
+async fn serve_over_http(store: &Store) -> (Gateway, Client, tokio_util::sync::CancellationToken) {
     let gw = Gateway::new(store.clone()).await.expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -63,6 +56,19 @@ pub async fn gateway(s: &Server) {
         )))
         .await
         .expect("connect over HTTP");
+    (gw, http, cancel)
+}
+
+pub async fn gateway(s: &Server) {
+    const N: usize = 1000;
+    const WARM_UP: usize = 200;
+    let bare = bare_client(s).await;
+    let store = open().await;
+    store
+        .add_service(service_json(s, "svc"), Wait::Auto)
+        .await
+        .expect("add");
+    let (gw, http, cancel) = serve_over_http(&store).await;
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let (r, w) = tokio::io::split(server_io);
     let streamed = gw.clone();
@@ -197,4 +203,137 @@ async fn direct_http(s: &Server) -> Option<(Client, tokio::process::Child)> {
         .await
         .ok()?;
     Some((client, server))
+}
+
+/// Upstream SIGKILLed → the same client session's next call answered (DESIGN §12: ≤ 0.5 s):
+/// `rounds` kills of the one upstream behind an in-process gateway, each timed from the kill to
+/// the answer of one call made right after it (held by the gateway while the service comes
+/// back). The service's `reset_after` is 1 s and kills are 1.5 s apart, so each is "the first
+/// failure after a stable period" (restarted at once).
+pub async fn kill_same_session(s: &Server) {
+    let rounds = 5;
+    let store = open().await;
+    let mut spec = service_json(s, "svc");
+    spec["backoff"] = json!({"reset_after": "1s"});
+    store.add_service(spec, Wait::Auto).await.expect("add");
+    let (_gw, http, cancel) = serve_over_http(&store).await;
+    let tool = format!("svc__{}", s.tool);
+    call_ms(&http, &tool, &s.arguments).await;
+    let mut took = Vec::new();
+    for _ in 0..rounds {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let Some(pid) = store.get_service_info("svc").await.ok().and_then(|v| v.pid) else {
+            eprintln!("kill: the service has no pid");
+            break;
+        };
+        let t = Instant::now();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let p = CallToolRequestParams::new(tool.clone()).with_arguments(s.arguments.clone());
+        match http.peer().call_tool(p).await {
+            Ok(r) if r.is_error != Some(true) => took.push(t.elapsed().as_secs_f64() * 1000.0),
+            other => eprintln!("kill: the call after the kill failed: {other:?}"),
+        }
+    }
+    row(
+        "gateway: upstream killed -> same session answered, p50",
+        pct(&mut took, 0.5),
+        None,
+        "ms",
+        "<= 500 ms",
+    );
+    row(
+        "gateway: upstream killed -> same session answered, max",
+        took.iter().copied().fold(f64::NAN, f64::max),
+        None,
+        "ms",
+        "-",
+    );
+    let _ = http.cancel().await;
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+/// The gateway process's peak RSS with one upstream: the real `mcpvisor run --serve` (release
+/// binary next to this one), an HTTP client making 2,000 sequential calls and 16 in flight for
+/// 3 s through it, then `VmHWM` of the mcpvisor process (its child server not included).
+pub async fn process_rss(s: &Server) {
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe.with_file_name("mcpvisor");
+    if !bin.exists() {
+        eprintln!(
+            "gateway-rss: {} not found; run `cargo build --release -p mcpvisor-cli` first",
+            bin.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("mcp.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"svc": {"command": s.command, "args": s.args}}}).to_string(),
+    )
+    .expect("config");
+    let mut child = tokio::process::Command::new(&bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["--serve", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn mcpvisor run --serve");
+    let pid = child.id().expect("pid");
+    let stdout = child.stdout.take().expect("stdout");
+    let find_url = async {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut url = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.strip_prefix("gateway: ") {
+                url = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if line.starts_with("ready: ") {
+                return url.map(|u| (u, lines));
+            }
+        }
+        None
+    };
+    let Ok(Some((url, _lines))) = tokio::time::timeout(Duration::from_secs(60), find_url).await
+    else {
+        eprintln!("gateway-rss: mcpvisor run --serve did not print its gateway and get ready");
+        return;
+    };
+    let http =
+        ().serve(StreamableHttpClientTransport::from_uri(url))
+            .await
+            .expect("connect to the gateway");
+    let tool = format!("svc__{}", s.tool);
+    for _ in 0..2000 {
+        call_ms(&http, &tool, &s.arguments).await;
+    }
+    let http = Arc::new(http);
+    let rate = in_flight(http.clone(), tool, s.arguments.clone()).await;
+    let mib = |f: &str| proc_status_mib(pid, f);
+    row(
+        "`mcpvisor run --serve` peak RSS, one upstream",
+        mib("VmHWM:"),
+        None,
+        "MiB",
+        "<= 20 MiB",
+    );
+    row("  (its 16-in-flight rate meanwhile)", rate, None, "/s", "-");
+    if let Ok(c) = Arc::try_unwrap(http) {
+        let _ = c.cancel().await;
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
 }

@@ -6,7 +6,7 @@
 //! cargo run --release -p mcpvisor-tests --bin mcpvisor-bench -- all
 //! ```
 //! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli`,
-//! `gateway`, `lazy` (or `all`), and `scale` (not in `all`: N = 100, 300, 1,000 — `BENCH_SCALE=100,300`
+//! `gateway`, `gateway-rss` (the real `mcpvisor run --serve`), `lazy` (or `all`), and `scale` (not in `all`: N = 100, 300, 1,000 — `BENCH_SCALE=100,300`
 //! to choose; meant for `--server chaos`).
 //! The MCP server is npm server-everything over stdio (`--server chaos` uses the workspace's
 //! chaos server instead). `rss-cli` measures the real `mcpvisor run` process (the release
@@ -422,6 +422,18 @@ async fn rss_and_idle(s: &Server, rss: bool, idle: bool) {
 
 /// The real supervisor process: `mcpvisor run` on a config of 30 services, its peak RSS
 /// (`VmHWM`) read from `/proc` once it reports every service healthy.
+/// A `/proc/<pid>/status` field given in kB (`VmHWM:`, `RssAnon:`, ...), in MiB.
+fn proc_status_mib(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::NAN)
+        / 1024.0
+}
+
 async fn rss_cli(s: &Server) {
     let exe = std::env::current_exe().expect("current exe");
     let bin = exe.with_file_name("mcpvisor");
@@ -475,16 +487,7 @@ async fn rss_cli(s: &Server) {
     };
     // Let the first probes and the state-file write happen.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |f: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(f))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-            / 1024.0
-    };
+    let field = |f: &str| proc_status_mib(pid, f);
     row(
         &format!("`mcpvisor run` peak RSS, {n} services"),
         field("VmHWM:"),
@@ -587,6 +590,10 @@ async fn main() {
     }
     if want("gateway") {
         gateway::gateway(&s).await;
+        gateway::kill_same_session(&s).await;
+    }
+    if want("gateway-rss") {
+        gateway::process_rss(&s).await;
     }
     if want("lazy") {
         lazy::lazy(&s).await;

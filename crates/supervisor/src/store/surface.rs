@@ -368,37 +368,39 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub async fn subscribe_resource(&self, uri: &str) -> Result<(), StoreError> {
-        let (id, original) = self.subscription_owner(uri).await?;
-        let h = self
-            .inner
-            .shared
-            .handle(&id)
-            .ok_or_else(|| StoreError::gone("service removed"))?;
-        h.remember_subscription(&original, true);
-        let what = format!("resources/subscribe {original}");
-        // Upstreams speak 2025-11-25 (we propose it), where subscribe is current.
-        #[allow(deprecated)]
-        Ok(h.request(&what, |p| async move {
-            p.subscribe(SubscribeRequestParams::new(original)).await
-        })
-        .await?)
+        self.subscription(uri, true).await
     }
 
     /// Ends a subscription made with [`subscribe_resource`](Self::subscribe_resource).
     pub async fn unsubscribe_resource(&self, uri: &str) -> Result<(), StoreError> {
+        self.subscription(uri, false).await
+    }
+
+    /// Subscribes (`on`) or unsubscribes, remembering it for reconnects.
+    async fn subscription(&self, uri: &str, on: bool) -> Result<(), StoreError> {
         let (id, original) = self.subscription_owner(uri).await?;
         let h = self
             .inner
             .shared
             .handle(&id)
             .ok_or_else(|| StoreError::gone("service removed"))?;
-        h.remember_subscription(&original, false);
-        let what = format!("resources/unsubscribe {original}");
+        h.remember_subscription(&original, on);
+        let what = format!(
+            "resources/{} {original}",
+            if on { "subscribe" } else { "unsubscribe" }
+        );
+        // Upstreams speak 2025-11-25 (we propose it), where subscribe is current.
         #[allow(deprecated)]
-        Ok(h.request(&what, |p| async move {
-            p.unsubscribe(UnsubscribeRequestParams::new(original)).await
-        })
-        .await?)
+        let done = h
+            .request(&what, |p| async move {
+                if on {
+                    p.subscribe(SubscribeRequestParams::new(original)).await
+                } else {
+                    p.unsubscribe(UnsubscribeRequestParams::new(original)).await
+                }
+            })
+            .await;
+        Ok(done?)
     }
 
     /// Every prompt of every connected service of this scope, named `service__prompt`.
