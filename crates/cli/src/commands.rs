@@ -136,23 +136,44 @@ pub async fn login(g: &GlobalArgs, a: LoginArgs) -> CliResult<Exit> {
     };
     let parsed = mcpvisor_model::parse_file(&config, &mcpvisor_model::env::ProcessEnv)
         .map_err(|e| CliError::config(&config.display().to_string(), &e))?;
-    let spec = parsed
-        .services
-        .iter()
-        .find(|(n, _)| n.as_str() == a.service)
-        .map(|(_, s)| s.clone())
-        .ok_or_else(|| {
-            let names: Vec<&str> = parsed.services.keys().map(|n| n.as_str()).collect();
-            CliError::bad_input(format!(
-                "no service '{}' in {}{}",
-                a.service,
-                config.display(),
-                match mcpvisor_model::suggest(&a.service, names, 1).first() {
-                    Some(s) => format!("; did you mean '{s}'?"),
-                    None => String::new(),
-                }
-            ))
-        })?;
+    // `name`, or `agent/name` for an agent's service.
+    let spec = match a.service.split_once('/') {
+        Some((agent, name)) => parsed
+            .agents
+            .iter()
+            .find(|(id, _)| id.as_str() == agent)
+            .and_then(|(_, ag)| ag.services.iter().find(|(n, _)| n.as_str() == name))
+            .map(|(_, s)| s.clone()),
+        None => parsed
+            .services
+            .iter()
+            .find(|(n, _)| n.as_str() == a.service)
+            .map(|(_, s)| s.clone()),
+    }
+    .ok_or_else(|| {
+        let names: Vec<&str> = parsed.services.keys().map(|n| n.as_str()).collect();
+        CliError::bad_input(format!(
+            "no service '{}' in {}{}",
+            a.service,
+            config.display(),
+            match mcpvisor_model::suggest(&a.service, names, 1).first() {
+                Some(s) => format!("; did you mean '{s}'?"),
+                None => String::new(),
+            }
+        ))
+    })?;
+    if spec
+        .config
+        .oauth
+        .as_ref()
+        .is_some_and(|o| o.grant == mcpvisor_model::OAuthGrant::ClientCredentials)
+    {
+        return Err(CliError::bad_input(format!(
+            "service '{}' uses the client_credentials grant: mcpvisor gets its tokens itself, \
+             no sign-in needed",
+            a.service
+        )));
+    }
     let url = match &spec.config.endpoint {
         mcpvisor_model::Endpoint::Remote {
             transport: mcpvisor_model::TransportKind::StreamableHttp,

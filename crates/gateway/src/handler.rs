@@ -315,17 +315,24 @@ impl ServerHandler for Session {
         let store = self.core.scoped(&self.endpoint).map_err(internal)?;
         match store.read_resource(&request.uri).await {
             Ok(mut read) => {
-                // Contents carry the server's URIs: a namespaced one is given back as the
-                // client asked for it.
+                // Contents carry the server's URIs: under a namespaced read they are given back
+                // namespaced the same way (the one asked for exactly as asked).
                 if request.uri.starts_with(mcpvisor_supervisor::NAMESPACED_URI) {
-                    for c in &mut read.contents {
-                        match c {
-                            ResourceContents::TextResourceContents { uri, .. }
-                            | ResourceContents::BlobResourceContents { uri, .. } => {
-                                *uri = request.uri.clone();
+                    if let Ok((_, original)) = store.resource_target(&request.uri).await {
+                        let prefix = request
+                            .uri
+                            .strip_suffix(original.as_str())
+                            .unwrap_or(mcpvisor_supervisor::NAMESPACED_URI)
+                            .to_owned();
+                        for c in &mut read.contents {
+                            match c {
+                                ResourceContents::TextResourceContents { uri, .. }
+                                | ResourceContents::BlobResourceContents { uri, .. } => {
+                                    *uri = format!("{prefix}{uri}");
+                                }
+                                #[allow(unreachable_patterns)]
+                                _ => {}
                             }
-                            #[allow(unreachable_patterns)]
-                            _ => {}
                         }
                     }
                 }
@@ -354,7 +361,7 @@ impl ServerHandler for Session {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         subs.push(crate::surface::Subscriber {
-            endpoint: self.endpoint.clone(),
+            session: self.log_level.clone(),
             service,
             original,
             exposed: request.uri,
@@ -367,7 +374,7 @@ impl ServerHandler for Session {
     async fn unsubscribe(
         &self,
         request: UnsubscribeRequestParams,
-        context: RequestContext<RoleServer>,
+        _context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let (store, service, original) = self.subscription_target(&request.uri).await?;
         let others = {
@@ -377,11 +384,9 @@ impl ServerHandler for Session {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             // This client's subscription goes (matched by its session's transport).
-            let mine = subs.iter().position(|s| {
-                s.exposed == request.uri
-                    && s.endpoint == self.endpoint
-                    && s.peer.is_transport_closed() == context.peer.is_transport_closed()
-            });
+            let mine = subs
+                .iter()
+                .position(|s| s.exposed == request.uri && Arc::ptr_eq(&s.session, &self.log_level));
             if let Some(i) = mine {
                 subs.remove(i);
             }

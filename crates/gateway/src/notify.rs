@@ -21,8 +21,10 @@ pub(crate) async fn follow(core: Arc<Core>) {
         if !matters(&event) {
             continue;
         }
-        // Coalesce what is already queued.
-        while events.try_next().is_some() {}
+        // Coalesce what is already queued (for the tool lists; everything else is forwarded).
+        while let Some(e) = events.try_next() {
+            crate::surface::forward(&core, &e).await;
+        }
         tell(&core).await;
     }
 }

@@ -27,7 +27,8 @@ pub(crate) struct Offered {
 
 /// A client's subscription to a resource.
 pub(crate) struct Subscriber {
-    pub endpoint: Endpoint,
+    /// The subscribing session (its log-level cell is unique to it).
+    pub session: std::sync::Arc<std::sync::atomic::AtomicU8>,
     pub service: ServiceId,
     /// The server's own URI.
     pub original: String,

@@ -322,7 +322,7 @@ impl AlertBook {
 pub(crate) async fn run(
     mut book: AlertBook,
     mut events: tokio::sync::broadcast::Receiver<Event>,
-    shared: Arc<crate::shared::Shared>,
+    shared: std::sync::Weak<crate::shared::Shared>,
 ) {
     let client = deliver::client();
     let tick = book.needs_tick();
@@ -339,6 +339,8 @@ pub(crate) async fn run(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             },
             _ = ticker.tick(), if tick => {
+                // The Store is gone: so is this task.
+                let Some(shared) = shared.upgrade() else { return };
                 let now = Instant::now();
                 let handles: Vec<(String, mcpvisor_model::ServiceMetrics, ServiceState)> =
                     crate::shared::read(&shared.handles)
@@ -356,9 +358,10 @@ pub(crate) async fn run(
                 out
             }
         };
+        let Some(live) = shared.upgrade() else { return };
         for notice in notices {
             let rule = book.rules[notice.rule].clone();
-            let tx = shared.events.clone();
+            let tx = live.events.clone();
             let client = client.clone();
             tokio::spawn(async move { deliver::deliver(&rule, &notice, &client, &tx).await });
         }

@@ -182,6 +182,12 @@ impl Fleet {
             m.on_demand = spec.config.on_demand();
             m.idle_stop = spec.config.idle_stop;
             m.connect = spec.config.timeouts.connect;
+            // No longer started by calls: it runs like any other (if wanted).
+            if !m.on_demand {
+                m.parked = false;
+                m.idling = None;
+                m.learning = false;
+            }
         }
     }
 
@@ -231,7 +237,7 @@ impl Fleet {
     /// it: its `timeouts.connect` plus its dependencies'. `None`: calls do not start it.
     pub fn demand(&mut self, id: &ServiceId) -> Option<Duration> {
         let m = self.members.get(id)?;
-        if !m.on_demand || !m.wanted || !m.alive {
+        if self.shutting_down || !m.on_demand || !m.wanted || !m.alive {
             return None;
         }
         Some(self.unpark(id, 0))
@@ -243,7 +249,10 @@ impl Fleet {
         };
         m.woken |= m.parked;
         m.parked = false;
-        m.idling = None;
+        // An idle stop under way still ends in `idle` (then it starts again for the call).
+        if m.row.state != ServiceState::Stopping {
+            m.idling = None;
+        }
         m.learning = false;
         let own = m.connect;
         let deps: Vec<ServiceId> = m.deps.iter().map(|(d, _)| d.clone()).collect();

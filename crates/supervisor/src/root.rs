@@ -467,14 +467,7 @@ impl RootState {
         );
         let stderr = LogRing::default();
         handle.set_relay(self.args.shared.relay.clone());
-        if let (Some(dir), mcpvisor_model::Endpoint::Remote { .. }) =
-            (&self.args.token_dir, &spec.config.endpoint)
-        {
-            handle.set_token_file(Some(mcpvisor_service_actor::oauth::token_file(
-                dir,
-                &id.to_string(),
-            )));
-        }
+        handle.set_token_file(self.token_file(&id, &spec));
         write(&self.args.shared.handles).insert(id.clone(), handle.clone());
         write(&self.args.shared.stderr).insert(id.clone(), stderr.clone());
         let tools_known = self
@@ -556,6 +549,20 @@ impl RootState {
             e.epoch = epoch;
         }
         Ok(())
+    }
+
+    /// Where a remote service's OAuth tokens are (none for stdio or without a token dir).
+    pub(crate) fn token_file(
+        &self,
+        id: &ServiceId,
+        spec: &ServiceSpec,
+    ) -> Option<std::path::PathBuf> {
+        match (&self.args.token_dir, &spec.config.endpoint) {
+            (Some(dir), mcpvisor_model::Endpoint::Remote { .. }) => Some(
+                mcpvisor_service_actor::oauth::token_file(dir, &id.to_string()),
+            ),
+            _ => None,
+        }
     }
 
     /// The config a service actor runs with: the spec's, plus the owner mark in a stdio

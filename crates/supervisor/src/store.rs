@@ -212,7 +212,7 @@ impl Store {
             .await
             .map_err(StoreError::gone)?;
         if let Some((book, events)) = alerts {
-            tokio::spawn(crate::alerts::run(book, events, shared.clone()));
+            tokio::spawn(crate::alerts::run(book, events, Arc::downgrade(&shared)));
         }
         Ok(Store {
             inner: Arc::new(Inner {

@@ -281,6 +281,31 @@ fn a_stop_by_hand_of_an_idle_service_makes_it_stopped_and_calls_no_longer_start_
     assert_eq!(starts(&f.evaluate(now)), ["svc"]);
 }
 
+#[test]
+fn a_call_during_an_idle_stop_waits_for_idle_then_a_wake_and_shutdown_or_respec_end_parking() {
+    let mut f = Fleet::default();
+    let now = Instant::now();
+    f.insert(id("svc"), &spec_with("svc", &[], json!({"idle_stop": "1m"})), true, false);
+    assert_eq!(starts(&f.evaluate(now)), ["svc"]);
+    f.observe(&id("svc"), S::Healthy, "up".into(), now);
+    assert_eq!(idle_stops(&f.idle_due(&id("svc"))), ["svc"]);
+    f.observe(&id("svc"), S::Stopping, "stop requested".into(), now);
+    // A call now: woken, and the stop under way still ends in `idle` (not a real `stopped`).
+    assert!(f.demand(&id("svc")).is_some());
+    assert_eq!(wakes(&f.evaluate(now)), ["svc"]);
+    f.observe(&id("svc"), S::Stopped, "stopped".into(), now);
+    assert_eq!(f.state(&id("svc")), S::Idle);
+    // No longer on demand: a parked service runs like any other.
+    f.observe(&id("svc"), S::Healthy, "up".into(), now);
+    assert_eq!(idle_stops(&f.idle_due(&id("svc"))), ["svc"]);
+    f.observe(&id("svc"), S::Stopped, "stopped".into(), now);
+    f.respec(&id("svc"), &spec("svc", &[]));
+    assert_eq!(starts(&f.evaluate(now)), ["svc"]);
+    // Shutting down: calls start nothing (and do not wait for it).
+    f.shutting_down = true;
+    assert_eq!(f.demand(&id("svc")), None);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Report(usize, u8),

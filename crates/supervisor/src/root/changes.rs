@@ -247,8 +247,10 @@ impl RootState {
         let actor = entry.actor.clone();
         let was_disabled = entry.spec.config.disabled;
         self.config_insert(id, &spec);
+        let tokens = self.token_file(id, &spec);
         if let Some(e) = self.entries.get_mut(id) {
             e.spec = spec.clone();
+            e.handle.set_token_file(tokens);
         }
         self.fleet.respec(id, &spec);
         if spec.config.disabled {

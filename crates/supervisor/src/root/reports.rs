@@ -48,10 +48,13 @@ impl RootState {
         let msg = match obs {
             Observation::Transition { from, to, reason } => {
                 // `idle` is the fleet's word for a stop it made, and a stop by hand of an idle
-                // service is the fleet's alone: callers holding the handle see them too.
-                if to == ServiceState::Idle || from == ServiceState::Idle {
+                // service is the fleet's alone: callers holding the handle see them too. (A
+                // wake's `starting` and later states are the actor's own.)
+                let fleet_only = to == ServiceState::Idle
+                    || (from == ServiceState::Idle && to == ServiceState::Stopped);
+                if fleet_only {
                     if let Some(e) = self.entries.get(&id) {
-                        e.handle.set_state(ServiceState::Idle, &reason);
+                        e.handle.set_state(to, &reason);
                     }
                 }
                 RegistryMsg::State {

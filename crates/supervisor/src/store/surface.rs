@@ -168,6 +168,9 @@ impl Store {
             .collect();
         let offered = expose_uris(&keys);
         let mut routes = lock(&self.inner.resource_routes);
+        // This listing replaces the scope's routes: gone resources and services leave them.
+        let scope = self.agent();
+        routes.retain(|(agent, _), _| *agent != scope);
         let mut out = Vec::with_capacity(found.len());
         for ((name, id, mut resource), uri) in found.into_iter().zip(offered) {
             let original_uri = std::mem::replace(&mut resource.uri, uri.clone());
@@ -264,13 +267,18 @@ impl Store {
             }
         }
         let key = (self.agent(), uri.to_owned());
+        let live = |hit: &(ServiceId, String)| self.inner.shared.handle(&hit.0).is_some();
         if let Some(hit) = lock(&self.inner.resource_routes).get(&key).cloned() {
-            return Ok(hit);
+            if live(&hit) {
+                return Ok(hit);
+            }
         }
         // Not listed since it appeared (or never listed): list again.
         self.list_resources().await?;
         if let Some(hit) = lock(&self.inner.resource_routes).get(&key).cloned() {
-            return Ok(hit);
+            if live(&hit) {
+                return Ok(hit);
+            }
         }
         let templates = self.templates().await;
         let best = templates
@@ -384,7 +392,7 @@ impl Store {
             .shared
             .handle(&id)
             .ok_or_else(|| StoreError::gone("service removed"))?;
-        h.remember_subscription(&original, on);
+        let remembered = original.clone();
         let what = format!(
             "resources/{} {original}",
             if on { "subscribe" } else { "unsubscribe" }
@@ -400,6 +408,10 @@ impl Store {
                 }
             })
             .await;
+        // Remembered (for reconnects) only once the server took it.
+        if done.is_ok() {
+            h.remember_subscription(&remembered, on);
+        }
         Ok(done?)
     }
 
