@@ -285,7 +285,12 @@ fn a_stop_by_hand_of_an_idle_service_makes_it_stopped_and_calls_no_longer_start_
 fn a_call_during_an_idle_stop_waits_for_idle_then_a_wake_and_shutdown_or_respec_end_parking() {
     let mut f = Fleet::default();
     let now = Instant::now();
-    f.insert(id("svc"), &spec_with("svc", &[], json!({"idle_stop": "1m"})), true, false);
+    f.insert(
+        id("svc"),
+        &spec_with("svc", &[], json!({"idle_stop": "1m"})),
+        true,
+        false,
+    );
     assert_eq!(starts(&f.evaluate(now)), ["svc"]);
     f.observe(&id("svc"), S::Healthy, "up".into(), now);
     assert_eq!(idle_stops(&f.idle_due(&id("svc"))), ["svc"]);
