@@ -75,17 +75,25 @@ async fn next_told(
 async fn everything_behind_a_gateway(
     options: StoreOptions,
 ) -> (Store, String, tokio_util::sync::CancellationToken) {
+    everything_named_behind_a_gateway("ev", options).await
+}
+
+/// The same with the service named `name`.
+async fn everything_named_behind_a_gateway(
+    name: &str,
+    options: StoreOptions,
+) -> (Store, String, tokio_util::sync::CancellationToken) {
     mcpvisor_service_actor::install_default_tls_provider();
     let store = Store::open(options).await.unwrap();
     store
         .add_service(
-            json!({"name": "ev", "command": "node", "args": [node_server("server-everything"), "stdio"]}),
+            json!({"name": name, "command": "node", "args": [node_server("server-everything"), "stdio"]}),
             Wait::None,
         )
         .await
         .unwrap();
     store
-        .wait_for(&["ev"], ServiceState::Healthy, LONG)
+        .wait_for(&[name], ServiceState::Healthy, LONG)
         .await
         .unwrap();
     let gateway = Gateway::new(store.clone()).await.unwrap();
@@ -326,6 +334,35 @@ async fn servers_requests_go_to_the_calling_client_only_if_it_declared_the_capab
 
     able.cancel().await.unwrap();
     unable.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn prompt_names_keep_within_the_clients_budget_and_still_resolve() {
+    let service = "a-rather-long-service-name-for-the-budget";
+    let (store, url, cancel) =
+        everything_named_behind_a_gateway(service, StoreOptions::new()).await;
+    let client = ().serve(StreamableHttpClientTransport::from_uri(url)).await.unwrap();
+    let prompts = client.peer().list_all_prompts().await.unwrap();
+    // 64 characters minus the default 15 left to the client's own prefix.
+    assert!(prompts.iter().all(|p| p.name.len() <= 49), "{prompts:?}");
+    let args = prompts
+        .iter()
+        .find(|p| {
+            p.description
+                .as_deref()
+                .is_some_and(|d| d.contains("two arguments"))
+        })
+        .expect("the args prompt");
+    assert_ne!(args.name, format!("{service}__args-prompt"), "shortened");
+    let mut get = GetPromptRequestParams::new(args.name.clone());
+    get.arguments = json!({"city": "Oslo"}).as_object().cloned();
+    let got = client.peer().get_prompt(get).await.unwrap();
+    assert!(serde_json::to_string(&got.messages)
+        .unwrap()
+        .contains("Oslo"));
+    client.cancel().await.unwrap();
     cancel.cancel();
     store.shutdown().await;
 }

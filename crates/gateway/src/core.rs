@@ -97,6 +97,9 @@ pub(crate) struct Core {
     pub(crate) subscribers: Mutex<Vec<crate::surface::Subscriber>>,
     /// Which client calls which service now (servers' requests go to that client).
     pub(crate) callers: Arc<crate::relay::Callers>,
+    /// Exposed prompt name (per endpoint) → the Store's (`service__prompt`), from the last
+    /// `prompts/list`.
+    pub(crate) prompt_names: Mutex<HashMap<(Endpoint, String), String>>,
 }
 
 impl Core {
@@ -111,6 +114,7 @@ impl Core {
             offered: RwLock::new(None),
             subscribers: Mutex::new(Vec::new()),
             callers: Arc::default(),
+            prompt_names: Mutex::new(HashMap::new()),
         }
     }
 
@@ -208,6 +212,17 @@ impl Core {
         let changed = last.get(endpoint) != Some(&names);
         last.insert(endpoint.clone(), names);
         changed
+    }
+
+    /// The Store's name of the prompt a client of `endpoint` calls `name` (as last listed;
+    /// else the name itself, which the Store resolves).
+    pub(crate) fn prompt_name(&self, endpoint: &Endpoint, name: &str) -> String {
+        self.prompt_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(endpoint.clone(), name.to_owned()))
+            .cloned()
+            .unwrap_or_else(|| name.to_owned())
     }
 
     /// How long a call waits for a service that is coming back.

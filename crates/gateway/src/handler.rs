@@ -410,9 +410,30 @@ impl ServerHandler for Session {
     ) -> Result<ListPromptsResult, McpError> {
         let store = self.core.scoped(&self.endpoint).map_err(internal)?;
         let list = store.list_prompts().await.map_err(internal)?;
-        Ok(ListPromptsResult::with_all_items(
-            list.into_iter().map(|p| p.prompt).collect(),
-        ))
+        // Prompt names follow the tools' rules (charset, budget, collisions; DESIGN §13).
+        let offers: Vec<crate::names::Offer> = list
+            .iter()
+            .map(|p| crate::names::Offer {
+                service: p.service.clone(),
+                tool: p.original.clone(),
+            })
+            .collect();
+        let exposed = crate::names::expose(&self.core.naming, &offers);
+        let mut names = self
+            .core
+            .prompt_names
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        names.retain(|(e, _), _| *e != self.endpoint);
+        let mut prompts = Vec::with_capacity(list.len());
+        for (entry, name) in list.into_iter().zip(exposed) {
+            let mut prompt = entry.prompt;
+            names.insert((self.endpoint.clone(), name.clone()), prompt.name.clone());
+            prompt.name = name;
+            prompts.push(prompt);
+        }
+        prompts.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ListPromptsResult::with_all_items(prompts))
     }
 
     async fn get_prompt(
@@ -421,8 +442,9 @@ impl ServerHandler for Session {
         _context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
         let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        let name = self.core.prompt_name(&self.endpoint, &request.name);
         store
-            .get_prompt(&request.name, request.arguments)
+            .get_prompt(&name, request.arguments)
             .await
             .map(Into::into)
             .map_err(surface_error)
@@ -434,6 +456,10 @@ impl ServerHandler for Session {
         _context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
         let store = self.core.scoped(&self.endpoint).map_err(internal)?;
+        let mut request = request;
+        if let rmcp::model::Reference::Prompt(p) = &mut request.r#ref {
+            p.name = self.core.prompt_name(&self.endpoint, &p.name);
+        }
         store.complete(request).await.map_err(surface_error)
     }
 
