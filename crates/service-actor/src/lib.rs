@@ -14,6 +14,7 @@
 
 pub mod activity;
 pub mod actor;
+mod client_handler;
 pub mod connection;
 mod diagnose;
 pub mod handle;
