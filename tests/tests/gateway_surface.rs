@@ -366,3 +366,54 @@ async fn prompt_names_keep_within_the_clients_budget_and_still_resolve() {
     cancel.cancel();
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_clients_unsubscribe_leaves_another_clients_subscription_to_the_same_resource() {
+    let (store, url, cancel) = everything_behind_a_gateway(StoreOptions::new()).await;
+    let connect = |url: String| async move {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let c: RunningService<RoleClient, Client> = Client { told: tx }
+            .serve(StreamableHttpClientTransport::from_uri(url))
+            .await
+            .expect("connect to the gateway");
+        (c, rx)
+    };
+    let (a, _a_told) = connect(url.clone()).await;
+    let (b, mut b_told) = connect(url).await;
+    let uri = a
+        .peer()
+        .list_all_resources()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.uri.contains("/static/document/"))
+        .expect("a document")
+        .uri;
+    // `b` subscribes first: an unsubscribe that took "the first subscriber" would take b's.
+    #[allow(deprecated)]
+    for c in [&b, &a] {
+        c.peer()
+            .subscribe(SubscribeRequestParams::new(uri.clone()))
+            .await
+            .unwrap();
+    }
+    // `a` leaves; `b` keeps its subscription and the server's.
+    #[allow(deprecated)]
+    a.peer()
+        .unsubscribe(rmcp::model::UnsubscribeRequestParams::new(uri.clone()))
+        .await
+        .unwrap();
+    b.peer()
+        .call_tool(CallToolRequestParams::new("ev__toggle-subscriber-updates"))
+        .await
+        .unwrap();
+    let t = next_told(&mut b_told, "an update for b", |t| {
+        matches!(t, Told::Updated(_))
+    })
+    .await;
+    assert!(matches!(&t, Told::Updated(u) if *u == uri), "{t:?}");
+    a.cancel().await.unwrap();
+    b.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
