@@ -99,25 +99,40 @@ pub async fn tools(g: &GlobalArgs, a: ToolsArgs) -> CliResult<Exit> {
         Some(a.oneshot.wait),
     )
     .await?;
-    if a.json {
-        output::print_json(&v);
-    } else {
-        println(&output::tools_table(
-            &parse::<Vec<ToolEntry>>(v)?,
+    show(a.json, v, |v| {
+        Ok(output::tools_table(
+            &parse::<Vec<ToolEntry>>(v.clone())?,
             output::color_stdout(),
-        ));
+        ))
+    })
+}
+
+/// The instance running on `state_dir`, if any.
+async fn running(state_dir: &std::path::Path) -> Option<Client> {
+    Client::connect(&paths::socket_path(state_dir).ok()?)
+        .await
+        .ok()
+}
+
+/// The instance running on the state dir and its control socket; if there is none, an error
+/// saying so and `needs` (what to do).
+pub async fn instance(g: &GlobalArgs, needs: &str) -> CliResult<(Client, std::path::PathBuf)> {
+    let dir = paths::state_dir(g.state_dir.as_deref())?;
+    let socket = paths::socket_path(&dir)?;
+    match Client::connect(&socket).await {
+        Ok(c) => Ok((c, socket)),
+        Err(ConnectError::Other(e)) => Err(e),
+        Err(ConnectError::NotRunning) => Err(CliError::failed(format!(
+            "no mcpvisor is running with the state dir {}; {needs}",
+            dir.display()
+        ))),
     }
-    Ok(Exit::Ok)
 }
 
 /// `login NAME`: the OAuth sign-in of a remote service; a running instance reconnects it.
 pub async fn login(g: &GlobalArgs, a: LoginArgs) -> CliResult<Exit> {
     let state_dir = paths::state_dir(g.state_dir.as_deref())?;
-    let running = match paths::socket_path(&state_dir) {
-        Ok(socket) => Client::connect(&socket).await.ok(),
-        Err(_) => None,
-    };
-    let config = match (&g.config, running) {
+    let config = match (&g.config, running(&state_dir).await) {
         (Some(c), _) => c.clone(),
         (None, Some(mut c)) => {
             let ping = c.request(&Request::Ping).await?;
@@ -204,15 +219,13 @@ pub async fn login(g: &GlobalArgs, a: LoginArgs) -> CliResult<Exit> {
         file.display()
     ));
     // A running instance reconnects the service with them.
-    if let Ok(socket) = paths::socket_path(&state_dir) {
-        if let Ok(mut c) = Client::connect(&socket).await {
-            let restart = Request::Restart {
-                name: a.service.clone(),
-                wait: false,
-            };
-            if c.request(&restart).await.is_ok() {
-                println(&format!("reconnecting '{}' with the new tokens", a.service));
-            }
+    if let Some(mut c) = running(&state_dir).await {
+        let restart = Request::Restart {
+            name: a.service.clone(),
+            wait: false,
+        };
+        if c.request(&restart).await.is_ok() {
+            println(&format!("reconnecting '{}' with the new tokens", a.service));
         }
     }
     Ok(Exit::Ok)
@@ -226,13 +239,10 @@ pub async fn resources(g: &GlobalArgs, a: ListArgs) -> CliResult<Exit> {
         Some(a.oneshot.wait),
     )
     .await?;
-    if a.json {
-        output::print_json(&v);
-    } else {
-        let rows: Vec<[String; 3]> = rows(&v, ["uri", "name", "service"]);
-        println(&output::plain_table(&["URI", "NAME", "SERVICE"], &rows));
-    }
-    Ok(Exit::Ok)
+    show(a.json, v, |v| {
+        let rows: Vec<[String; 3]> = rows(v, ["uri", "name", "service"]);
+        Ok(output::plain_table(&["URI", "NAME", "SERVICE"], &rows))
+    })
 }
 
 /// `read URI`: text contents as text, others as JSON.
@@ -246,32 +256,18 @@ pub async fn read(g: &GlobalArgs, a: ReadArgs) -> CliResult<Exit> {
         Some(a.oneshot.wait),
     )
     .await?;
-    if a.json {
-        output::print_json(&v);
-    } else {
-        let parts: Vec<String> = v["contents"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|c| match c["text"].as_str() {
-                        Some(t) => t.to_owned(),
-                        None => serde_json::to_string_pretty(c).unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        println(&parts.join("\n"));
-    }
-    Ok(Exit::Ok)
+    show(a.json, v, |v| {
+        Ok(item_lines(v, "contents", |c| match c["text"].as_str() {
+            Some(t) => t.to_owned(),
+            None => serde_json::to_string_pretty(c).unwrap_or_default(),
+        }))
+    })
 }
 
 /// `prompts`: name, service and description of each.
 pub async fn prompts(g: &GlobalArgs, a: ListArgs) -> CliResult<Exit> {
     let v = answer(g, Request::Prompts { agent: a.agent }, Some(a.oneshot.wait)).await?;
-    if a.json {
-        output::print_json(&v);
-    } else {
+    show(a.json, v, |v| {
         let mut with_description = v.clone();
         if let Some(items) = with_description.as_array_mut() {
             for p in items {
@@ -279,12 +275,11 @@ pub async fn prompts(g: &GlobalArgs, a: ListArgs) -> CliResult<Exit> {
             }
         }
         let rows: Vec<[String; 3]> = rows(&with_description, ["name", "service", "description"]);
-        println(&output::plain_table(
+        Ok(output::plain_table(
             &["NAME", "SERVICE", "DESCRIPTION"],
             &rows,
-        ));
-    }
-    Ok(Exit::Ok)
+        ))
+    })
 }
 
 /// `prompt NAME`: each message as `role: text`.
@@ -300,28 +295,34 @@ pub async fn prompt(g: &GlobalArgs, a: PromptArgs) -> CliResult<Exit> {
         Some(a.oneshot.wait),
     )
     .await?;
-    if a.json {
+    show(a.json, v, |v| {
+        Ok(item_lines(v, "messages", |m| {
+            let role = m["role"].as_str().unwrap_or("?");
+            let text = match m["content"]["text"].as_str() {
+                Some(t) => t.to_owned(),
+                None => m["content"].to_string(),
+            };
+            format!("{role}: {text}")
+        }))
+    })
+}
+
+/// Prints an answer: itself as JSON with `--json`, else as `human` renders it.
+fn show(json: bool, v: Value, human: impl FnOnce(&Value) -> CliResult<String>) -> CliResult<Exit> {
+    if json {
         output::print_json(&v);
     } else {
-        let lines: Vec<String> = v["messages"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|m| {
-                        let role = m["role"].as_str().unwrap_or("?");
-                        let text = match m["content"]["text"].as_str() {
-                            Some(t) => t.to_owned(),
-                            None => m["content"].to_string(),
-                        };
-                        format!("{role}: {text}")
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        println(&lines.join("\n"));
+        println(&human(&v)?);
     }
     Ok(Exit::Ok)
+}
+
+/// One line per item of the array `v[key]`.
+fn item_lines(v: &Value, key: &str, line: impl Fn(&Value) -> String) -> String {
+    v[key]
+        .as_array()
+        .map(|items| items.iter().map(&line).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
 }
 
 /// The string fields `keys` of each object of `v`.
@@ -626,18 +627,7 @@ pub async fn logs(g: &GlobalArgs, a: LogsArgs) -> CliResult<Exit> {
 
 /// `events`: streams until the instance stops (or the command is interrupted).
 pub async fn events(g: &GlobalArgs, a: JsonArgs) -> CliResult<Exit> {
-    let dir = paths::state_dir(g.state_dir.as_deref())?;
-    let socket = paths::socket_path(&dir)?;
-    let client = match Client::connect(&socket).await {
-        Ok(c) => c,
-        Err(ConnectError::Other(e)) => return Err(e),
-        Err(ConnectError::NotRunning) => {
-            return Err(CliError::failed(format!(
-                "no mcpvisor is running with the state dir {}; start one with `mcpvisor run`",
-                dir.display()
-            )))
-        }
-    };
+    let (client, socket) = instance(g, "start one with `mcpvisor run`").await?;
     let color = output::color_stdout();
     client
         .events(

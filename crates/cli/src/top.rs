@@ -13,9 +13,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::args::{GlobalArgs, TopArgs};
-use crate::client::{Client, ConnectError};
+use crate::client::Client;
 use crate::error::{CliError, CliResult};
-use crate::paths;
 use crate::protocol::Request;
 use crate::Exit;
 
@@ -31,19 +30,12 @@ pub async fn top(g: &GlobalArgs, a: TopArgs) -> CliResult<Exit> {
             "top draws on a terminal; off one, use `mcpvisor status --json` or `mcpvisor events --json`",
         ));
     }
-    let dir = paths::state_dir(g.state_dir.as_deref())?;
-    let socket = paths::socket_path(&dir)?;
-    let client = match Client::connect(&socket).await {
-        Ok(c) => c,
-        Err(ConnectError::Other(e)) => return Err(e),
-        Err(ConnectError::NotRunning) => {
-            return Err(CliError::failed(format!(
-                "no mcpvisor is running with the state dir {}; top needs one: start it with \
-                 `mcpvisor run --config FILE` (or pass the --state-dir it uses)",
-                dir.display()
-            )))
-        }
-    };
+    let (client, socket) = crate::commands::instance(
+        g,
+        "top needs one: start it with `mcpvisor run --config FILE` (or pass the --state-dir it \
+         uses)",
+    )
+    .await?;
     let mut terminal = ratatui::init();
     let stop = Arc::new(AtomicBool::new(false));
     let keys = read_keys(stop.clone());

@@ -476,7 +476,7 @@ impl ServerHandler for Session {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         self.log_level.store(
-            crate::surface::severity(&level),
+            mcpvisor_model::log_severity(&level),
             std::sync::atomic::Ordering::Relaxed,
         );
         Ok(())

@@ -115,21 +115,6 @@ pub(crate) fn sees(endpoint: &Endpoint, service: &ServiceId) -> bool {
     }
 }
 
-/// Severity order of MCP log levels.
-pub(crate) fn severity(level: &str) -> u8 {
-    match level {
-        "debug" => 0,
-        "info" => 1,
-        "notice" => 2,
-        "warning" => 3,
-        "error" => 4,
-        "critical" => 5,
-        "alert" => 6,
-        "emergency" => 7,
-        _ => 1,
-    }
-}
-
 /// Forwards what `event` means for clients beyond tools.
 pub(crate) async fn forward(core: &Core, event: &Event) {
     match event {
@@ -197,7 +182,9 @@ pub(crate) async fn forward(core: &Core, event: &Event) {
                 if !sees(&endpoint, service) {
                     continue;
                 }
-                if severity(level) < wanted.load(std::sync::atomic::Ordering::Relaxed) {
+                if mcpvisor_model::log_severity(level)
+                    < wanted.load(std::sync::atomic::Ordering::Relaxed)
+                {
                     continue;
                 }
                 let note = LoggingMessageNotificationParam::new(lvl, data.clone())

@@ -92,6 +92,6 @@ impl AlertRule {
             || self
                 .services
                 .iter()
-                .any(|p| crate::config::glob_matches(p, service))
+                .any(|p| crate::config::glob(p, service))
     }
 }

@@ -202,6 +202,27 @@ impl Default for TimeoutConfig {
     }
 }
 
+/// MCP log levels, least severe first (`log_level`, `logging/setLevel`).
+pub const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// How severe an MCP log level is: its place in [`LOG_LEVELS`] (`info` for an unknown one).
+pub fn log_severity(level: &str) -> u8 {
+    LOG_LEVELS
+        .iter()
+        .position(|l| *l == level)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(1)
+}
+
 /// How a remote service gets OAuth tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthConfig {
@@ -303,11 +324,7 @@ impl ToolFilter {
 }
 
 /// `*` matches any run of characters (none included); everything else matches itself.
-pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
-    glob(pattern, name)
-}
-
-fn glob(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == name;

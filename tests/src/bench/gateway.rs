@@ -272,52 +272,22 @@ pub async fn kill_same_session(s: &Server) {
 /// binary next to this one), an HTTP client making 2,000 sequential calls and 16 in flight for
 /// 3 s through it, then `VmHWM` of the mcpvisor process (its child server not included).
 pub async fn process_rss(s: &Server) {
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = exe.with_file_name("mcpvisor");
-    if !bin.exists() {
-        eprintln!(
-            "gateway-rss: {} not found; run `cargo build --release -p mcpvisor-cli` first",
-            bin.display()
-        );
+    let config = json!({"mcpServers": {"svc": {"command": s.command, "args": s.args}}});
+    let Some(mut run) = RunProcess::start("gateway-rss", config, &["--serve", "127.0.0.1:0"]).await
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = dir.path().join("mcp.json");
-    std::fs::write(
-        &config,
-        json!({"mcpServers": {"svc": {"command": s.command, "args": s.args}}}).to_string(),
-    )
-    .expect("config");
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .args(["--serve", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn mcpvisor run --serve");
-    let pid = child.id().expect("pid");
-    let stdout = child.stdout.take().expect("stdout");
-    let find_url = async {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let mut url = None;
-        while let Ok(Some(line)) = lines.next_line().await {
+    };
+    let mut url = None;
+    let found = run
+        .wait_for(Duration::from_secs(60), |line| {
             if let Some(rest) = line.strip_prefix("gateway: ") {
                 url = rest.split_whitespace().next().map(str::to_owned);
             }
-            if line.starts_with("ready: ") {
-                return url.map(|u| (u, lines));
-            }
-        }
-        None
-    };
-    let Ok(Some((url, _lines))) = tokio::time::timeout(Duration::from_secs(60), find_url).await
-    else {
+            line.starts_with("ready: ").then(|| url.clone())
+        })
+        .await
+        .flatten();
+    let Some(url) = found else {
         eprintln!("gateway-rss: mcpvisor run --serve did not print its gateway and get ready");
         return;
     };
@@ -331,7 +301,7 @@ pub async fn process_rss(s: &Server) {
     }
     let http = Arc::new(http);
     let rate = in_flight(http.clone(), tool, s.arguments.clone()).await;
-    let mib = |f: &str| proc_status_mib(pid, f);
+    let mib = |f: &str| proc_status_mib(run.pid, f);
     row(
         "`mcpvisor run --serve` peak RSS, one upstream",
         mib("VmHWM:"),
@@ -343,9 +313,5 @@ pub async fn process_rss(s: &Server) {
     if let Ok(c) = Arc::try_unwrap(http) {
         let _ = c.cancel().await;
     }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    run.stop().await;
 }

@@ -434,17 +434,83 @@ fn proc_status_mib(pid: u32, field: &str) -> f64 {
         / 1024.0
 }
 
-async fn rss_cli(s: &Server) {
-    let exe = std::env::current_exe().expect("current exe");
-    let bin = exe.with_file_name("mcpvisor");
-    if !bin.exists() {
-        eprintln!(
-            "rss-cli: {} not found; run `cargo build --release -p mcpvisor-cli` first",
-            bin.display()
-        );
-        return;
+/// The real `mcpvisor run` (the release binary next to this one) supervising `config`, with
+/// `extra` arguments; stopped with SIGTERM by [`RunProcess::stop`].
+struct RunProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    /// Its stdout, line by line.
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    _dir: tempfile::TempDir,
+}
+
+impl RunProcess {
+    /// Starts it; `None` (having said why, for scenario `what`) without the release binary.
+    async fn start(what: &str, config: Value, extra: &[&str]) -> Option<RunProcess> {
+        use tokio::io::AsyncBufReadExt;
+        let exe = std::env::current_exe().expect("current exe");
+        let bin = exe.with_file_name("mcpvisor");
+        if !bin.exists() {
+            eprintln!(
+                "{what}: {} not found; run `cargo build --release -p mcpvisor-cli` first",
+                bin.display()
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("mcp.json");
+        std::fs::write(&file, config.to_string()).expect("config");
+        let mut child = tokio::process::Command::new(&bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&file)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn mcpvisor run");
+        let pid = child.id().expect("pid");
+        let stdout = child.stdout.take().expect("stdout");
+        Some(RunProcess {
+            child,
+            pid,
+            lines: tokio::io::BufReader::new(stdout).lines(),
+            _dir: dir,
+        })
     }
-    let dir = tempfile::tempdir().expect("temp dir");
+
+    /// Reads its output until `pick` returns something (or the output ends, or `limit`).
+    async fn wait_for<T>(
+        &mut self,
+        limit: Duration,
+        mut pick: impl FnMut(&str) -> Option<T>,
+    ) -> Option<T> {
+        let lines = &mut self.lines;
+        let read = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(v) = pick(&line) {
+                    return Some(v);
+                }
+            }
+            None
+        };
+        tokio::time::timeout(limit, read).await.ok().flatten()
+    }
+
+    /// SIGTERM, then its exit (bounded).
+    async fn stop(mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+    }
+}
+
+async fn rss_cli(s: &Server) {
     let n: usize = std::env::var("BENCH_SERVICES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -455,39 +521,24 @@ async fn rss_cli(s: &Server) {
             (format!("s{i}"), spec)
         })
         .collect();
-    let config = dir.path().join("mcp.json");
-    std::fs::write(&config, json!({ "mcpServers": services }).to_string()).expect("config");
-    let mut child = tokio::process::Command::new(&bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn mcpvisor run");
-    let pid = child.id().expect("pid");
-    let stdout = child.stdout.take().expect("stdout");
-    let ready = format!("ready: {n}/{n} healthy");
-    let wait_ready = async {
-        use tokio::io::AsyncBufReadExt;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains(&ready) {
-                return Some(lines);
-            }
-        }
-        None
-    };
-    let Ok(Some(_lines)) = tokio::time::timeout(Duration::from_secs(300), wait_ready).await else {
-        eprintln!("rss-cli: mcpvisor run did not report {ready}");
+    let Some(mut run) = RunProcess::start("rss-cli", json!({ "mcpServers": services }), &[]).await
+    else {
         return;
     };
+    let ready = format!("ready: {n}/{n} healthy");
+    if run
+        .wait_for(Duration::from_secs(300), |l| {
+            l.contains(&ready).then_some(())
+        })
+        .await
+        .is_none()
+    {
+        eprintln!("rss-cli: mcpvisor run did not report {ready}");
+        return;
+    }
     // Let the first probes and the state-file write happen.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let field = |f: &str| proc_status_mib(pid, f);
+    let field = |f: &str| proc_status_mib(run.pid, f);
     row(
         &format!("`mcpvisor run` peak RSS, {n} services"),
         field("VmHWM:"),
@@ -513,11 +564,7 @@ async fn rss_cli(s: &Server) {
         "MiB",
         "-",
     );
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    run.stop().await;
 }
 
 async fn add_latency() {

@@ -271,20 +271,10 @@ pub(super) fn resolve_one(
         }
     };
     let idle_stop = f.idle_stop();
-    const LEVELS: [&str; 8] = [
-        "debug",
-        "info",
-        "notice",
-        "warning",
-        "error",
-        "critical",
-        "alert",
-        "emergency",
-    ];
     let log_level = match f.string("log_level") {
-        Some(l) if LEVELS.contains(&l.as_str()) => Some(l),
+        Some(l) if LOG_LEVELS.contains(&l.as_str()) => Some(l),
         Some(other) => {
-            f.invalid("log_level", &LEVELS.join(", "), &Value::String(other));
+            f.invalid("log_level", &LOG_LEVELS.join(", "), &Value::String(other));
             None
         }
         None => None,

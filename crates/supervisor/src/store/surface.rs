@@ -105,16 +105,24 @@ impl Store {
     }
 
     /// The handle of `service` (a name in this scope), woken first if calls start it.
-    async fn handle_of(&self, service: &str) -> Result<(ServiceId, ServiceHandle), StoreError> {
+    async fn handle_of(&self, service: &str) -> Result<ServiceHandle, StoreError> {
         let id = self.id(service)?;
-        let handle = self.inner.shared.handle(&id).ok_or_else(|| {
-            StoreError::Lookup(LookupError::UnknownService {
+        if self.inner.shared.handle(&id).is_none() {
+            return Err(StoreError::Lookup(LookupError::UnknownService {
                 name: service.to_owned(),
                 suggestions: Vec::new(),
-            })
-        })?;
-        self.wake(&id).await?;
-        Ok((id, handle))
+            }));
+        }
+        self.woken(&id).await
+    }
+
+    /// The handle of `id`, woken first if calls start it.
+    async fn woken(&self, id: &ServiceId) -> Result<ServiceHandle, StoreError> {
+        self.wake(id).await?;
+        self.inner
+            .shared
+            .handle(id)
+            .ok_or_else(|| StoreError::gone("service removed"))
     }
 
     /// The server capabilities of every connected service of this scope, by name.
@@ -314,15 +322,7 @@ impl Store {
             .await
         };
         match self.resource_owner(uri).await {
-            Ok((id, original)) => {
-                self.wake(&id).await?;
-                let h = self
-                    .inner
-                    .shared
-                    .handle(&id)
-                    .ok_or_else(|| StoreError::gone("service removed during the read"))?;
-                Ok(read_on(h, original).await?)
-            }
+            Ok((id, original)) => Ok(read_on(self.woken(&id).await?, original).await?),
             Err(unknown) => {
                 // Not listed, no template: each service offering resources in turn.
                 for (_, _, h) in self.capable(|c| c.resources.is_some()) {
@@ -504,7 +504,7 @@ impl Store {
         arguments: Option<Map<String, Value>>,
     ) -> Result<GetPromptResult, StoreError> {
         let (service, original) = self.prompt_owner(name).await?;
-        let (_, h) = self.handle_of(&service).await?;
+        let h = self.handle_of(&service).await?;
         let what = format!("prompts/get {original}");
         let mut params = GetPromptRequestParams::new(original);
         params.arguments = arguments;
@@ -524,7 +524,7 @@ impl Store {
             Reference::Prompt(p) => {
                 let (service, original) = self.prompt_owner(&p.name).await?;
                 p.name = original;
-                self.handle_of(&service).await?.0
+                self.id(&service)?
             }
             Reference::Resource(r) => {
                 let (id, original) = match r.uri.strip_prefix(NAMESPACED_URI) {
@@ -542,7 +542,6 @@ impl Store {
                     }
                 };
                 r.uri = original;
-                self.wake(&id).await?;
                 id
             }
             _ => {
@@ -552,11 +551,7 @@ impl Store {
                 })
             }
         };
-        let h = self
-            .inner
-            .shared
-            .handle(&id)
-            .ok_or_else(|| StoreError::gone("service removed"))?;
+        let h = self.woken(&id).await?;
         Ok(h.request("completion/complete", |p| async move {
             p.complete(params).await
         })
