@@ -272,6 +272,9 @@ pub async fn kill_same_session(s: &Server) {
 /// binary next to this one), an HTTP client making 2,000 sequential calls and 16 in flight for
 /// 3 s through it, then `VmHWM` of the mcpvisor process (its child server not included).
 pub async fn process_rss(s: &Server) {
+    // The HTTP client below needs a TLS provider; no Store was opened in this process to
+    // install one when this scenario runs alone.
+    mcpvisor_supervisor::install_default_tls_provider();
     let config = json!({"mcpServers": {"svc": {"command": s.command, "args": s.args}}});
     let Some(mut run) = RunProcess::start("gateway-rss", config, &["--serve", "127.0.0.1:0"]).await
     else {
