@@ -15,7 +15,6 @@ use crate::relay::{unanswered, Relay};
 pub(crate) struct Client {
     pub(crate) actor: ActorRef<ServiceMsg>,
     pub(crate) gen: u64,
-    pub(crate) progress: rmcp::handler::client::progress::ProgressDispatcher,
     /// The service, and who answers its server's own requests.
     pub(crate) id: mcpvisor_model::ServiceId,
     pub(crate) relay: Relay,
@@ -94,14 +93,6 @@ impl ClientHandler for Client {
             logger: params.logger,
             data: params.data,
         }));
-    }
-
-    async fn on_progress(
-        &self,
-        params: rmcp::model::ProgressNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        self.progress.handle_notification(params).await;
     }
 
     async fn list_roots(

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use mcpvisor_model::{Endpoint, LogRing, ServerInfo, ServiceConfig, ToolInfo, ToolList};
 use nix::sys::signal::Signal;
 use ractor::ActorRef;
-use rmcp::model::{ClientRequest, ErrorCode, PingRequest, ServerResult};
+use rmcp::model::{ClientRequest, ErrorCode, GetExtensions, PingRequest, ServerResult};
 use rmcp::service::{PeerRequestOptions, RoleClient, RunningService, ServiceError};
 use rmcp::{Peer, ServiceExt};
 use tokio::process::Child;
+
+use crate::progress::ProgressTap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -67,10 +69,12 @@ pub(crate) async fn connect(
     };
     let token_file = handle.token_file();
     let oauth = config.oauth.clone();
+    // Every transport goes through the progress tap (a call's progress in order, before its
+    // answer).
+    let routes = handle.progress_routes();
     let client = Client {
         actor: actor.clone(),
         gen,
-        progress: handle.progress_dispatcher(),
         id: handle.id().clone(),
         relay: handle.relay(),
         roots: config.roots.clone(),
@@ -117,7 +121,12 @@ pub(crate) async fn connect(
             });
             let init = async {
                 let running = client
-                    .serve((stdout, stdin))
+                    .serve(ProgressTap::new(
+                        rmcp::transport::IntoTransport::<RoleClient, _, _>::into_transport((
+                            stdout, stdin,
+                        )),
+                        routes.clone(),
+                    ))
                     .await
                     .map_err(|e| format!("initialize failed: {e}"))?;
                 let tools = list_tools_paged(running.peer()).await?;
@@ -188,7 +197,15 @@ pub(crate) async fn connect(
                 let running = if *transport == TransportKind::Sse {
                     let (sink, stream) =
                         crate::sse::connect(url, headers, deadline, cancel.clone()).await?;
-                    match client.serve((sink, stream)).await {
+                    match client
+                        .serve(ProgressTap::new(
+                            rmcp::transport::IntoTransport::<RoleClient, _, _>::into_transport((
+                                sink, stream,
+                            )),
+                            routes.clone(),
+                        ))
+                        .await
+                    {
                         Ok(running) => running,
                         Err(e) => return Err(crate::diagnose::initialize(&e, url, headers).await),
                     }
@@ -221,15 +238,21 @@ pub(crate) async fn connect(
                     let served = match authorized {
                         Some(auth) => {
                             client
-                                .serve(rmcp::transport::StreamableHttpClientTransport::with_client(
-                                    auth, config,
+                                .serve(ProgressTap::new(
+                                    rmcp::transport::StreamableHttpClientTransport::with_client(
+                                        auth, config,
+                                    ),
+                                    routes.clone(),
                                 ))
                                 .await
                         }
                         None => {
                             client
-                                .serve(rmcp::transport::StreamableHttpClientTransport::with_client(
-                                    http, config,
+                                .serve(ProgressTap::new(
+                                    rmcp::transport::StreamableHttpClientTransport::with_client(
+                                        http, config,
+                                    ),
+                                    routes.clone(),
                                 ))
                                 .await
                         }
@@ -514,29 +537,29 @@ pub(crate) async fn bounded_request(
     timeout: Duration,
     cancel: Option<&tokio_util::sync::CancellationToken>,
     progress: Option<(
-        &rmcp::handler::client::progress::ProgressDispatcher,
+        &crate::progress::ProgressRoutes,
         &tokio::sync::mpsc::UnboundedSender<crate::handle::CallProgress>,
     )>,
 ) -> Result<ServerResult, ServiceError> {
+    let mut request = request;
+    let mut route = progress.map(|(routes, tx)| {
+        // The connection's transport tap routes this request's progress to `tx` as it goes
+        // out, and delivers it in wire order before the answer (see `progress`).
+        request
+            .extensions_mut()
+            .insert(crate::progress::ProgressSink::new(tx));
+        crate::progress::RouteGuard {
+            routes,
+            token: None,
+        }
+    });
     let exchange = async {
         let handle = peer
             .send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
             .await?;
-        let token = handle.progress_token.clone();
-        let relay = async {
-            let Some((dispatcher, tx)) = progress else {
-                return std::future::pending().await;
-            };
-            let mut updates = dispatcher.subscribe(token).await;
-            while let Some(p) = futures::StreamExt::next(&mut updates).await {
-                let _ = tx.send(crate::handle::CallProgress {
-                    progress: p.progress,
-                    total: p.total,
-                    message: p.message,
-                });
-            }
-            std::future::pending().await
-        };
+        if let Some(route) = &mut route {
+            route.token = Some(handle.progress_token.clone());
+        }
         let never = std::future::pending::<()>();
         let cancelled = async {
             match cancel {
@@ -547,8 +570,6 @@ pub(crate) async fn bounded_request(
         let id = handle.id.clone();
         tokio::select! {
             r = handle.await_response() => r,
-            // The relay only ends by being dropped here.
-            () = relay => Err(ServiceError::TransportClosed),
             _ = cancelled => {
                 let reason = "cancelled by the caller".to_owned();
                 let _ = peer

@@ -115,8 +115,8 @@ struct Shared {
     /// Told when a call fails on the transport (refused, reset, closed): a loss of the
     /// connection the actor must hear of at once.
     on_lost: HookSlot,
-    /// The server's `notifications/progress`, routed by token to the call that asked.
-    progress: rmcp::handler::client::progress::ProgressDispatcher,
+    /// The calls in flight that want the server's `notifications/progress`, by token.
+    progress: crate::progress::ProgressRoutes,
     /// Calls in flight and the last one's end (`idle_stop`).
     activity: Arc<crate::activity::Activity>,
     /// Resources subscribed to (the server's URIs), made again after a reconnect.
@@ -234,10 +234,8 @@ impl ServiceHandle {
         &self.shared.activity
     }
 
-    /// Where the connection's client handler delivers the server's progress notifications.
-    pub(crate) fn progress_dispatcher(
-        &self,
-    ) -> rmcp::handler::client::progress::ProgressDispatcher {
+    /// The calls that want their progress: each connection's transport tap delivers to them.
+    pub(crate) fn progress_routes(&self) -> crate::progress::ProgressRoutes {
         self.shared.progress.clone()
     }
 

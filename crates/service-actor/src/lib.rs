@@ -23,6 +23,7 @@ pub use http_client::install_default_tls_provider;
 pub mod machine;
 pub mod oauth;
 pub mod process;
+mod progress;
 pub mod relay;
 mod sse;
 
