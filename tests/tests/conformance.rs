@@ -3,15 +3,19 @@
 //! its scenario's server and runs `tests/conformance/client.sh URL`, which drives the real
 //! `mcpvisor` CLI one-shot (an embedded supervisor with that server as its one service).
 //!
-//! Client scenarios run: `initialize`, `tools_call`, `sse-retry`, and 14 `auth/*` ones
+//! Client scenarios run: `initialize`, `tools_call`, `sse-retry`, and 21 `auth/*` ones
 //! (`mcpvisor login`, then a one-shot `tools` with the stored tokens; the client the suite
-//! gives goes into the service's `oauth` section): `metadata-default`, `metadata-var1`..`var3`,
-//! `scope-from-www-authenticate`, `scope-from-scopes-supported`, `scope-omitted-when-undefined`,
-//! `scope-retry-limit`, `token-endpoint-auth-basic`, `-post`, `-none`,
-//! `2025-03-26-oauth-endpoint-fallback`, `pre-registration`, `client-credentials-basic`. Not run
-//! (they fail): `basic-cimd` (no client ID metadata document URL to offer), `scope-step-up` (no
-//! re-authorization on a 403 during a call), `client-credentials-jwt` (no private-key JWT),
-//! `2025-03-26-oauth-metadata-backcompat`; and `elicitation-sep1034-client-defaults` (the
+//! gives goes into the service's `oauth` section, as a user would write it):
+//! `metadata-default`, `metadata-var1`..`var3`, `basic-cimd` (`oauth.client_metadata_url`),
+//! `scope-from-www-authenticate`, `scope-from-scopes-supported`,
+//! `scope-omitted-when-undefined`, `scope-step-up` (a call's 403 `insufficient_scope` fails
+//! naming `mcpvisor login`, which then asks for the scope the server named),
+//! `scope-retry-limit`, `token-endpoint-auth-basic`, `-post`, `-none`, `pre-registration`,
+//! `2025-03-26-oauth-metadata-backcompat`, `2025-03-26-oauth-endpoint-fallback`,
+//! `client-credentials-basic`, `client-credentials-jwt` (`oauth.private_key`), and the draft
+//! ones `resource-mismatch` (refused), `offline-access-scope`, `offline-access-not-supported`.
+//! Not run (they fail): `cross-app-access-complete-flow` (enterprise-managed authorization: no
+//! token exchange with an identity provider) and `elicitation-sep1034-client-defaults` (the
 //! one-shot CLI answers no elicitation).
 //!
 //! Server scenarios, against the gateway (`mcpvisor run --serve`) fronting server-everything
@@ -21,9 +25,10 @@
 //! `dns-rebinding-protection` (which server-everything itself fails). Not run: those that fail
 //! against server-everything directly because they ask for the suite's own fixtures
 //! (`test://...` resources, `test_prompt_with_arguments` for `completion-complete`, tools it
-//! does not have — the gateway answers an unknown tool, prompt or resource with a JSON-RPC
-//! error, as the spec asks), and sampling and elicitation through the gateway (not relayed
-//! yet).
+//! does not have, the sampling and elicitation scenarios' `test_sampling`/`test_elicitation`
+//! among them — the gateway answers an unknown tool, prompt or resource with a JSON-RPC
+//! error, as the spec asks). Sampling and elicitation through the gateway are tested with
+//! server-everything's own tools in `gateway_surface.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -125,6 +130,13 @@ fn conformance_client_auth() {
         "auth/2025-03-26-oauth-endpoint-fallback",
         "auth/pre-registration",
         "auth/client-credentials-basic",
+        "auth/basic-cimd",
+        "auth/scope-step-up",
+        "auth/client-credentials-jwt",
+        "auth/2025-03-26-oauth-metadata-backcompat",
+        "auth/resource-mismatch",
+        "auth/offline-access-scope",
+        "auth/offline-access-not-supported",
     ] {
         client_scenario(scenario);
     }

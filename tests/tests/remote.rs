@@ -340,3 +340,123 @@ async fn a_session_the_server_forgot_is_re_initialized_at_once_as_an_event() {
     store.shutdown().await;
     server.kill_all();
 }
+
+/// OAuth end to end on loopback (chaos-mcp `--oauth` is its own authorization server):
+/// `login` signs in and stores the tokens (mode 0600); the service connects with them; when the
+/// server stops honouring the access token (a 401 to a token that has not expired), the refresh
+/// token gets a new one and the request is answered — within the session, and at a reconnect —
+/// with no new sign-in. No token appears in what an operator sees.
+#[tokio::test]
+async fn a_401_to_a_live_token_is_answered_by_a_refresh_in_session_and_at_reconnect() {
+    use std::os::unix::fs::PermissionsExt;
+    mcpvisor_service_actor::install_default_tls_provider();
+    let mut server = ChaosProcess::spawn(&["--http", "127.0.0.1:0", "--oauth"]).expect("spawn");
+    let log = server.capture_stderr();
+    let stdout = server.stdout.take().expect("stdout");
+    let url = deadline(LONG, "address line", async {
+        BufReader::new(stdout).lines().next_line().await
+    })
+    .await
+    .expect("read")
+    .expect("address line");
+    let origin = url.trim_end_matches("/mcp").to_owned();
+
+    // Sign in: following the printed URL plays the browser (the server redirects at once).
+    let dir = tempfile::tempdir().unwrap();
+    let file = mcpvisor_service_actor::oauth::token_file(dir.path(), "api");
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let browser = tokio::spawn(async move {
+        let at = rx.await.expect("an authorization URL");
+        reqwest::Client::new()
+            .get(at)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    mcpvisor_service_actor::oauth::login(&url, &file, None, LONG, |at| {
+        let _ = tx.send(at.to_owned());
+    })
+    .await
+    .expect("signed in");
+    assert!(browser.await.unwrap().unwrap().is_success());
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the token file is private");
+    assert!(
+        log.wait_for(LONG, |l| l
+            .contains("issued access-1 by authorization_code"))
+            .await
+    );
+
+    let options = StoreOptions {
+        token_dir: Some(dir.path().to_path_buf()),
+        ..StoreOptions::new()
+    };
+    let store = Store::open(options).await.unwrap();
+    store
+        .add_service(json!({"name": "api", "url": url}), Wait::For(LONG))
+        .await
+        .unwrap();
+    assert_eq!(store.get_service_status("api").await.unwrap(), S::Healthy);
+    let echo = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .call_tool(
+                    "api__echo",
+                    json!({ "text": text }).as_object().cloned(),
+                    None,
+                )
+                .await
+        }
+    };
+    assert!(echo("signed in").await.is_ok());
+
+    // The server stops honouring access-1 (it has an hour left): the next call meets a 401,
+    // the refresh token gets access-2, and the call is answered in the same session.
+    let revoke = || async {
+        let r = reqwest::Client::new()
+            .post(format!("{origin}/revoke"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    };
+    revoke().await;
+    let answer = echo("after a revoke")
+        .await
+        .expect("answered with a new token");
+    assert!(answer.result.to_string().contains("after a revoke"));
+    assert!(
+        log.wait_for(LONG, |l| l.contains("issued access-2 by refresh_token"))
+            .await
+    );
+    assert_eq!(store.get_service_status("api").await.unwrap(), S::Healthy);
+    assert_eq!(
+        log.text().matches("initialize from").count(),
+        1,
+        "same session"
+    );
+    assert!(
+        std::fs::read_to_string(&file).unwrap().contains("access-2"),
+        "stored"
+    );
+    // Again, then a reconnect: its initialize meets the 401 and is refreshed the same way.
+    revoke().await;
+    let mut events = store.subscribe().await.unwrap();
+    store.restart_service("api").await.unwrap();
+    next_transition_to(&mut events, S::Healthy, LONG).await;
+    assert!(
+        log.wait_for(LONG, |l| l.contains("issued access-3 by refresh_token"))
+            .await
+    );
+    let again = echo("after a reconnect").await;
+    assert!(again.is_ok(), "{again:?}\n{}", log.text());
+    // No token in what an operator sees.
+    let shown = serde_json::to_string(&store.list_services().await.unwrap()).unwrap();
+    assert!(!shown.contains("access-"), "{shown}");
+
+    store.shutdown().await;
+    server.kill_all();
+}

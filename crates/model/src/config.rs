@@ -235,7 +235,19 @@ pub struct OAuthConfig {
     pub client_secret: Option<String>,
     /// Scopes to ask for (else the server's own selection).
     pub scopes: Vec<String>,
+    /// The HTTPS URL of a client ID metadata document mcpvisor is known by: used as the client
+    /// id at `login` when the authorization server supports such documents (else dynamic
+    /// registration).
+    pub client_metadata_url: Option<String>,
+    /// A private key (PEM, `${VAR}` expanded) for the `client_credentials` grant with
+    /// `private_key_jwt` client authentication (RFC 7523) instead of a secret.
+    pub private_key: Option<String>,
+    /// The private key's algorithm: `RS256` (default), `RS384`, `RS512`, `ES256` or `ES384`.
+    pub signing_algorithm: Option<String>,
 }
+
+/// The algorithms a `private_key` may sign with.
+pub const SIGNING_ALGORITHMS: [&str; 5] = ["RS256", "RS384", "RS512", "ES256", "ES384"];
 
 /// The OAuth grant of a remote service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,8 +487,10 @@ impl ServiceSpec {
             }
         }
         if let Some(Value::Object(o)) = out.get_mut("oauth") {
-            if o.contains_key("client_secret") {
-                o.insert("client_secret".into(), Value::String("***".into()));
+            for key in ["client_secret", "private_key"] {
+                if o.contains_key(key) {
+                    o.insert(key.into(), Value::String("***".into()));
+                }
             }
         }
         out

@@ -735,3 +735,52 @@ fn tool_filter_patterns() {
     assert!(!f.admits("files__read_dangerous"));
     assert!(ToolFilter::default().admits("anything"));
 }
+
+#[test]
+fn oauth_sections_are_checked_field_by_field_and_keys_are_redacted() {
+    let url = "http://127.0.0.1:1/mcp";
+    let c = ok(&json!({"mcpServers": {"a": {"url": url, "oauth": {
+        "grant": "client_credentials", "client_id": "me",
+        "private_key": "${TOKEN}", "signing_algorithm": "ES256"}}}})
+    .to_string());
+    let o = c.services["a"].config.oauth.clone().unwrap();
+    assert_eq!(o.private_key.as_deref(), Some("s3cret"));
+    assert_eq!(o.signing_algorithm.as_deref(), Some("ES256"));
+    assert_eq!(
+        c.services["a"].redacted_raw()["oauth"]["private_key"],
+        "***"
+    );
+    let c = ok(&json!({"mcpServers": {"a": {"url": url, "oauth": {
+        "client_metadata_url": "https://example.com/mcpvisor.json"}}}})
+    .to_string());
+    assert!(c.services["a"]
+        .config
+        .oauth
+        .as_ref()
+        .unwrap()
+        .client_metadata_url
+        .is_some());
+    for (oauth, field) in [
+        (
+            json!({"client_metadata_url": "http://example.com/x.json"}),
+            "oauth.client_metadata_url",
+        ),
+        (
+            json!({"client_metadata_url": "https://example.com/"}),
+            "oauth.client_metadata_url",
+        ),
+        (
+            json!({"grant": "client_credentials", "client_id": "me", "private_key": "k",
+                   "signing_algorithm": "HS256"}),
+            "oauth.signing_algorithm",
+        ),
+        (json!({"private_key": "k"}), "oauth.private_key"),
+        (
+            json!({"grant": "client_credentials", "client_id": "me"}),
+            "oauth",
+        ),
+    ] {
+        let e = one_err(json!({"mcpServers": {"a": {"url": url, "oauth": oauth}}}));
+        assert_eq!((e.service(), e.field()), (Some("a"), Some(field)), "{e}");
+    }
+}

@@ -195,8 +195,15 @@ pub(crate) async fn connect(
             use mcpvisor_model::TransportKind;
             let init = async {
                 let running = if *transport == TransportKind::Sse {
-                    let (sink, stream) =
-                        crate::sse::connect(url, headers, deadline, cancel.clone()).await?;
+                    let (sink, stream) = sse_connect(
+                        url,
+                        headers,
+                        token_file.as_deref(),
+                        oauth.as_ref(),
+                        deadline,
+                        cancel.clone(),
+                    )
+                    .await?;
                     match client
                         .serve(ProgressTap::new(
                             rmcp::transport::IntoTransport::<RoleClient, _, _>::into_transport((
@@ -236,6 +243,8 @@ pub(crate) async fn connect(
                     )
                     .await?;
                     let served = match authorized {
+                        // rmcp's AuthClient answers a 401 to a live token with one refresh
+                        // and one retry, on every request (initialize included).
                         Some(auth) => {
                             client
                                 .serve(ProgressTap::new(
@@ -519,6 +528,57 @@ pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
         description: t.description.as_ref().map(|d| d.to_string()),
         input_schema: (*t.input_schema).clone(),
         raw,
+    }
+}
+
+/// Dials a legacy SSE server. With OAuth tokens (`mcpvisor login`, or the client-credentials
+/// grant) and no configured `Authorization` header, the access token goes with the stream and
+/// every POST (refreshed first when it is about to expire); a 401 to it gets one refresh and
+/// one more try, as rmcp's client does for streamable HTTP.
+async fn sse_connect(
+    url: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+    token_file: Option<&std::path::Path>,
+    oauth: Option<&mcpvisor_model::OAuthConfig>,
+    deadline: Duration,
+    cancel: CancellationToken,
+) -> Result<(crate::sse::SseSink, crate::sse::SseMessages), String> {
+    let configured = headers
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("authorization"));
+    let http = crate::http_client::client(&Default::default())?;
+    let auth = match configured {
+        true => None,
+        false => crate::oauth::authorized_client(url, token_file, oauth, http).await?,
+    };
+    let Some(auth) = auth else {
+        return crate::sse::connect(url, headers, deadline, cancel).await;
+    };
+    let with_token = |token: String| {
+        let mut h = headers.clone();
+        h.insert("Authorization".into(), format!("Bearer {token}"));
+        h
+    };
+    let token = auth
+        .get_access_token()
+        .await
+        .map_err(|e| format!("no usable OAuth token ({e}): run `mcpvisor login`"))?;
+    match crate::sse::connect(url, &with_token(token), deadline, cancel.clone()).await {
+        Err(e) if e.starts_with(crate::diagnose::UNAUTHORIZED_PREFIX) => {
+            let refreshed = auth.auth_manager.lock().await.refresh_token().await;
+            let fresh = match refreshed {
+                Ok(_) => auth.get_access_token().await.ok(),
+                Err(_) => None,
+            };
+            match fresh {
+                Some(token) => crate::sse::connect(url, &with_token(token), deadline, cancel).await,
+                None => Err(format!(
+                    "{e}; the OAuth token was refused and could not be refreshed: run \
+                     `mcpvisor login`"
+                )),
+            }
+        }
+        other => other,
     }
 }
 

@@ -15,6 +15,9 @@ pub(crate) const OAUTH_REQUIRED: &str =
     "unauthorized (HTTP 401): the server wants an OAuth sign-in: run `mcpvisor login <service>` \
      (or set headers.Authorization)";
 
+/// How every unauthorized wording starts.
+pub(crate) const UNAUTHORIZED_PREFIX: &str = "unauthorized (HTTP 401)";
+
 /// The unauthorized wording (also used by the legacy SSE transport).
 pub(crate) const UNAUTHORIZED: &str =
     "unauthorized (HTTP 401): check headers.Authorization / the token";
@@ -57,6 +60,24 @@ pub(crate) fn service_error(e: &ServiceError) -> String {
         ServiceError::TransportClosed => "the connection to the server closed".to_owned(),
         other => other.to_string(),
     }
+}
+
+/// The server's `WWW-Authenticate` when `e` is a 403 `insufficient_scope` (the token is good
+/// but not for this request): not a loss of the connection.
+pub(crate) fn insufficient_scope(e: &ServiceError) -> Option<String> {
+    let ServiceError::TransportSend(error) = e else {
+        return None;
+    };
+    let mut current: Option<&(dyn Error + 'static)> = Some(error.error.as_ref());
+    while let Some(err) = current {
+        if let Some(StreamableHttpError::InsufficientScope(scope)) =
+            err.downcast_ref::<StreamableHttpError<reqwest::Error>>()
+        {
+            return Some(scope.www_authenticate_header.clone());
+        }
+        current = err.source();
+    }
+    None
 }
 
 /// The wording of a transport error, if its chain holds something we can say plainly.

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use mcpvisor_model::{OAuthConfig, OAuthGrant};
 use rmcp::transport::auth::{
-    AuthClient, AuthError, AuthorizationManager, AuthorizationRequest, ClientCredentialsConfig,
-    CredentialStore, OAuthState, StoredCredentials,
+    AuthClient, AuthError, AuthorizationManager, AuthorizationMetadata, AuthorizationRequest,
+    AuthorizationSession, ClientCredentialsConfig, CredentialStore, OAuthState, StoredCredentials,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,6 +19,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// (`agent.name.json` for an agent's service).
 pub fn token_file(dir: &Path, service: &str) -> PathBuf {
     dir.join(format!("{}.json", service.replace('/', ".")))
+}
+
+/// Where the server's last demand for more scope (the `WWW-Authenticate` of a 403
+/// `insufficient_scope`) is kept beside the tokens: the next `login` asks for that scope.
+pub fn challenge_file(token_file: &Path) -> PathBuf {
+    token_file.with_extension("challenge")
+}
+
+/// Keeps a 403's `WWW-Authenticate` for the next `login` (mode 0600, like the tokens).
+pub fn save_challenge(token_file: &Path, www_authenticate: &str) {
+    let _ = write_private(&challenge_file(token_file), www_authenticate.as_bytes());
 }
 
 /// Stored credentials in one file, written atomically with mode 0600.
@@ -86,14 +97,106 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuthError> {
     std::fs::rename(&tmp, path).map_err(|e| store_error(path, e))
 }
 
-/// An authorization manager for `url` whose credentials live in `file`. Loopback and private
-/// addresses are allowed for metadata: mcpvisor supervises local servers too.
-async fn manager(url: &str, file: &Path) -> Result<AuthorizationManager, String> {
+/// An authorization manager for `url` whose credentials live in `file` (none: kept in memory).
+/// Loopback and private addresses are allowed for metadata: mcpvisor supervises local servers
+/// too.
+async fn manager(url: &str, file: Option<&Path>) -> Result<AuthorizationManager, String> {
     let mut manager = AuthorizationManager::new_allowing_private_addresses(url)
         .await
         .map_err(|e| format!("OAuth set-up for {url}: {e}"))?;
-    manager.set_credential_store(FileCredentialStore::new(file.to_path_buf()));
+    if let Some(file) = file {
+        manager.set_credential_store(FileCredentialStore::new(file.to_path_buf()));
+    }
     Ok(manager)
+}
+
+/// Finds the server's authorization server metadata (RFC 9728 then RFC 8414, seeded by the
+/// server's `challenge` when there is one) and gives it to `m`.
+///
+/// A server of the 2025-03-26 protocol publishes no resource metadata; its authorization
+/// server's metadata sits at its own origin's root and may name an issuer with a path on
+/// that origin, which strict RFC 8414 matching refuses. That one case is accepted: the
+/// metadata came from the very origin mcpvisor is configured to trust.
+async fn discover(
+    m: &mut AuthorizationManager,
+    url: &str,
+    challenge: Option<&str>,
+) -> Result<(), String> {
+    match m.resolve_metadata_from_challenge(challenge).await {
+        Ok(found) => {
+            m.set_metadata(found.metadata);
+            Ok(())
+        }
+        Err(AuthError::AuthorizationServerMismatch {
+            received_issuer, ..
+        }) if same_origin(&received_issuer, url) => {
+            m.set_metadata(root_metadata(url).await?);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "cannot find how to sign in to {url} (its OAuth metadata): {e}"
+        )),
+    }
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
+}
+
+/// `<origin>/.well-known/oauth-authorization-server` of `url`.
+async fn root_metadata(url: &str) -> Result<AuthorizationMetadata, String> {
+    let mut at = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+    at.set_path("/.well-known/oauth-authorization-server");
+    at.set_query(None);
+    let http = crate::http_client::client(&Default::default())?;
+    let answer = http
+        .get(at.clone())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("OAuth metadata at {at}: {e}"))?;
+    answer
+        .json::<AuthorizationMetadata>()
+        .await
+        .map_err(|e| format!("OAuth metadata at {at} is not readable: {e}"))
+}
+
+/// The client-credentials configuration of `cfg`: a secret, or a private key (RFC 7523).
+fn client_credentials(cfg: &OAuthConfig, url: &str) -> Result<ClientCredentialsConfig, String> {
+    let Some(id) = &cfg.client_id else {
+        return Err("oauth.client_credentials needs client_id".into());
+    };
+    if let Some(key) = &cfg.private_key {
+        use rmcp::transport::auth::JwtSigningAlgorithm as A;
+        let algorithm = match cfg.signing_algorithm.as_deref().unwrap_or("RS256") {
+            "RS384" => A::RS384,
+            "RS512" => A::RS512,
+            "ES256" => A::ES256,
+            "ES384" => A::ES384,
+            _ => A::RS256,
+        };
+        return Ok(ClientCredentialsConfig::PrivateKeyJwt {
+            client_id: id.clone(),
+            signing_key: key.as_bytes().to_vec(),
+            signing_algorithm: algorithm,
+            token_endpoint_audience: None,
+            scopes: cfg.scopes.clone(),
+            resource: Some(url.to_owned()),
+        });
+    }
+    match &cfg.client_secret {
+        Some(secret) => Ok(ClientCredentialsConfig::ClientSecret {
+            client_id: id.clone(),
+            client_secret: secret.clone(),
+            scopes: cfg.scopes.clone(),
+            resource: Some(url.to_owned()),
+        }),
+        None => Err("oauth.client_credentials needs client_secret or private_key".into()),
+    }
 }
 
 /// The HTTP client of a connection to `url`: with the `client_credentials` grant, a token
@@ -106,25 +209,10 @@ pub async fn authorized_client(
     http: reqwest::Client,
 ) -> Result<Option<AuthClient<reqwest::Client>>, String> {
     if let Some(cfg) = oauth.filter(|c| c.grant == OAuthGrant::ClientCredentials) {
-        let (Some(id), Some(secret)) = (&cfg.client_id, &cfg.client_secret) else {
-            return Err("oauth.client_credentials needs client_id and client_secret".into());
-        };
-        let mut m = AuthorizationManager::new_allowing_private_addresses(url)
-            .await
-            .map_err(|e| format!("OAuth set-up for {url}: {e}"))?;
-        if let Some(f) = file {
-            m.set_credential_store(FileCredentialStore::new(f.to_path_buf()));
-        }
-        let mut state = OAuthState::Unauthorized(m);
-        state
-            .authenticate_client_credentials(ClientCredentialsConfig::ClientSecret {
-                client_id: id.clone(),
-                client_secret: secret.clone(),
-                scopes: cfg.scopes.clone(),
-                resource: Some(url.to_owned()),
-            })
-            .await
-            .map_err(|e| format!("the client_credentials grant was refused: {e}"))?;
+        let credentials = client_credentials(cfg, url)?;
+        let mut m = manager(url, file).await?;
+        discover(&mut m, url, None).await?;
+        let state = client_credentials_exchange(OAuthState::Unauthorized(m), credentials).await?;
         return match state.into_authorization_manager() {
             Some(m) => Ok(Some(AuthClient::new(http, m))),
             None => Err("the client_credentials grant gave no token".into()),
@@ -133,7 +221,8 @@ pub async fn authorized_client(
     let Some(file) = file.filter(|f| f.exists()) else {
         return Ok(None);
     };
-    let mut m = manager(url, file).await?;
+    let mut m = manager(url, Some(file)).await?;
+    discover(&mut m, url, None).await?;
     match m.initialize_from_store().await {
         Ok(true) => Ok(Some(AuthClient::new(http, m))),
         Ok(false) => Ok(None),
@@ -142,6 +231,34 @@ pub async fn authorized_client(
             file.display()
         )),
     }
+}
+
+/// Runs the client-credentials token request. rmcp's future for it holds a non-`Send` value
+/// across an await (with its JWT client authentication compiled in), so it cannot run on the
+/// multi-threaded runtime's tasks: it runs on a current-thread runtime of its own, on a
+/// blocking thread, and hands the authorized state back.
+async fn client_credentials_exchange(
+    mut state: OAuthState,
+    credentials: ClientCredentialsConfig,
+) -> Result<OAuthState, String> {
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot run the client_credentials grant: {e}"))?;
+        rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                state.authenticate_client_credentials(credentials),
+            )
+            .await
+            .map_err(|_| "the authorization server did not answer within 30s".to_owned())?
+            .map_err(|e| format!("the client_credentials grant was refused: {e}"))
+        })?;
+        Ok(state)
+    })
+    .await
+    .map_err(|e| format!("the client_credentials grant failed: {e}"))?
 }
 
 /// Signs in to the server at `url`: prints nothing itself — `show_url` gets the URL to open
@@ -159,7 +276,7 @@ pub async fn login(
         .map_err(|e| format!("cannot listen for the sign-in redirect on 127.0.0.1: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let redirect = format!("http://127.0.0.1:{port}/callback");
-    let mut state = OAuthState::Unauthorized(manager(url, file).await?);
+    let mut m = manager(url, Some(file)).await?;
     let mut request = AuthorizationRequest::new(redirect).with_client_name("mcpvisor");
     if let Some(cfg) = oauth {
         if let Some(id) = &cfg.client_id {
@@ -171,15 +288,26 @@ pub async fn login(
         if !cfg.scopes.is_empty() {
             request = request.with_scopes(cfg.scopes.clone());
         }
+        if let Some(doc) = &cfg.client_metadata_url {
+            request = request.with_client_metadata_url(doc.clone());
+        }
     }
-    // The server's own 401 names its metadata and the scope it wants (RFC 9728, RFC 6750).
-    if let Some(challenge) = challenge(url).await {
-        request = request.with_challenge(challenge);
+    // What the server last demanded (a 403 for more scope during a call), else its own 401
+    // to an unauthenticated `initialize`: each names its metadata and the scope it wants
+    // (RFC 9728, RFC 6750).
+    let saved = std::fs::read_to_string(challenge_file(file)).ok();
+    let challenge = match saved {
+        Some(c) => Some(c),
+        None => challenge(url).await,
+    };
+    if let Some(c) = &challenge {
+        request = request.with_challenge(c.clone());
     }
-    state
-        .start_authorization(request)
+    discover(&mut m, url, challenge.as_deref()).await?;
+    let session = AuthorizationSession::new(m, request)
         .await
-        .map_err(|e| format!("cannot start signing in to {url}: {e}"))?;
+        .map_err(|(_, e)| format!("cannot start signing in to {url}: {e}"))?;
+    let mut state = OAuthState::Session(session);
     let auth_url = state
         .get_authorization_url()
         .await
@@ -207,6 +335,7 @@ pub async fn login(
     if !file.exists() {
         return Err("signed in, but no tokens were stored".into());
     }
+    let _ = std::fs::remove_file(challenge_file(file));
     Ok(())
 }
 

@@ -32,6 +32,12 @@ pub struct Args {
     #[arg(long, value_name = "TOKEN", requires = "http")]
     pub bearer: Option<String>,
 
+    /// With --http: be an OAuth-protected server with its own authorization server (see
+    /// `chaos::oauth`): metadata, registration, an `/authorize` that redirects at once, a
+    /// `/token` endpoint with refresh, and `POST /revoke` to invalidate the access token.
+    #[arg(long, requires = "http")]
+    pub oauth: bool,
+
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,

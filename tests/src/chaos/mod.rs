@@ -19,6 +19,7 @@
 //!   loopback addresses are accepted (anything else exits with code 2). The bound URL, e.g.
 //!   `http://127.0.0.1:43121/mcp`, is the first line of stdout and is flushed at once.
 //!   With `--tls-cert PEM --tls-key PEM` it serves HTTPS instead (URL `https://...`).
+//!   With `--oauth` it wants OAuth and is its own authorization server ([`oauth`]).
 //!
 //! # Tools
 //!
@@ -100,6 +101,7 @@ macro_rules! chaos_log {
 pub mod args;
 pub mod faults;
 pub mod harness;
+pub mod oauth;
 pub mod server;
 pub mod tools;
 
@@ -268,6 +270,16 @@ async fn serve_http(shared: Arc<Shared>, addr: std::net::SocketAddr) -> anyhow::
         );
     let mut router = axum::Router::new().nest_service("/mcp", service);
     router = router.layer(axum::middleware::from_fn(forgetful(shared.clone())));
+    if shared.args.oauth {
+        let oauth = Arc::new(oauth::OAuth::default());
+        oauth.set_origin(format!("{scheme}://{local}"));
+        let guarded = oauth.clone();
+        router = router
+            .layer(axum::middleware::from_fn(move |request, next| {
+                oauth::guard(guarded.clone(), request, next)
+            }))
+            .merge(oauth::routes(oauth));
+    }
     if let Some(token) = shared.args.bearer.clone() {
         let expected = format!("Bearer {token}");
         router = router.layer(axum::middleware::from_fn(

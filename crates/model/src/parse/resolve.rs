@@ -285,7 +285,15 @@ pub(super) fn resolve_one(
             let s = Section::open(
                 &mut f,
                 "oauth",
-                &["grant", "client_id", "client_secret", "scopes"],
+                &[
+                    "grant",
+                    "client_id",
+                    "client_secret",
+                    "scopes",
+                    "client_metadata_url",
+                    "private_key",
+                    "signing_algorithm",
+                ],
             );
             let grant = match s.obj.get("grant").cloned() {
                 None | Some(Value::Null) => OAuthGrant::AuthorizationCode,
@@ -316,6 +324,9 @@ pub(super) fn resolve_one(
             };
             let client_id = text("client_id");
             let client_secret = text("client_secret");
+            let client_metadata_url = text("client_metadata_url");
+            let private_key = text("private_key");
+            let signing_algorithm = text("signing_algorithm");
             let scopes = match o.get("scopes") {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
@@ -328,11 +339,38 @@ pub(super) fn resolve_one(
                 }
             };
             if grant == OAuthGrant::ClientCredentials
-                && (client_id.is_none() || client_secret.is_none())
+                && (client_id.is_none() || (client_secret.is_none() && private_key.is_none()))
             {
                 s.f.invalid(
                     "oauth",
-                    "client_id and client_secret for the client_credentials grant",
+                    "client_id and client_secret (or private_key) for the client_credentials grant",
+                    &Value::Object(o.clone()),
+                );
+            }
+            if let Some(u) = &client_metadata_url {
+                let ok =
+                    url::Url::parse(u).is_ok_and(|p| p.scheme() == "https" && p.path().len() > 1);
+                if !ok {
+                    s.f.invalid(
+                        "oauth.client_metadata_url",
+                        "an https URL with a path (the client's metadata document)",
+                        &Value::String(u.clone()),
+                    );
+                }
+            }
+            if let Some(a) = &signing_algorithm {
+                if !SIGNING_ALGORITHMS.contains(&a.as_str()) {
+                    s.f.invalid(
+                        "oauth.signing_algorithm",
+                        &SIGNING_ALGORITHMS.join(", "),
+                        &Value::String(a.clone()),
+                    );
+                }
+            }
+            if private_key.is_some() && grant != OAuthGrant::ClientCredentials {
+                s.f.invalid(
+                    "oauth.private_key",
+                    "used with \"grant\": \"client_credentials\"",
                     &Value::Object(o.clone()),
                 );
             }
@@ -341,6 +379,9 @@ pub(super) fn resolve_one(
                 client_id,
                 client_secret,
                 scopes,
+                client_metadata_url,
+                private_key,
+                signing_algorithm,
             })
         }
         Some(other) => {
