@@ -460,3 +460,156 @@ async fn a_401_to_a_live_token_is_answered_by_a_refresh_in_session_and_at_reconn
     store.shutdown().await;
     server.kill_all();
 }
+
+/// A legacy SSE server that wants OAuth from chaos-mcp's authorization server at `issuer`:
+/// resource metadata naming it, a 401 to an unauthenticated request; it keeps the
+/// `Authorization` header of each stream GET and message POST it gets.
+async fn sse_server_wanting_oauth(
+    issuer: String,
+) -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    JoinHandle<()>,
+) {
+    use axum::http::{header, HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let (seen, heard) = tokio::sync::mpsc::unbounded_channel();
+    let challenge =
+        format!("Bearer resource_metadata=\"{origin}/.well-known/oauth-protected-resource/sse\"");
+    let refuse = move || {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, challenge.clone())],
+        )
+            .into_response()
+    };
+    let (on_get, on_post) = (seen.clone(), seen.clone());
+    let (refuse_get, refuse_post) = (refuse.clone(), refuse.clone());
+    let resource = format!("{origin}/sse");
+    let app = axum::Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource/sse",
+            axum::routing::get(move || {
+                let body = json!({"resource": resource, "authorization_servers": [issuer]});
+                async move { axum::Json(body) }
+            }),
+        )
+        .route(
+            "/sse",
+            axum::routing::get(move |headers: HeaderMap| {
+                let seen = on_get.clone();
+                let refuse = refuse_get.clone();
+                async move {
+                    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+                        return refuse();
+                    };
+                    let _ = seen.send(format!("GET {}", auth.to_str().unwrap_or("")));
+                    let first = "event: endpoint\ndata: /messages\n\n".to_owned();
+                    let body =
+                        futures::stream::once(
+                            async move { Ok::<_, std::convert::Infallible>(first) },
+                        )
+                        .chain(futures::stream::pending());
+                    (
+                        [(header::CONTENT_TYPE, "text/event-stream")],
+                        axum::body::Body::from_stream(body),
+                    )
+                        .into_response()
+                }
+            })
+            .post(move || {
+                let refuse = refuse_post.clone();
+                async move { refuse() }
+            }),
+        )
+        .route(
+            "/messages",
+            axum::routing::post(move |headers: HeaderMap| {
+                let seen = on_post.clone();
+                async move {
+                    let auth = headers
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    let _ = seen.send(format!("POST {auth}"));
+                    StatusCode::ACCEPTED
+                }
+            }),
+        );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("{origin}/sse"), heard, task)
+}
+
+/// OAuth for a legacy SSE server: `login` signs in through the server's metadata, and the
+/// connection sends the token with the event stream and with its messages.
+#[tokio::test]
+async fn a_legacy_sse_server_gets_the_oauth_token_on_its_stream_and_messages() {
+    mcpvisor_service_actor::install_default_tls_provider();
+    let mut auth_server =
+        ChaosProcess::spawn(&["--http", "127.0.0.1:0", "--oauth"]).expect("spawn");
+    let log = auth_server.capture_stderr();
+    let stdout = auth_server.stdout.take().expect("stdout");
+    let auth_url = deadline(LONG, "address line", async {
+        BufReader::new(stdout).lines().next_line().await
+    })
+    .await
+    .expect("read")
+    .expect("address line");
+    let issuer = auth_url.trim_end_matches("/mcp").to_owned();
+    let (url, mut heard, task) = sse_server_wanting_oauth(issuer).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = mcpvisor_service_actor::oauth::token_file(dir.path(), "legacy");
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let browser = tokio::spawn(async move {
+        let at = rx.await.expect("an authorization URL");
+        reqwest::Client::new()
+            .get(at)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    mcpvisor_service_actor::oauth::login(&url, &file, None, LONG, |at| {
+        let _ = tx.send(at.to_owned());
+    })
+    .await
+    .expect("signed in");
+    assert!(browser.await.unwrap().unwrap().is_success());
+    assert!(log.wait_for(LONG, |l| l.contains("issued access-1")).await);
+
+    let options = StoreOptions {
+        token_dir: Some(dir.path().to_path_buf()),
+        ..StoreOptions::new()
+    };
+    let store = Store::open(options).await.unwrap();
+    store
+        .add_service(
+            json!({"name": "legacy", "url": url, "transport": "sse",
+                   "timeouts": {"connect": "2s"}, "backoff": {"initial": "10s", "max": "10s"}}),
+            Wait::None,
+        )
+        .await
+        .unwrap();
+    // The stream and the initialize POST both carry the token (this server answers no MCP).
+    deadline(LONG, "the stream and a message with the token", async {
+        let (mut get, mut post) = (false, false);
+        while !(get && post) {
+            match heard.recv().await.as_deref() {
+                Some("GET Bearer access-1") => get = true,
+                Some("POST Bearer access-1") => post = true,
+                Some(other) => panic!("the server got {other:?}"),
+                None => panic!("the server stopped"),
+            }
+        }
+    })
+    .await;
+    store.shutdown().await;
+    task.abort();
+    auth_server.kill_all();
+}
