@@ -187,11 +187,13 @@ async fn checked(request: Request) -> Result<Request, Response> {
                 .into_response())
         }
     };
-    let problem = match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Err(e) => Some((-32700, format!("parse error: {e}"))),
-        Ok(v) => serde_json::from_value::<rmcp::model::ClientJsonRpcMessage>(v)
-            .err()
-            .map(|e| (-32600, format!("invalid request: {e}"))),
+    // One parse on the common path; the JSON-or-not question only once that failed.
+    let problem = match serde_json::from_slice::<rmcp::model::ClientJsonRpcMessage>(&bytes) {
+        Ok(_) => None,
+        Err(e) => match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            Err(e) => Some((-32700, format!("parse error: {e}"))),
+            Ok(_) => Some((-32600, format!("invalid request: {e}"))),
+        },
     };
     if let Some((code, message)) = problem {
         let body = serde_json::json!({

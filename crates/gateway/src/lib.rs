@@ -109,6 +109,12 @@ impl Gateway {
     ) -> Result<(), GatewayError> {
         let router = self.router(&options)?;
         let cancel = options.cancel.clone();
+        // An answer goes out in several small writes (headers, events, the last chunk): with
+        // Nagle's algorithm each waits for the client's delayed ACK (40 ms on Linux) on a
+        // kept-alive connection.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { cancel.cancelled().await })
             .await?;

@@ -39,8 +39,12 @@ async fn in_flight(c: Arc<Client>, tool: String, args: Map<String, Value>) -> f6
     done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
 }
 
-/// A gateway for `store` on a loopback port and an rmcp client connected to it over HTTP.
-async fn serve_over_http(store: &Store) -> (Gateway, Client, tokio_util::sync::CancellationToken) {
+/// A gateway for `store` on a loopback port and two rmcp clients connected to it over HTTP:
+/// with rmcp's default HTTP client (no connection pool: a new connection per request) and with
+/// a pooled one (kept-alive connections).
+async fn serve_over_http(
+    store: &Store,
+) -> (Gateway, Client, Client, tokio_util::sync::CancellationToken) {
     let gw = Gateway::new(store.clone()).await.expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -56,7 +60,18 @@ async fn serve_over_http(store: &Store) -> (Gateway, Client, tokio_util::sync::C
         )))
         .await
         .expect("connect over HTTP");
-    (gw, http, cancel)
+    let config =
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            format!("http://{addr}/mcp"),
+        );
+    let pooled = ()
+        .serve(StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            config,
+        ))
+        .await
+        .expect("connect over HTTP (pooled)");
+    (gw, http, pooled, cancel)
 }
 
 pub async fn gateway(s: &Server) {
@@ -68,7 +83,7 @@ pub async fn gateway(s: &Server) {
         .add_service(service_json(s, "svc"), Wait::Auto)
         .await
         .expect("add");
-    let (gw, http, cancel) = serve_over_http(&store).await;
+    let (gw, http, pooled, cancel) = serve_over_http(&store).await;
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
     let (r, w) = tokio::io::split(server_io);
     let streamed = gw.clone();
@@ -83,15 +98,18 @@ pub async fn gateway(s: &Server) {
     for _ in 0..WARM_UP {
         call_ms(&bare, s.tool, &s.arguments).await;
         call_ms(&http, &tool, &s.arguments).await;
+        call_ms(&pooled, &tool, &s.arguments).await;
         call_ms(&stream, &tool, &s.arguments).await;
         if let Some((c, _)) = &direct_http {
             call_ms(c, s.tool, &s.arguments).await;
         }
     }
     let (mut b, mut h, mut st, mut dh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut hp = Vec::new();
     for _ in 0..N {
         b.push(call_ms(&bare, s.tool, &s.arguments).await);
         h.push(call_ms(&http, &tool, &s.arguments).await);
+        hp.push(call_ms(&pooled, &tool, &s.arguments).await);
         st.push(call_ms(&stream, &tool, &s.arguments).await);
         if let Some((c, _)) = &direct_http {
             dh.push(call_ms(c, s.tool, &s.arguments).await);
@@ -124,6 +142,20 @@ pub async fn gateway(s: &Server) {
         "-",
     );
     row(
+        "gateway over HTTP, pooled client: call p50",
+        pct(&mut hp, 0.5),
+        Some(b50),
+        "ms",
+        "<= 0.5 ms",
+    );
+    row(
+        "gateway over HTTP, pooled client: call p99",
+        pct(&mut hp, 0.99),
+        Some(b99),
+        "ms",
+        "-",
+    );
+    row(
         "gateway over a byte stream: call p50",
         pct(&mut st, 0.5),
         Some(b50),
@@ -139,12 +171,21 @@ pub async fn gateway(s: &Server) {
     );
 
     let (bare, http, stream) = (Arc::new(bare), Arc::new(http), Arc::new(stream));
+    let pooled = Arc::new(pooled);
     let b = in_flight(bare.clone(), s.tool.to_owned(), s.arguments.clone()).await;
     let h = in_flight(http.clone(), tool.clone(), s.arguments.clone()).await;
+    let hp = in_flight(pooled.clone(), tool.clone(), s.arguments.clone()).await;
     let st = in_flight(stream.clone(), tool.clone(), s.arguments.clone()).await;
     row(
         "gateway over HTTP: 16 in flight",
         h,
+        Some(b),
+        "/s",
+        ">= 5,000/s",
+    );
+    row(
+        "gateway over HTTP, pooled client: 16 in flight",
+        hp,
         Some(b),
         "/s",
         ">= 5,000/s",
@@ -156,7 +197,7 @@ pub async fn gateway(s: &Server) {
         "/s",
         ">= 0.7x bare",
     );
-    for c in [bare, http, stream] {
+    for c in [bare, http, pooled, stream] {
         if let Ok(c) = Arc::try_unwrap(c) {
             let _ = c.cancel().await;
         }
@@ -217,7 +258,7 @@ pub async fn kill_same_session(s: &Server) {
     let mut spec = service_json(s, "svc");
     spec["backoff"] = json!({"reset_after": "1s"});
     store.add_service(spec, Wait::Auto).await.expect("add");
-    let (_gw, http, cancel) = serve_over_http(&store).await;
+    let (_gw, http, _pooled, cancel) = serve_over_http(&store).await;
     let tool = format!("svc__{}", s.tool);
     call_ms(&http, &tool, &s.arguments).await;
     let mut took = Vec::new();
