@@ -83,7 +83,7 @@ pub async fn scale(s: &Server) {
             "-",
         );
 
-        let secs = 10.0;
+        let secs = 30.0;
         let t0 = own_cpu_ticks();
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
         let ticks = (own_cpu_ticks() - t0) as f64;
