@@ -20,10 +20,10 @@ use ServiceState as S;
 
 const LONG: Duration = Duration::from_secs(20);
 
-/// A chaos server over streamable HTTP on `addr`; its URL.
-async fn http_server(addr: &str) -> (ChaosProcess, String) {
-    let mut process = ChaosProcess::spawn(&["--http", addr]).expect("spawn chaos-mcp");
-    let _stderr = process.capture_stderr();
+/// chaos-mcp with `args` (one of them `--http ADDR`): the process, its log and its URL.
+async fn chaos_http(args: &[&str]) -> (ChaosProcess, mcpvisor_tests::StderrCapture, String) {
+    let mut process = ChaosProcess::spawn(args).expect("spawn chaos-mcp");
+    let log = process.capture_stderr();
     let stdout = process.stdout.take().expect("stdout");
     let url = deadline(LONG, "address line", async {
         BufReader::new(stdout).lines().next_line().await
@@ -31,6 +31,12 @@ async fn http_server(addr: &str) -> (ChaosProcess, String) {
     .await
     .expect("read")
     .expect("address line");
+    (process, log, url)
+}
+
+/// A chaos server over streamable HTTP on `addr`; its URL.
+async fn http_server(addr: &str) -> (ChaosProcess, String) {
+    let (process, _log, url) = chaos_http(&["--http", addr]).await;
     (process, url)
 }
 
@@ -341,29 +347,16 @@ async fn a_session_the_server_forgot_is_re_initialized_at_once_as_an_event() {
     server.kill_all();
 }
 
-/// OAuth end to end on loopback (chaos-mcp `--oauth` is its own authorization server):
-/// `login` signs in and stores the tokens (mode 0600); the service connects with them; when the
-/// server stops honouring the access token (a 401 to a token that has not expired), the refresh
-/// token gets a new one and the request is answered — within the session, and at a reconnect —
-/// with no new sign-in. No token appears in what an operator sees.
-#[tokio::test]
-async fn a_401_to_a_live_token_is_answered_by_a_refresh_in_session_and_at_reconnect() {
-    use std::os::unix::fs::PermissionsExt;
-    mcpvisor_service_actor::install_default_tls_provider();
-    let mut server = ChaosProcess::spawn(&["--http", "127.0.0.1:0", "--oauth"]).expect("spawn");
-    let log = server.capture_stderr();
-    let stdout = server.stdout.take().expect("stdout");
-    let url = deadline(LONG, "address line", async {
-        BufReader::new(stdout).lines().next_line().await
-    })
-    .await
-    .expect("read")
-    .expect("address line");
-    let origin = url.trim_end_matches("/mcp").to_owned();
+/// chaos-mcp `--oauth` (its own authorization server, see `chaos::oauth`): the process, its
+/// log and its MCP URL.
+async fn oauth_server() -> (ChaosProcess, mcpvisor_tests::StderrCapture, String) {
+    chaos_http(&["--http", "127.0.0.1:0", "--oauth"]).await
+}
 
-    // Sign in: following the printed URL plays the browser (the server redirects at once).
-    let dir = tempfile::tempdir().unwrap();
-    let file = mcpvisor_service_actor::oauth::token_file(dir.path(), "api");
+/// `login` to `url` for the service `name`, with tokens in `dir`: following the printed URL
+/// plays the browser (the authorization server redirects at once). The token file.
+async fn sign_in(url: &str, dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let file = mcpvisor_service_actor::oauth::token_file(dir, name);
     let (tx, rx) = tokio::sync::oneshot::channel::<String>();
     let browser = tokio::spawn(async move {
         let at = rx.await.expect("an authorization URL");
@@ -374,12 +367,37 @@ async fn a_401_to_a_live_token_is_answered_by_a_refresh_in_session_and_at_reconn
             .await
             .map(|r| r.status())
     });
-    mcpvisor_service_actor::oauth::login(&url, &file, None, LONG, |at| {
+    mcpvisor_service_actor::oauth::login(url, &file, None, LONG, |at| {
         let _ = tx.send(at.to_owned());
     })
     .await
     .expect("signed in");
     assert!(browser.await.unwrap().unwrap().is_success());
+    file
+}
+
+/// A Store whose services' OAuth tokens are in `dir`.
+async fn store_with_tokens(dir: &std::path::Path) -> Store {
+    let options = StoreOptions {
+        token_dir: Some(dir.to_path_buf()),
+        ..StoreOptions::new()
+    };
+    Store::open(options).await.unwrap()
+}
+
+/// OAuth end to end on loopback (chaos-mcp `--oauth` is its own authorization server):
+/// `login` signs in and stores the tokens (mode 0600); the service connects with them; when the
+/// server stops honouring the access token (a 401 to a token that has not expired), the refresh
+/// token gets a new one and the request is answered — within the session, and at a reconnect —
+/// with no new sign-in. No token appears in what an operator sees.
+#[tokio::test]
+async fn a_401_to_a_live_token_is_answered_by_a_refresh_in_session_and_at_reconnect() {
+    use std::os::unix::fs::PermissionsExt;
+    mcpvisor_service_actor::install_default_tls_provider();
+    let (mut server, log, url) = oauth_server().await;
+    let origin = url.trim_end_matches("/mcp").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let file = sign_in(&url, dir.path(), "api").await;
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the token file is private");
     assert!(
@@ -388,11 +406,7 @@ async fn a_401_to_a_live_token_is_answered_by_a_refresh_in_session_and_at_reconn
             .await
     );
 
-    let options = StoreOptions {
-        token_dir: Some(dir.path().to_path_buf()),
-        ..StoreOptions::new()
-    };
-    let store = Store::open(options).await.unwrap();
+    let store = store_with_tokens(dir.path()).await;
     store
         .add_service(json!({"name": "api", "url": url}), Wait::For(LONG))
         .await
@@ -550,44 +564,13 @@ async fn sse_server_wanting_oauth(
 #[tokio::test]
 async fn a_legacy_sse_server_gets_the_oauth_token_on_its_stream_and_messages() {
     mcpvisor_service_actor::install_default_tls_provider();
-    let mut auth_server =
-        ChaosProcess::spawn(&["--http", "127.0.0.1:0", "--oauth"]).expect("spawn");
-    let log = auth_server.capture_stderr();
-    let stdout = auth_server.stdout.take().expect("stdout");
-    let auth_url = deadline(LONG, "address line", async {
-        BufReader::new(stdout).lines().next_line().await
-    })
-    .await
-    .expect("read")
-    .expect("address line");
+    let (mut auth_server, log, auth_url) = oauth_server().await;
     let issuer = auth_url.trim_end_matches("/mcp").to_owned();
     let (url, mut heard, task) = sse_server_wanting_oauth(issuer).await;
-
     let dir = tempfile::tempdir().unwrap();
-    let file = mcpvisor_service_actor::oauth::token_file(dir.path(), "legacy");
-    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-    let browser = tokio::spawn(async move {
-        let at = rx.await.expect("an authorization URL");
-        reqwest::Client::new()
-            .get(at)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map(|r| r.status())
-    });
-    mcpvisor_service_actor::oauth::login(&url, &file, None, LONG, |at| {
-        let _ = tx.send(at.to_owned());
-    })
-    .await
-    .expect("signed in");
-    assert!(browser.await.unwrap().unwrap().is_success());
+    sign_in(&url, dir.path(), "legacy").await;
     assert!(log.wait_for(LONG, |l| l.contains("issued access-1")).await);
-
-    let options = StoreOptions {
-        token_dir: Some(dir.path().to_path_buf()),
-        ..StoreOptions::new()
-    };
-    let store = Store::open(options).await.unwrap();
+    let store = store_with_tokens(dir.path()).await;
     store
         .add_service(
             json!({"name": "legacy", "url": url, "transport": "sse",
