@@ -53,6 +53,8 @@ case "${MCP_CONFORMANCE_SCENARIO:-}" in
   initialize) "$bin" tools "${one_shot[@]}" ;;
   tools_call) "$bin" call s__add_numbers --args '{"a": 2, "b": 3}' "${one_shot[@]}" ;;
   sse-retry) "$bin" call s__test_reconnection --timeout 10s "${one_shot[@]}" ;;
+  elicitation-sep1034-client-defaults)
+    "$bin" call s__test_client_elicitation_defaults --accept-defaults "${one_shot[@]}" ;;
   auth/client-credentials-basic | auth/client-credentials-jwt) "$bin" tools "${one_shot[@]}" ;;
   auth/scope-step-up)
     # Sign in, call a tool: the server wants more scope for calls (403 insufficient_scope);

@@ -476,6 +476,13 @@ fn run_serves_status_call_add_remove_stop_start_logs_check_and_events() {
     let second = sb.run_with_config(&["run"]);
     assert_eq!(second.code, 1, "{second:?}");
     assert!(second.stderr.contains("already running"), "{second:?}");
+    // Answering a server's questions from the command line is for one-shot calls only.
+    let defaults = sb.run_with_config(&["call", "chaos__echo", "--accept-defaults"]);
+    assert_eq!(defaults.code, 2, "{defaults:?}");
+    assert!(
+        defaults.stderr.contains("one-shot mode only"),
+        "{defaults:?}"
+    );
 
     // Events stream while we act, from the moment the instance confirmed the subscription.
     let mut events = sb

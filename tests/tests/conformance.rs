@@ -14,9 +14,9 @@
 //! `2025-03-26-oauth-metadata-backcompat`, `2025-03-26-oauth-endpoint-fallback`,
 //! `client-credentials-basic`, `client-credentials-jwt` (`oauth.private_key`), and the draft
 //! ones `resource-mismatch` (refused), `offline-access-scope`, `offline-access-not-supported`.
-//! Not run (they fail): `cross-app-access-complete-flow` (enterprise-managed authorization: no
-//! token exchange with an identity provider) and `elicitation-sep1034-client-defaults` (the
-//! one-shot CLI answers no elicitation).
+//! `elicitation-sep1034-client-defaults` passes with `call --accept-defaults`. Not run (it
+//! fails): `auth/cross-app-access-complete-flow` (enterprise-managed authorization: no token
+//! exchange with an identity provider).
 //!
 //! Server scenarios, against the gateway (`mcpvisor run --serve`) fronting server-everything
 //! over stdio — every one that passes against server-everything directly: `server-initialize`,
@@ -108,6 +108,12 @@ fn conformance_client_tools_call() {
 #[test]
 fn conformance_client_sse_retry() {
     client_scenario("sse-retry");
+}
+
+/// `call --accept-defaults`: the server's question is answered with its form's defaults.
+#[test]
+fn conformance_client_elicitation_defaults() {
+    client_scenario("elicitation-sep1034-client-defaults");
 }
 
 /// OAuth: `mcpvisor login` (the wrapper follows the printed URL with curl, as a browser would:

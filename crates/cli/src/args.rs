@@ -277,6 +277,11 @@ pub struct CallArgs {
     /// Print the whole result as JSON ({"is_error", "result"})
     #[arg(long)]
     pub json: bool,
+    /// One-shot mode only: when the server asks a question during the call (elicitation),
+    /// accept the defaults its form gives (declined if a required field has none). Without
+    /// it, servers are not offered elicitation
+    #[arg(long)]
+    pub accept_defaults: bool,
     /// One-shot options.
     #[command(flatten)]
     pub oneshot: OneShotArgs,

@@ -22,11 +22,29 @@ use crate::protocol::Request;
 /// Gets `req` answered: by the instance of the state dir, else (when `oneshot` allows it and
 /// `--config` is given) by an embedded supervisor.
 async fn answer(global: &GlobalArgs, req: Request, oneshot: Option<Duration>) -> CliResult<Value> {
+    answer_with(global, req, oneshot, None).await
+}
+
+/// [`answer`], with who answers the servers' own requests in one-shot mode (`--accept-defaults`);
+/// refused when an instance is running (its gateway's clients answer those).
+async fn answer_with(
+    global: &GlobalArgs,
+    req: Request,
+    oneshot: Option<Duration>,
+    answerer: Option<std::sync::Arc<dyn mcpvisor_supervisor::ServerRequests>>,
+) -> CliResult<Value> {
     let can_oneshot = oneshot.is_some() && global.config.is_some();
     let located = paths::state_dir(global.state_dir.as_deref())
         .and_then(|dir| paths::socket_path(&dir).map(|socket| (dir, socket)));
     let dir = match located {
         Ok((dir, socket)) => match Client::connect(&socket).await {
+            Ok(_) if answerer.is_some() => {
+                return Err(CliError::bad_input(
+                    "--accept-defaults works in one-shot mode only (--config FILE with no \
+                     instance running); a running instance passes servers' questions to its \
+                     gateway's clients",
+                ))
+            }
             Ok(mut c) => return c.request(&req).await,
             Err(ConnectError::Other(e)) => return Err(e),
             Err(ConnectError::NotRunning) => dir.display().to_string(),
@@ -40,7 +58,7 @@ async fn answer(global: &GlobalArgs, req: Request, oneshot: Option<Duration>) ->
             let tokens = paths::state_dir(global.state_dir.as_deref())
                 .ok()
                 .map(|d| d.join("oauth"));
-            oneshot::answer(config, req, wait, tokens).await
+            oneshot::answer(config, req, wait, tokens, answerer).await
         }
         (Some(_), None) => Err(CliError::failed(format!(
             "no mcpvisor is running with the state dir {dir}; start one with `mcpvisor run \
@@ -377,7 +395,10 @@ pub async fn call(g: &GlobalArgs, a: CallArgs) -> CliResult<Exit> {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         agent: a.agent.clone(),
     };
-    let v = answer(g, req, Some(a.oneshot.wait)).await?;
+    let answerer = a
+        .accept_defaults
+        .then(|| std::sync::Arc::new(oneshot::AcceptDefaults) as _);
+    let v = answer_with(g, req, Some(a.oneshot.wait), answerer).await?;
     let is_error = v["is_error"].as_bool().unwrap_or(false);
     if a.json {
         output::print_json(&v);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use mcpvisor_model::env::ProcessEnv;
 use mcpvisor_model::parse_file;
-use mcpvisor_supervisor::{Store, StoreOptions};
+use mcpvisor_supervisor::{Answer, ServerRequests, Store, StoreOptions};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -29,6 +29,7 @@ pub async fn answer(
     req: Request,
     wait: Duration,
     token_dir: Option<std::path::PathBuf>,
+    answerer: Option<std::sync::Arc<dyn ServerRequests>>,
 ) -> CliResult<Value> {
     let mut signals = Signals::new()?;
     let parsed = parse_file(config, &ProcessEnv)
@@ -43,6 +44,7 @@ pub async fn answer(
         .with_config(parsed)
         .state_dir(state.path());
     options.token_dir = token_dir;
+    options.server_requests = answerer;
     options.autostart = needed.is_none();
     let store = Store::open(options).await?;
 
@@ -74,6 +76,77 @@ pub async fn answer(
     result
 }
 
+/// `call --accept-defaults`: a server's question (elicitation) is answered by accepting the
+/// defaults of its form — declined when a required field has no default, or when it asks the
+/// user to visit a URL. No roots are offered; sampling is refused (no model here).
+pub struct AcceptDefaults;
+
+impl ServerRequests for AcceptDefaults {
+    #[allow(deprecated)] // roots: deprecated from protocol 2026-07-28; servers of 2025-11-25 ask
+    fn list_roots(
+        &self,
+        _service: &mcpvisor_model::ServiceId,
+    ) -> Answer<rmcp::model::ListRootsResult> {
+        Box::pin(async { Ok(rmcp::model::ListRootsResult::default()) })
+    }
+
+    #[allow(deprecated)] // sampling: as roots
+    fn create_message(
+        &self,
+        _service: &mcpvisor_model::ServiceId,
+        _params: rmcp::model::CreateMessageRequestParams,
+    ) -> Answer<rmcp::model::CreateMessageResult> {
+        Box::pin(async {
+            Err(rmcp::ErrorData::invalid_request(
+                "mcpvisor call has no model to sample",
+                None,
+            ))
+        })
+    }
+
+    fn create_elicitation(
+        &self,
+        _service: &mcpvisor_model::ServiceId,
+        params: rmcp::model::ElicitRequestParams,
+    ) -> Answer<rmcp::model::ElicitResult> {
+        let answer = defaults_of(&params);
+        Box::pin(async move { Ok(answer) })
+    }
+}
+
+/// Accept with every field's default, or decline.
+fn defaults_of(params: &rmcp::model::ElicitRequestParams) -> rmcp::model::ElicitResult {
+    use rmcp::model::{ElicitResult, ElicitationAction};
+    let decline = ElicitResult::new(ElicitationAction::Decline);
+    let rmcp::model::ElicitRequestParams::FormElicitationParams {
+        requested_schema, ..
+    } = params
+    else {
+        return decline;
+    };
+    let Ok(schema) = serde_json::to_value(requested_schema) else {
+        return decline;
+    };
+    let mut content = serde_json::Map::new();
+    if let Some(props) = schema["properties"].as_object() {
+        for (name, p) in props {
+            if let Some(d) = p.get("default") {
+                content.insert(name.clone(), d.clone());
+            }
+        }
+    }
+    let required = schema["required"].as_array().cloned().unwrap_or_default();
+    if required
+        .iter()
+        .any(|r| r.as_str().is_some_and(|r| !content.contains_key(r)))
+    {
+        return decline;
+    }
+    let mut answer = ElicitResult::new(ElicitationAction::Accept);
+    answer.content = Some(Value::Object(content));
+    answer
+}
+
 /// The services a request needs (with their dependencies), or `None` for all of them.
 fn needed_services(
     req: &Request,
@@ -100,6 +173,31 @@ mod tests {
     use super::*;
     use mcpvisor_model::env::MapEnv;
     use mcpvisor_model::parse_str;
+
+    #[test]
+    fn accept_defaults_fills_every_default_and_declines_a_required_field_without_one() {
+        use rmcp::model::{ElicitRequestParams, ElicitationAction};
+        let form = |schema: serde_json::Value| -> ElicitRequestParams {
+            serde_json::from_value(serde_json::json!({
+                "mode": "form", "message": "?", "requestedSchema": schema
+            }))
+            .unwrap()
+        };
+        let answer = defaults_of(&form(serde_json::json!({"type": "object", "properties": {
+            "name": {"type": "string", "default": "John Doe"},
+            "age": {"type": "integer", "default": 30},
+            "verified": {"type": "boolean", "default": true},
+            "note": {"type": "string"}}})));
+        assert_eq!(answer.action, ElicitationAction::Accept);
+        assert_eq!(
+            answer.content,
+            Some(serde_json::json!({"name": "John Doe", "age": 30, "verified": true}))
+        );
+        let answer = defaults_of(&form(serde_json::json!({"type": "object",
+            "properties": {"note": {"type": "string"}}, "required": ["note"]})));
+        assert_eq!(answer.action, ElicitationAction::Decline);
+        assert_eq!(answer.content, None);
+    }
 
     #[test]
     fn a_namespaced_call_needs_only_its_service_and_dependencies() {
