@@ -532,9 +532,10 @@ pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
 }
 
 /// Dials a legacy SSE server. With OAuth tokens (`mcpvisor login`, or the client-credentials
-/// grant) and no configured `Authorization` header, the access token goes with the stream and
-/// every POST (refreshed first when it is about to expire); a 401 to it gets one refresh and
-/// one more try, as rmcp's client does for streamable HTTP.
+/// grant) and no configured `Authorization` header, the access token of the moment (refreshed
+/// first when it is about to expire) goes with the stream and every POST of this connection; a
+/// 401 at connect gets one refresh and one more try. A 401 later ends the connection (a loss),
+/// and the reconnect gets a fresh token.
 async fn sse_connect(
     url: &str,
     headers: &std::collections::BTreeMap<String, String>,
@@ -589,8 +590,8 @@ async fn sse_connect(
 /// reported as a timeout. A probe or a call never hangs past its deadline.
 /// `cancel` (the caller gave up, e.g. a gateway client's `notifications/cancelled`) stops
 /// waiting and tells the server with `notifications/cancelled`.
-/// `progress` (the connection's dispatcher and the caller's channel) relays the server's
-/// `notifications/progress` for this request, in order, until the answer.
+/// `progress` (the service's progress routes and the caller's channel) gets the server's
+/// `notifications/progress` for this request, in order, before the answer.
 pub(crate) async fn bounded_request(
     peer: &Peer<RoleClient>,
     request: ClientRequest,
@@ -610,6 +611,7 @@ pub(crate) async fn bounded_request(
             .insert(crate::progress::ProgressSink::new(tx));
         crate::progress::RouteGuard {
             routes,
+            tx,
             token: None,
         }
     });

@@ -59,6 +59,17 @@ pub(crate) fn parse_headers(
 }
 
 /// A client that sends `headers` with every request.
+/// A client for OAuth metadata that follows no redirect (the document must come from where it
+/// was asked for).
+pub(crate) fn no_redirect_client() -> Result<reqwest::Client, String> {
+    let tls = tls_config().clone()?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
+}
+
 pub(crate) fn client(headers: &BTreeMap<String, String>) -> Result<reqwest::Client, String> {
     let map: reqwest::header::HeaderMap = parse_headers(headers)?.into_iter().collect();
     let tls = tls_config().clone()?;

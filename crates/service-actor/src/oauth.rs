@@ -84,7 +84,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AuthError> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| store_error(path, e))?;
-    let tmp = path.with_extension("json.tmp");
+    // Its own temp file per target (the tokens and the challenge sit side by side).
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!("{name}.tmp"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -151,7 +156,7 @@ async fn root_metadata(url: &str) -> Result<AuthorizationMetadata, String> {
     let mut at = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
     at.set_path("/.well-known/oauth-authorization-server");
     at.set_query(None);
-    let http = crate::http_client::client(&Default::default())?;
+    let http = crate::http_client::no_redirect_client()?;
     let answer = http
         .get(at.clone())
         .timeout(Duration::from_secs(10))
@@ -159,10 +164,30 @@ async fn root_metadata(url: &str) -> Result<AuthorizationMetadata, String> {
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|e| format!("OAuth metadata at {at}: {e}"))?;
-    answer
+    if !answer.status().is_success() {
+        return Err(format!("OAuth metadata at {at}: HTTP {}", answer.status()));
+    }
+    let metadata = answer
         .json::<AuthorizationMetadata>()
         .await
-        .map_err(|e| format!("OAuth metadata at {at} is not readable: {e}"))
+        .map_err(|e| format!("OAuth metadata at {at} is not readable: {e}"))?;
+    // Trusted only as the server's own: every endpoint on its origin.
+    let endpoints = [
+        Some(&metadata.authorization_endpoint),
+        Some(&metadata.token_endpoint),
+        metadata.issuer.as_ref(),
+        metadata.registration_endpoint.as_ref(),
+    ];
+    if let Some(foreign) = endpoints
+        .into_iter()
+        .flatten()
+        .find(|e| !same_origin(e, url))
+    {
+        return Err(format!(
+            "OAuth metadata at {at} names {foreign}, not on the server's own origin: refused"
+        ));
+    }
+    Ok(metadata)
 }
 
 /// The client-credentials configuration of `cfg`: a secret, or a private key (RFC 7523).
@@ -210,8 +235,9 @@ pub async fn authorized_client(
 ) -> Result<Option<AuthClient<reqwest::Client>>, String> {
     if let Some(cfg) = oauth.filter(|c| c.grant == OAuthGrant::ClientCredentials) {
         let credentials = client_credentials(cfg, url)?;
-        let mut m = manager(url, file).await?;
-        discover(&mut m, url, None).await?;
+        // rmcp's client-credentials flow discovers the metadata itself (strict RFC 8414: the
+        // 2025-03-26 root-metadata case is for signed-in tokens only).
+        let m = manager(url, file).await?;
         let state = client_credentials_exchange(OAuthState::Unauthorized(m), credentials).await?;
         return match state.into_authorization_manager() {
             Some(m) => Ok(Some(AuthClient::new(http, m))),
@@ -277,6 +303,18 @@ pub async fn login(
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     let redirect = format!("http://127.0.0.1:{port}/callback");
     let mut m = manager(url, Some(file)).await?;
+    // What the server last demanded (a 403 for more scope during a call), else its own 401
+    // to an unauthenticated `initialize`: each names its metadata and the scope it wants
+    // (RFC 9728, RFC 6750). A kept demand that no longer leads anywhere is dropped.
+    let mut challenge = std::fs::read_to_string(challenge_file(file)).ok();
+    if challenge.is_some() && discover(&mut m, url, challenge.as_deref()).await.is_err() {
+        let _ = std::fs::remove_file(challenge_file(file));
+        challenge = None;
+    }
+    if challenge.is_none() {
+        challenge = self::challenge(url).await;
+        discover(&mut m, url, challenge.as_deref()).await?;
+    }
     let mut request = AuthorizationRequest::new(redirect).with_client_name("mcpvisor");
     if let Some(cfg) = oauth {
         if let Some(id) = &cfg.client_id {
@@ -286,24 +324,26 @@ pub async fn login(
             request = request.with_client_secret(secret.clone());
         }
         if !cfg.scopes.is_empty() {
-            request = request.with_scopes(cfg.scopes.clone());
+            // The configured scopes, and what the server asked for on top.
+            let mut scopes = cfg.scopes.clone();
+            for s in challenge
+                .as_deref()
+                .map(challenge_scopes)
+                .unwrap_or_default()
+            {
+                if !scopes.contains(&s) {
+                    scopes.push(s);
+                }
+            }
+            request = request.with_scopes(scopes);
         }
         if let Some(doc) = &cfg.client_metadata_url {
             request = request.with_client_metadata_url(doc.clone());
         }
     }
-    // What the server last demanded (a 403 for more scope during a call), else its own 401
-    // to an unauthenticated `initialize`: each names its metadata and the scope it wants
-    // (RFC 9728, RFC 6750).
-    let saved = std::fs::read_to_string(challenge_file(file)).ok();
-    let challenge = match saved {
-        Some(c) => Some(c),
-        None => challenge(url).await,
-    };
     if let Some(c) = &challenge {
         request = request.with_challenge(c.clone());
     }
-    discover(&mut m, url, challenge.as_deref()).await?;
     let session = AuthorizationSession::new(m, request)
         .await
         .map_err(|(_, e)| format!("cannot start signing in to {url}: {e}"))?;
@@ -337,6 +377,20 @@ pub async fn login(
     }
     let _ = std::fs::remove_file(challenge_file(file));
     Ok(())
+}
+
+/// The `scope="a b"` of a `WWW-Authenticate` challenge (RFC 6750), split.
+fn challenge_scopes(challenge: &str) -> Vec<String> {
+    let Some(at) = challenge.find("scope=\"") else {
+        return Vec::new();
+    };
+    let rest = &challenge[at + "scope=\"".len()..];
+    rest.split('"')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The `WWW-Authenticate` of the server's 401 to an unauthenticated `initialize`, if any.
@@ -412,6 +466,17 @@ async fn callback(listener: &tokio::net::TcpListener) -> Result<String, String> 
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_challenges_scopes_are_read() {
+        assert_eq!(
+            challenge_scopes(
+                r#"Bearer scope="mcp:basic mcp:write", resource_metadata="http://x/y", error="insufficient_scope""#
+            ),
+            ["mcp:basic", "mcp:write"]
+        );
+        assert!(challenge_scopes("Bearer resource_metadata=\"http://x\"").is_empty());
+    }
 
     #[tokio::test]
     async fn tokens_are_stored_private_and_read_back() {

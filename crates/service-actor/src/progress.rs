@@ -56,10 +56,16 @@ impl ProgressRoutes {
         }
     }
 
-    /// The call with `token` ended: its route goes.
-    pub(crate) fn remove(&self, token: &ProgressToken) {
+    /// The call with `token` and channel `tx` ended: its route goes — not another call's that
+    /// reuses the token (a new connection numbers its tokens from the start again).
+    fn remove_own(&self, token: &ProgressToken, tx: &UnboundedSender<CallProgress>) {
         if let Ok(mut m) = self.0.lock() {
-            m.remove(token);
+            let own = m
+                .get(token)
+                .is_some_and(|w| w.upgrade().is_none_or(|t| t.same_channel(tx)));
+            if own {
+                m.remove(token);
+            }
         }
     }
 
@@ -80,16 +86,19 @@ impl ProgressRoutes {
     }
 }
 
-/// Removes a call's route when the call ends, however it ends.
+/// Removes a call's route when the call ends, however it ends. (A route the tap adds after
+/// that — the call was abandoned before its request went out — holds a dead sender, and goes
+/// at the next insert.)
 pub(crate) struct RouteGuard<'a> {
     pub(crate) routes: &'a ProgressRoutes,
+    pub(crate) tx: &'a UnboundedSender<CallProgress>,
     pub(crate) token: Option<ProgressToken>,
 }
 
 impl Drop for RouteGuard<'_> {
     fn drop(&mut self) {
         if let Some(t) = &self.token {
-            self.routes.remove(t);
+            self.routes.remove_own(t, self.tx);
         }
     }
 }
@@ -244,8 +253,15 @@ mod tests {
             .map(|p| p.progress)
             .collect();
         assert_eq!(steps, [1.0, 2.0]);
+        // Another call's guard with the same token (an older connection's) leaves it.
+        let (other, _) = tokio::sync::mpsc::unbounded_channel();
+        routes.remove_own(
+            &ProgressToken(rmcp::model::NumberOrString::Number(7)),
+            &other,
+        );
+        assert_eq!(routes.len(), 1);
         // The call ended: its route goes, and the caller's sender alone ends the channel.
-        routes.remove(&ProgressToken(rmcp::model::NumberOrString::Number(7)));
+        routes.remove_own(&ProgressToken(rmcp::model::NumberOrString::Number(7)), &tx);
         assert_eq!(routes.len(), 0);
         drop(tx);
         assert!(rx.recv().await.is_none());
