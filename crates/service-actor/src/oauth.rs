@@ -467,6 +467,56 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A loopback HTTP server answering every request with what `answer` gives for its origin
+    /// (status line, JSON body; a redirect elsewhere when the status says so); its origin.
+    async fn fixed_http(answer: impl Fn(&str) -> (&'static str, String)) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let (status, body) = answer(&origin);
+        tokio::spawn(async move {
+            for _ in 0..8 {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+                let text = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nlocation: \
+                     http://example.com/x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tcp.write_all(text.as_bytes()).await;
+            }
+        });
+        origin
+    }
+
+    fn metadata_naming(origin: &str, token_origin: &str) -> String {
+        serde_json::json!({
+            "issuer": format!("{origin}/oauth"),
+            "authorization_endpoint": format!("{origin}/oauth/authorize"),
+            "token_endpoint": format!("{token_origin}/oauth/token"),
+            "response_types_supported": ["code"],
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn root_metadata_is_taken_only_from_the_servers_own_origin() {
+        crate::install_default_tls_provider();
+        let own = fixed_http(|o| ("200 OK", metadata_naming(o, o))).await;
+        let m = root_metadata(&format!("{own}/mcp")).await.expect("its own");
+        assert_eq!(m.token_endpoint, format!("{own}/oauth/token"));
+        // A token endpoint elsewhere would receive the code: refused.
+        let foreign = fixed_http(|o| ("200 OK", metadata_naming(o, "http://127.0.0.2:9"))).await;
+        let e = root_metadata(&format!("{foreign}/mcp")).await.unwrap_err();
+        assert!(e.contains("not on the server's own origin"), "{e}");
+        // A redirect is not followed.
+        let moved = fixed_http(|_| ("302 Found", String::new())).await;
+        let e = root_metadata(&format!("{moved}/mcp")).await.unwrap_err();
+        assert!(e.contains("302"), "{e}");
+    }
+
     #[test]
     fn a_challenges_scopes_are_read() {
         assert_eq!(
