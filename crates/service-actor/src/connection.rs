@@ -9,12 +9,10 @@ use std::time::{Duration, Instant};
 use mcpvisor_model::{Endpoint, LogRing, ServerInfo, ServiceConfig, ToolInfo, ToolList};
 use nix::sys::signal::Signal;
 use ractor::ActorRef;
-use rmcp::model::{ClientRequest, ErrorCode, GetExtensions, PingRequest, ServerResult};
+use rmcp::model::{ClientRequest, ErrorCode, PingRequest, ServerResult};
 use rmcp::service::{PeerRequestOptions, RoleClient, RunningService, ServiceError};
 use rmcp::{Peer, ServiceExt};
 use tokio::process::Child;
-
-use crate::progress::ProgressTap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -121,11 +119,10 @@ pub(crate) async fn connect(
             });
             let init = async {
                 let running = client
-                    .serve(ProgressTap::new(
+                    .serve(routes.tap(
                         rmcp::transport::IntoTransport::<RoleClient, _, _>::into_transport((
                             stdout, stdin,
                         )),
-                        routes.clone(),
                     ))
                     .await
                     .map_err(|e| format!("initialize failed: {e}"))?;
@@ -205,11 +202,10 @@ pub(crate) async fn connect(
                     )
                     .await?;
                     match client
-                        .serve(ProgressTap::new(
+                        .serve(routes.tap(
                             rmcp::transport::IntoTransport::<RoleClient, _, _>::into_transport((
                                 sink, stream,
                             )),
-                            routes.clone(),
                         ))
                         .await
                     {
@@ -247,21 +243,19 @@ pub(crate) async fn connect(
                         // and one retry, on every request (initialize included).
                         Some(auth) => {
                             client
-                                .serve(ProgressTap::new(
+                                .serve(routes.tap(
                                     rmcp::transport::StreamableHttpClientTransport::with_client(
                                         auth, config,
                                     ),
-                                    routes.clone(),
                                 ))
                                 .await
                         }
                         None => {
                             client
-                                .serve(ProgressTap::new(
+                                .serve(routes.tap(
                                     rmcp::transport::StreamableHttpClientTransport::with_client(
                                         http, config,
                                     ),
-                                    routes.clone(),
                                 ))
                                 .await
                         }
@@ -565,7 +559,8 @@ async fn sse_connect(
         .await
         .map_err(|e| format!("no usable OAuth token ({e}): run `mcpvisor login`"))?;
     match crate::sse::connect(url, &with_token(token), deadline, cancel.clone()).await {
-        Err(e) if e.starts_with(crate::diagnose::UNAUTHORIZED_PREFIX) => {
+        // A 401 answer is worded `UNAUTHORIZED` (`diagnose::status`).
+        Err(e) if e == crate::diagnose::UNAUTHORIZED => {
             let refreshed = auth.auth_manager.lock().await.refresh_token().await;
             let fresh = match refreshed {
                 Ok(_) => auth.get_access_token().await.ok(),
@@ -603,24 +598,15 @@ pub(crate) async fn bounded_request(
     )>,
 ) -> Result<ServerResult, ServiceError> {
     let mut request = request;
-    let mut route = progress.map(|(routes, tx)| {
-        // The connection's transport tap routes this request's progress to `tx` as it goes
-        // out, and delivers it in wire order before the answer (see `progress`).
-        request
-            .extensions_mut()
-            .insert(crate::progress::ProgressSink::new(tx));
-        crate::progress::RouteGuard {
-            routes,
-            tx,
-            token: None,
-        }
-    });
+    // The connection's transport tap delivers this request's progress to the caller in wire
+    // order, before the answer (see `progress`).
+    let mut route = progress.map(|(routes, tx)| routes.follow(&mut request, tx));
     let exchange = async {
         let handle = peer
             .send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
             .await?;
         if let Some(route) = &mut route {
-            route.token = Some(handle.progress_token.clone());
+            route.set_token(handle.progress_token.clone());
         }
         let never = std::future::pending::<()>();
         let cancelled = async {

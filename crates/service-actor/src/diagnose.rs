@@ -15,9 +15,6 @@ pub(crate) const OAUTH_REQUIRED: &str =
     "unauthorized (HTTP 401): the server wants an OAuth sign-in: run `mcpvisor login <service>` \
      (or set headers.Authorization)";
 
-/// How every unauthorized wording starts.
-pub(crate) const UNAUTHORIZED_PREFIX: &str = "unauthorized (HTTP 401)";
-
 /// The unauthorized wording (also used by the legacy SSE transport).
 pub(crate) const UNAUTHORIZED: &str =
     "unauthorized (HTTP 401): check headers.Authorization / the token";
@@ -68,22 +65,25 @@ pub(crate) fn insufficient_scope(e: &ServiceError) -> Option<String> {
     let ServiceError::TransportSend(error) = e else {
         return None;
     };
-    let mut current: Option<&(dyn Error + 'static)> = Some(error.error.as_ref());
-    while let Some(err) = current {
-        if let Some(StreamableHttpError::InsufficientScope(scope)) =
-            err.downcast_ref::<StreamableHttpError<reqwest::Error>>()
-        {
-            return Some(scope.www_authenticate_header.clone());
-        }
-        current = err.source();
-    }
-    None
+    chain(error).find_map(
+        |err| match err.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+            Some(StreamableHttpError::InsufficientScope(scope)) => {
+                Some(scope.www_authenticate_header.clone())
+            }
+            _ => None,
+        },
+    )
+}
+
+/// A transport error and its sources, outermost first.
+fn chain(e: &DynamicTransportError) -> impl Iterator<Item = &(dyn Error + 'static)> {
+    let first: &(dyn Error + 'static) = e.error.as_ref();
+    std::iter::successors(Some(first), |&err| err.source())
 }
 
 /// The wording of a transport error, if its chain holds something we can say plainly.
 fn transport(e: &DynamicTransportError, url: Option<&str>) -> Option<String> {
-    let mut current: Option<&(dyn Error + 'static)> = Some(e.error.as_ref());
-    while let Some(err) = current {
+    for err in chain(e) {
         if let Some(h) = err.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
             if let Some(text) = streamable(h, url) {
                 return Some(text);
@@ -99,7 +99,6 @@ fn transport(e: &DynamicTransportError, url: Option<&str>) -> Option<String> {
         if let Some(sse) = err.downcast_ref::<crate::sse::SseError>() {
             return Some(sse.to_string());
         }
-        current = err.source();
     }
     None
 }

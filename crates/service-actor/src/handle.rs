@@ -439,26 +439,16 @@ impl ServiceHandle {
                 message: err.message.to_string(),
             },
             other => {
-                let message = crate::diagnose::service_error(&other);
+                let mut message = crate::diagnose::service_error(&other);
                 if let Some(challenge) = crate::diagnose::insufficient_scope(&other) {
                     // The connection is fine; this request wants a token with more scope. The
                     // next `mcpvisor login` asks for what the server named.
-                    return CallError::Transport {
-                        message: match self.token_file() {
-                            Some(file) => {
-                                crate::oauth::save_challenge(&file, &challenge);
-                                format!(
-                                    "{message}: run `mcpvisor login {service}` to sign in \
-                                     for it"
-                                )
-                            }
-                            None => message,
-                        },
-                        service,
-                        tool,
-                    };
-                }
-                if matches!(
+                    if let Some(file) = self.token_file() {
+                        crate::oauth::save_challenge(&file, &challenge);
+                        message =
+                            format!("{message}: run `mcpvisor login {service}` to sign in for it");
+                    }
+                } else if matches!(
                     other,
                     ServiceError::TransportClosed | ServiceError::TransportSend(_)
                 ) {

@@ -58,24 +58,25 @@ pub(crate) fn parse_headers(
         .collect()
 }
 
-/// A client that sends `headers` with every request.
-/// A client for OAuth metadata that follows no redirect (the document must come from where it
-/// was asked for).
-pub(crate) fn no_redirect_client() -> Result<reqwest::Client, String> {
+/// A client builder with our TLS configuration.
+fn builder() -> Result<reqwest::ClientBuilder, String> {
     let tls = tls_config().clone()?;
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(tls))
+}
+
+fn built(b: reqwest::ClientBuilder) -> Result<reqwest::Client, String> {
+    b.build()
         .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
+/// A client for OAuth metadata that follows no redirect (the document must come from where it
+/// was asked for).
+pub(crate) fn no_redirect_client() -> Result<reqwest::Client, String> {
+    built(builder()?.redirect(reqwest::redirect::Policy::none()))
+}
+
+/// A client that sends `headers` with every request.
 pub(crate) fn client(headers: &BTreeMap<String, String>) -> Result<reqwest::Client, String> {
     let map: reqwest::header::HeaderMap = parse_headers(headers)?.into_iter().collect();
-    let tls = tls_config().clone()?;
-    reqwest::Client::builder()
-        .default_headers(map)
-        .tls_backend_preconfigured(tls)
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
+    built(builder()?.default_headers(map))
 }

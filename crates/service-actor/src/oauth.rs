@@ -162,8 +162,8 @@ async fn root_metadata(url: &str) -> Result<AuthorizationMetadata, String> {
         .timeout(Duration::from_secs(10))
         .send()
         .await
-        .and_then(reqwest::Response::error_for_status)
         .map_err(|e| format!("OAuth metadata at {at}: {e}"))?;
+    // Anything but 200 — a redirect included: it is not followed — is no metadata here.
     if !answer.status().is_success() {
         return Err(format!("OAuth metadata at {at}: HTTP {}", answer.status()));
     }
@@ -328,7 +328,7 @@ pub async fn login(
             let mut scopes = cfg.scopes.clone();
             for s in challenge
                 .as_deref()
-                .map(challenge_scopes)
+                .map(|c| challenge_scopes(c, url))
                 .unwrap_or_default()
             {
                 if !scopes.contains(&s) {
@@ -379,18 +379,15 @@ pub async fn login(
     Ok(())
 }
 
-/// The `scope="a b"` of a `WWW-Authenticate` challenge (RFC 6750), split.
-fn challenge_scopes(challenge: &str) -> Vec<String> {
-    let Some(at) = challenge.find("scope=\"") else {
+/// The `scope` of a `WWW-Authenticate` challenge to `url` (RFC 6750), split (rmcp's parser).
+fn challenge_scopes(challenge: &str, url: &str) -> Vec<String> {
+    let Ok(base) = url::Url::parse(url) else {
         return Vec::new();
     };
-    let rest = &challenge[at + "scope=\"".len()..];
-    rest.split('"')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+    rmcp::transport::auth::WWWAuthenticateParams::parse(challenge, &base)
+        .scope
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// The `WWW-Authenticate` of the server's 401 to an unauthenticated `initialize`, if any.
@@ -521,11 +518,14 @@ mod tests {
     fn a_challenges_scopes_are_read() {
         assert_eq!(
             challenge_scopes(
-                r#"Bearer scope="mcp:basic mcp:write", resource_metadata="http://x/y", error="insufficient_scope""#
+                r#"Bearer scope="mcp:basic mcp:write", resource_metadata="http://x/y", error="insufficient_scope""#,
+                "http://x/mcp"
             ),
             ["mcp:basic", "mcp:write"]
         );
-        assert!(challenge_scopes("Bearer resource_metadata=\"http://x\"").is_empty());
+        assert!(
+            challenge_scopes("Bearer resource_metadata=\"http://x\"", "http://x/mcp").is_empty()
+        );
     }
 
     #[tokio::test]

@@ -22,16 +22,11 @@ use tokio::sync::mpsc::{UnboundedSender, WeakUnboundedSender};
 
 use crate::handle::CallProgress;
 
-/// The channel a request's progress goes to (put in the request's extensions by the caller).
-/// Weak: the caller's own sender decides when the channel ends, never a route left behind.
+/// The channel a request's progress goes to (put in the request's extensions by
+/// [`ProgressRoutes::follow`]). Weak: the caller's own sender decides when the channel ends,
+/// never a route left behind.
 #[derive(Clone)]
-pub(crate) struct ProgressSink(pub(crate) WeakUnboundedSender<CallProgress>);
-
-impl ProgressSink {
-    pub(crate) fn new(tx: &UnboundedSender<CallProgress>) -> Self {
-        Self(tx.downgrade())
-    }
-}
+struct ProgressSink(WeakUnboundedSender<CallProgress>);
 
 /// The calls in flight that want their progress, by progress token. Shared by a service's
 /// handle (which removes a route when its call ends) and each of its connections' taps.
@@ -48,6 +43,31 @@ impl std::fmt::Debug for ProgressRoutes {
 }
 
 impl ProgressRoutes {
+    /// `transport`, with its progress notifications routed to these calls.
+    pub(crate) fn tap<T>(&self, transport: T) -> ProgressTap<T> {
+        ProgressTap {
+            inner: transport,
+            routes: self.clone(),
+        }
+    }
+
+    /// Marks `request` so the connection's tap routes its progress to `tx` as it goes out; the
+    /// guard removes the route when the call ends (once given the request's token).
+    pub(crate) fn follow<'a>(
+        &'a self,
+        request: &mut rmcp::model::ClientRequest,
+        tx: &'a UnboundedSender<CallProgress>,
+    ) -> RouteGuard<'a> {
+        request
+            .extensions_mut()
+            .insert(ProgressSink(tx.downgrade()));
+        RouteGuard {
+            routes: self,
+            tx,
+            token: None,
+        }
+    }
+
     fn insert(&self, token: ProgressToken, tx: WeakUnboundedSender<CallProgress>) {
         if let Ok(mut m) = self.0.lock() {
             // A call that ended before its request went out left a dead route: drop those.
@@ -90,9 +110,16 @@ impl ProgressRoutes {
 /// that — the call was abandoned before its request went out — holds a dead sender, and goes
 /// at the next insert.)
 pub(crate) struct RouteGuard<'a> {
-    pub(crate) routes: &'a ProgressRoutes,
-    pub(crate) tx: &'a UnboundedSender<CallProgress>,
-    pub(crate) token: Option<ProgressToken>,
+    routes: &'a ProgressRoutes,
+    tx: &'a UnboundedSender<CallProgress>,
+    token: Option<ProgressToken>,
+}
+
+impl RouteGuard<'_> {
+    /// The token rmcp gave the request.
+    pub(crate) fn set_token(&mut self, token: ProgressToken) {
+        self.token = Some(token);
+    }
 }
 
 impl Drop for RouteGuard<'_> {
@@ -107,12 +134,6 @@ impl Drop for RouteGuard<'_> {
 pub(crate) struct ProgressTap<T> {
     inner: T,
     routes: ProgressRoutes,
-}
-
-impl<T> ProgressTap<T> {
-    pub(crate) fn new(inner: T, routes: ProgressRoutes) -> Self {
-        Self { inner, routes }
-    }
 }
 
 impl<T: Transport<RoleClient>> Transport<RoleClient> for ProgressTap<T> {
@@ -214,13 +235,10 @@ mod tests {
         let script = [progress(7, 1.0), progress(9, 5.0), progress(7, 2.0), answer]
             .into_iter()
             .collect();
-        let mut tap = ProgressTap::new(
-            Scripted {
-                script,
-                sent: sent.clone(),
-            },
-            routes.clone(),
-        );
+        let mut tap = routes.tap(Scripted {
+            script,
+            sent: sent.clone(),
+        });
         // The request goes out with its sink and the token rmcp gave it.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut request =
@@ -228,7 +246,8 @@ mod tests {
         request
             .get_meta_mut()
             .set_progress_token(ProgressToken(rmcp::model::NumberOrString::Number(7)));
-        request.extensions_mut().insert(ProgressSink::new(&tx));
+        // (The guard, with no token yet, removes nothing when dropped.)
+        drop(routes.follow(&mut request, &tx));
         tap.send(JsonRpcMessage::request(request, RequestId::Number(1)))
             .await
             .unwrap();
