@@ -119,11 +119,7 @@ pub(crate) async fn connect(
             });
             let init = async {
                 let running = client
-                    .serve(routes.tap(
-                        rmcp::transport::IntoTransport::<RoleClient, _, _>::into_transport((
-                            stdout, stdin,
-                        )),
-                    ))
+                    .serve(routes.tap(crate::stdio::LeanStdio::new(stdout, stdin)))
                     .await
                     .map_err(|e| format!("initialize failed: {e}"))?;
                 let tools = list_tools_paged(running.peer()).await?;

@@ -26,6 +26,7 @@ pub mod process;
 mod progress;
 pub mod relay;
 mod sse;
+pub mod stdio;
 
 pub use actor::{ProbeOutcome, ReportSink, ServiceActor, ServiceArgs, ServiceMsg, ServiceReport};
 pub use handle::{CallControl, CallError, CallOutcome, CallProgress, ServiceHandle};

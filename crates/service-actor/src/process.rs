@@ -122,7 +122,8 @@ impl Drop for GroupGuard {
 /// Reads stderr until EOF into `ring`, line by line (lines over 8 KiB are split), and logs each
 /// line at debug level. Never stalls the child: reading is unconditional.
 pub async fn drain_stderr(mut stderr: ChildStderr, ring: LogRing, service: String) {
-    let mut buf = vec![0u8; 4 * 1024];
+    // Small: stderr is a trickle, and this is held for every live server (1,000 of them).
+    let mut buf = vec![0u8; 512];
     let mut line: Vec<u8> = Vec::new();
     const MAX_LINE: usize = 8 * 1024;
     loop {
@@ -137,6 +138,9 @@ pub async fn drain_stderr(mut stderr: ChildStderr, ring: LogRing, service: Strin
                 tracing::debug!(service = %service, stderr = %text);
                 ring.push_line(text);
                 line.clear();
+                if line.capacity() > 1024 {
+                    line = Vec::new();
+                }
                 if b == b'\n' {
                     continue;
                 }

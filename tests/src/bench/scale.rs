@@ -7,7 +7,7 @@
 use super::*;
 
 /// The open-file limit up to the hard one: N servers take 3 pipes each, on both sides.
-fn raise_nofile() {
+pub fn raise_nofile() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);

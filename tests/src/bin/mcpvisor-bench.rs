@@ -33,6 +33,8 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Map, Value};
 
 struct Server {
+    /// What `--server` named: `everything` or `chaos`.
+    kind: String,
     command: String,
     args: Vec<String>,
     tool: &'static str,
@@ -45,6 +47,7 @@ fn server(kind: &str) -> Server {
         let exe = std::env::current_exe().expect("current exe");
         let bin = exe.with_file_name("chaos-mcp");
         return Server {
+            kind: kind.to_owned(),
             command: bin.to_string_lossy().into_owned(),
             args: vec![],
             tool: "echo",
@@ -61,6 +64,7 @@ fn server(kind: &str) -> Server {
         std::process::exit(2);
     }
     Server {
+        kind: kind.to_owned(),
         command: "node".into(),
         args: vec![js.to_string_lossy().into_owned(), "stdio".into()],
         tool: "echo",
@@ -539,10 +543,11 @@ async fn rss_cli(s: &Server) {
     // Let the first probes and the state-file write happen.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let field = |f: &str| proc_status_mib(run.pid, f);
+    let bare = bare_holder_rss(s, n).await;
     row(
         &format!("`mcpvisor run` peak RSS, {n} services"),
         field("VmHWM:"),
-        None,
+        bare,
         "MiB",
         if n >= 1000 {
             "<= 64 MiB"
@@ -565,6 +570,56 @@ async fn rss_cli(s: &Server) {
         "-",
     );
     run.stop().await;
+}
+
+/// The peak RSS of a bare rmcp client holding `n` servers with their tools listed, in a process
+/// of its own (this binary, `hold-bare N`): what the same connections cost without supervision.
+async fn bare_holder_rss(s: &Server, n: usize) -> Option<f64> {
+    use tokio::io::AsyncBufReadExt;
+    let exe = std::env::current_exe().ok()?;
+    let mut child = tokio::process::Command::new(exe)
+        .arg("--server")
+        .arg(&s.kind)
+        .arg("hold-bare")
+        .arg(n.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let pid = child.id()?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take()?).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(300), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("ready") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    let rss = ready.then(|| proc_status_mib(pid, "VmHWM:"));
+    drop(child.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    rss
+}
+
+/// `hold-bare N`: N bare rmcp clients started concurrently, tools listed, then held until stdin
+/// closes (for [`bare_holder_rss`]).
+async fn hold_bare(s: &Server, n: usize) {
+    use tokio::io::AsyncReadExt;
+    scale::raise_nofile();
+    let clients = futures::future::join_all((0..n).map(|_| async {
+        let c = bare_client(s).await;
+        c.peer().list_all_tools().await.expect("tools");
+        c
+    }))
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    println!("ready: {}", clients.len());
+    let _ = tokio::io::stdin().read(&mut [0u8; 1]).await;
+    futures::future::join_all(clients.into_iter().map(|c| c.cancel())).await;
 }
 
 async fn add_latency() {
@@ -611,6 +666,10 @@ async fn main() {
     let all = what.is_empty() || what.contains(&"all");
     let want = |w: &str| all || what.contains(&w);
     let s = server(&kind);
+    if let ["hold-bare", n] = what.as_slice() {
+        hold_bare(&s, n.parse().unwrap_or(0)).await;
+        return;
+    }
     println!("mcpvisor bench, server: {} {}", s.command, s.args.join(" "));
     // First: the peak RSS is a high-water mark of this process, so nothing else may have run.
     if want("rss") || want("idle") {
