@@ -160,6 +160,46 @@ async fn a_cycle_is_rejected_at_add_time_and_nothing_is_registered() {
 }
 
 #[tokio::test]
+async fn a_batch_refuses_missing_dependencies_transitively_and_duplicates_in_itself() {
+    let store = store().await;
+    let mut first = chaos(&[]);
+    first["name"] = json!("a");
+    let mut again = chaos(&[]);
+    again["name"] = json!("a");
+    let mut c = with_deps(chaos(&[]), &["missing"]);
+    c["name"] = json!("c");
+    let mut d = with_deps(chaos(&[]), &["c"]);
+    d["name"] = json!("d");
+    let mut e = with_deps(chaos(&[]), &["a"]);
+    e["name"] = json!("e");
+    let report = store
+        .add_service(json!([first, c, again, d, e]), Wait::None)
+        .await
+        .unwrap();
+    assert_eq!(report.added, vec!["a", "e"]);
+    let failed: Vec<&str> = report.failed.iter().map(|(n, _)| n.as_str()).collect();
+    // The duplicate while reading the batch; then c (its dependency is nowhere), then d (its
+    // dependency c was refused).
+    assert_eq!(failed, vec!["a", "c", "d"], "{:?}", report.failed);
+    assert!(
+        report.failed[1].1[0].contains("missing"),
+        "{:?}",
+        report.failed
+    );
+    assert!(report.failed[2].1[0].contains("'c'"), "{:?}", report.failed);
+    let mut names: Vec<String> = store
+        .list_services()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["a", "e"]);
+    store.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_batch_with_one_bad_entry_adds_the_good_ones() {
     let store = store().await;
     let report = store

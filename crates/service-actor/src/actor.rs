@@ -580,7 +580,7 @@ impl State {
         tokio::spawn(async move {
             let tools = match tokio::time::timeout(limit, connection::list_tools_paged(&peer)).await
             {
-                Ok(Ok(tools)) => Ok(tools.iter().map(connection::tool_info).collect()),
+                Ok(Ok(tools)) => Ok(tools.into_iter().map(connection::tool_info).collect()),
                 Ok(Err(why)) => Err(why),
                 Err(_) => Err(format!(
                     "tools/list: no answer within {} (timeouts.connect)",

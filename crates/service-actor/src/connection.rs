@@ -153,7 +153,7 @@ pub(crate) async fn connect(
                         gen,
                         peer,
                         server,
-                        tools: tools.iter().map(tool_info).collect(),
+                        tools: tools.into_iter().map(tool_info).collect(),
                         pid: Some(pid),
                         identity,
                         stop: stop_tx,
@@ -281,7 +281,7 @@ pub(crate) async fn connect(
                         gen,
                         peer,
                         server,
-                        tools: tools.iter().map(tool_info).collect(),
+                        tools: tools.into_iter().map(tool_info).collect(),
                         pid: None,
                         identity: None,
                         stop: stop_tx,
@@ -504,9 +504,15 @@ impl rmcp::transport::common::client_side_sse::SseRetryPolicy for StreamLossPoli
     }
 }
 
-/// Converts the SDK's tool into plain data.
-pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
-    let mut raw = serde_json::to_value(t).unwrap_or_default();
+/// Converts the SDK's tool into plain data, taking its parts rather than copying them (the
+/// schemas of 1,000 servers' tools are the bulk of what a start-up storm allocates).
+pub(crate) fn tool_info(mut t: rmcp::model::Tool) -> ToolInfo {
+    let schema = std::mem::take(&mut t.input_schema);
+    let input_schema =
+        std::sync::Arc::try_unwrap(schema).unwrap_or_else(|shared| (*shared).clone());
+    let name = t.name.to_string();
+    let description = t.description.take().map(|d| d.to_string());
+    let mut raw = serde_json::to_value(&t).unwrap_or_default();
     // Name, description and schema are kept once, in their own fields.
     if let Some(obj) = raw.as_object_mut() {
         for key in ["name", "description", "inputSchema"] {
@@ -514,9 +520,9 @@ pub(crate) fn tool_info(t: &rmcp::model::Tool) -> ToolInfo {
         }
     }
     ToolInfo {
-        name: t.name.to_string(),
-        description: t.description.as_ref().map(|d| d.to_string()),
-        input_schema: (*t.input_schema).clone(),
+        name,
+        description,
+        input_schema,
         raw,
     }
 }
@@ -719,7 +725,7 @@ mod tests {
             "annotations": {"readOnlyHint": true}
         }))
         .unwrap();
-        let info = tool_info(&tool);
+        let info = tool_info(tool);
         assert_eq!(info.name, "echo");
         assert_eq!(info.description.as_deref(), Some("Echoes its input"));
         assert_eq!(info.input_schema["properties"]["text"]["type"], "string");

@@ -1,6 +1,8 @@
 //! Changes to the configuration: add (a batch, dependencies checked per scope), update
 //! (restart only when the endpoint changed), remove (refused while others depend on it).
 
+use std::collections::{HashMap, HashSet};
+
 use super::*;
 
 /// One entry to add: scope, name as written, object as written.
@@ -43,6 +45,8 @@ impl RootState {
         let mut accepted: Vec<(ServiceId, ServiceSpec)> = Vec::new();
         let single = items.len() == 1;
         let mut all_errors = Vec::new();
+        // The batch's ids so far (a duplicate in one batch is refused like an existing one).
+        let mut batch: HashSet<ServiceId> = HashSet::new();
         for (agent, name, raw) in items {
             let shown = match &agent {
                 Some(a) => format!("{a}/{name}"),
@@ -65,7 +69,7 @@ impl RootState {
                 }
             };
             let id = id_of(&agent, spec.name.clone());
-            if self.entries.contains_key(&id) || accepted.iter().any(|(i, _)| *i == id) {
+            if self.entries.contains_key(&id) || !batch.insert(id.clone()) {
                 let e = ConfigError::DuplicateName {
                     service: shown.clone(),
                 };
@@ -77,29 +81,39 @@ impl RootState {
             }
             accepted.push((id, spec));
         }
-        // Dependencies: checked per scope against existing services plus this batch.
-        let mut rejected: Vec<ServiceId> = Vec::new();
+        // Dependencies: checked per scope against existing services plus this batch, one graph
+        // per scope per round (a batch of 1,000 is one check, not 1,000), until no entry left
+        // has an unknown dependency or is in a cycle.
+        let mut rejected: HashSet<ServiceId> = HashSet::new();
         loop {
-            let mut bad = Vec::new();
-            for (id, spec) in &accepted {
-                if rejected.contains(id) {
-                    continue;
+            let live = |k: &ServiceId| !rejected.contains(k);
+            let mut scopes: Vec<&Option<AgentId>> = Vec::new();
+            for (id, _) in accepted.iter().filter(|(k, _)| live(k)) {
+                if !scopes.contains(&&id.agent) {
+                    scopes.push(&id.agent);
                 }
+            }
+            let mut errors: HashMap<&Option<AgentId>, Vec<ConfigError>> = HashMap::new();
+            for agent in scopes {
                 let scope_specs = self
                     .entries
                     .iter()
-                    .filter(|(k, _)| k.agent == id.agent)
+                    .filter(|(k, _)| k.agent == *agent)
                     .map(|(_, e)| &e.spec)
                     .chain(
                         accepted
                             .iter()
-                            .filter(|(k, _)| k.agent == id.agent && !rejected.contains(k))
+                            .filter(|(k, _)| k.agent == *agent && live(k))
                             .map(|(_, s)| s),
                     );
-                let graph = DependencyGraph::from_specs(scope_specs);
-                let errs: Vec<ConfigError> = graph
-                    .check()
+                errors.insert(agent, DependencyGraph::from_specs(scope_specs).check());
+            }
+            let mut bad = Vec::new();
+            for (id, spec) in accepted.iter().filter(|(k, _)| live(k)) {
+                let errs: Vec<ConfigError> = errors
+                    .get(&id.agent)
                     .into_iter()
+                    .flatten()
                     .filter(|e| match e {
                         ConfigError::UnknownDependency { service, .. } => {
                             service == spec.name.as_str()
@@ -109,6 +123,7 @@ impl RootState {
                         }
                         _ => false,
                     })
+                    .cloned()
                     .collect();
                 if !errs.is_empty() {
                     bad.push((id.clone(), errs));
@@ -123,7 +138,7 @@ impl RootState {
                     errs.iter().map(ToString::to_string).collect(),
                 ));
                 all_errors.extend(errs);
-                rejected.push(id);
+                rejected.insert(id);
             }
         }
         accepted.retain(|(id, _)| !rejected.contains(id));
