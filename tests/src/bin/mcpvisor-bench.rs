@@ -368,6 +368,11 @@ fn own_status(field: &str) -> Option<u64> {
         .ok()
 }
 
+/// Clock ticks a second in `/proc/*/stat` (USER_HZ: 100 on Linux).
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
 fn own_cpu_ticks() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let rest = stat.rsplit(')').next().unwrap_or_default();
@@ -412,10 +417,9 @@ async fn rss_and_idle(s: &Server, rss: bool, idle: bool) {
         let t0 = own_cpu_ticks();
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
         let ticks = (own_cpu_ticks() - t0) as f64;
-        let hz = 100.0; // USER_HZ on Linux
         row(
             "supervisor idle CPU, 30 services (% of a core)",
-            100.0 * ticks / hz / secs,
+            100.0 * ticks / clock_ticks_per_second() / secs,
             None,
             "%",
             "< 0.5 %",
