@@ -190,9 +190,9 @@ impl Actor for RootActor {
         }
         for (id, tools) in std::mem::take(&mut state.args.stale_tools) {
             if let Some(m) = state.fleet.get_mut(&id) {
-                m.row.tools = tools.clone();
+                let old = std::mem::replace(&mut m.row.tools, tools.clone());
                 m.row.stale = true;
-                state.set_routes(&id, &tools);
+                state.set_routes(&id, &old, &tools);
                 state.to_registry(RegistryMsg::Tools {
                     id,
                     tools,

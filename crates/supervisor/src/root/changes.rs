@@ -196,8 +196,9 @@ impl RootState {
             });
         }
         let entry = self.entries.shift_remove(id);
-        self.fleet.remove(id);
-        self.set_routes(id, &[]);
+        if let Some(gone) = self.fleet.remove(id) {
+            self.set_routes(id, &gone.row.tools, &[]);
+        }
         match &id.agent {
             None => {
                 self.config.services.shift_remove(&id.name);

@@ -113,10 +113,10 @@ impl RootState {
                 let Some(m) = self.fleet.get_mut(&id) else {
                     return;
                 };
-                m.row.tools = tools.clone();
+                let old = std::mem::replace(&mut m.row.tools, tools.clone());
                 m.row.server = Some(server.clone());
                 m.row.stale = stale;
-                self.set_routes(&id, &tools);
+                self.set_routes(&id, &old, &tools);
                 self.to_state_file(PersistenceMsg::SetTools {
                     service: id.to_string(),
                     tools: tools.clone(),
@@ -254,14 +254,29 @@ impl RootState {
         Ok(())
     }
 
-    pub(super) fn set_routes(&self, id: &ServiceId, tools: &[mcpvisor_model::ToolInfo]) {
+    /// Moves a service's call routes from its `old` tools to its `new` ones. Only its own keys
+    /// are touched: 1,000 services becoming healthy are not 1,000 scans of every route.
+    pub(super) fn set_routes(
+        &self,
+        id: &ServiceId,
+        old: &[mcpvisor_model::ToolInfo],
+        new: &[mcpvisor_model::ToolInfo],
+    ) {
         let sep = &self.config.supervisor.tool_separator;
-        let mut routes = write(&self.args.shared.routes);
-        routes.retain(|_, (svc, _)| svc != id);
-        for t in tools {
+        let key = |t: &mcpvisor_model::ToolInfo| {
             let name = format!("{}{sep}{}", id.name, t.name);
-            if name.len() <= mcpvisor_model::defaults::MAX_TOOL_NAME_LEN {
-                routes.insert((id.agent.clone(), name), (id.clone(), t.name.clone()));
+            (name.len() <= mcpvisor_model::defaults::MAX_TOOL_NAME_LEN)
+                .then(|| (id.agent.clone(), name))
+        };
+        let mut routes = write(&self.args.shared.routes);
+        for k in old.iter().filter_map(key) {
+            if routes.get(&k).is_some_and(|(svc, _)| svc == id) {
+                routes.remove(&k);
+            }
+        }
+        for t in new {
+            if let Some(k) = key(t) {
+                routes.insert(k, (id.clone(), t.name.clone()));
             }
         }
     }
