@@ -119,7 +119,7 @@ pub(crate) async fn connect(
             });
             let init = async {
                 let running = client
-                    .serve(routes.tap(crate::stdio::LeanStdio::new(stdout, stdin)))
+                    .serve(routes.tap(crate::stdio::LeanStdio::new(service.clone(), stdout, stdin)))
                     .await
                     .map_err(|e| format!("initialize failed: {e}"))?;
                 let tools = list_tools_paged(running.peer()).await?;
@@ -504,8 +504,8 @@ impl rmcp::transport::common::client_side_sse::SseRetryPolicy for StreamLossPoli
     }
 }
 
-/// Converts the SDK's tool into plain data, taking its parts rather than copying them (the
-/// schemas of 1,000 servers' tools are the bulk of what a start-up storm allocates).
+/// Converts the SDK's tool into plain data, taking its parts rather than copying them (no
+/// second copy of every schema while 1,000 servers connect).
 pub(crate) fn tool_info(mut t: rmcp::model::Tool) -> ToolInfo {
     let schema = std::mem::take(&mut t.input_schema);
     let input_schema =

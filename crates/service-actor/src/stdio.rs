@@ -10,9 +10,9 @@
 //! kept between writes either.
 //!
 //! Behaviour kept from rmcp's transport: a UTF-8 BOM and a `\r` before the newline are
-//! tolerated, blank lines are skipped, a line longer than [`MAX_LINE`] is dropped (and its
-//! tail skipped) without buffering it, and a line that is not a JSON-RPC message is logged and
-//! skipped — the connection stays up. Invariant: `receive` is cancel-safe (bytes read are kept
+//! tolerated, blank lines are skipped, a line longer than [`MAX_LINE`] is dropped once it
+//! passes the limit (its tail is skipped, never buffered), and a line that is not a JSON-RPC
+//! message is logged and skipped — the connection stays up. Invariant: `receive` is cancel-safe (bytes read are kept
 //! in the struct, never in the future), as rmcp's service loop polls it inside a `select!`.
 
 use std::borrow::Cow;
@@ -38,17 +38,20 @@ pub struct LeanStdio<R, W> {
     /// Skipping the rest of an oversized line, up to its newline.
     discarding: bool,
     write: Arc<Mutex<Option<W>>>,
+    /// The service, for what is logged.
+    service: String,
 }
 
 impl<R, W> LeanStdio<R, W> {
-    /// A transport reading messages from `read` and writing them to `write`.
-    pub fn new(read: R, write: W) -> Self {
+    /// A transport reading `service`'s messages from `read` and writing to it on `write`.
+    pub fn new(service: impl Into<String>, read: R, write: W) -> Self {
         LeanStdio {
             read,
             buf: Vec::new(),
             start: 0,
             discarding: false,
             write: Arc::new(Mutex::new(Some(write))),
+            service: service.into(),
         }
     }
 }
@@ -66,7 +69,7 @@ impl<R: AsyncRead + Unpin, W> LeanStdio<R, W> {
         let mut seen = 0;
         loop {
             let pending = &self.buf[self.start..];
-            if let Some(i) = memchr(&pending[seen..]) {
+            if let Some(i) = newline(&pending[seen..]) {
                 let end = self.start + seen + i;
                 if self.discarding {
                     self.discarding = false;
@@ -80,6 +83,7 @@ impl<R: AsyncRead + Unpin, W> LeanStdio<R, W> {
                 self.consume(self.buf.len());
             } else if pending.len() > MAX_LINE {
                 tracing::warn!(
+                    service = %self.service,
                     max = MAX_LINE,
                     "a message from the server is longer than the limit; it is dropped"
                 );
@@ -118,7 +122,7 @@ impl<R: AsyncRead + Unpin, W> LeanStdio<R, W> {
     }
 }
 
-fn memchr(bytes: &[u8]) -> Option<usize> {
+fn newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
@@ -163,7 +167,7 @@ where
                 Ok(Next::Line(end)) => end,
                 Ok(Next::Eof) => return None,
                 Err(e) => {
-                    tracing::debug!("reading from the server failed: {e}");
+                    tracing::debug!(service = %self.service, "reading from the server failed: {e}");
                     return None;
                 }
             };
@@ -177,6 +181,7 @@ where
                     Ok(message) => Some(message),
                     Err(e) => {
                         tracing::debug!(
+                            service = %self.service,
                             "skipping a line from the server that is not a JSON-RPC message: {e}"
                         );
                         None
@@ -203,7 +208,7 @@ mod tests {
     use rmcp::RoleClient;
 
     fn client(input: &'static [u8]) -> LeanStdio<&'static [u8], tokio::io::Sink> {
-        LeanStdio::new(input, tokio::io::sink())
+        LeanStdio::new("test", input, tokio::io::sink())
     }
 
     async fn all(mut t: LeanStdio<&'static [u8], tokio::io::Sink>) -> Vec<ServerJsonRpcMessage> {
@@ -263,7 +268,7 @@ mod tests {
     #[tokio::test]
     async fn sent_messages_are_one_line_each_and_closing_refuses_more() {
         let (ours, mut theirs) = tokio::io::duplex(4096);
-        let mut t = LeanStdio::new(tokio::io::empty(), ours);
+        let mut t = LeanStdio::new("test", tokio::io::empty(), ours);
         let ping: ClientJsonRpcMessage =
             serde_json::from_str(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#).unwrap();
         Transport::<RoleClient>::send(&mut t, ping.clone())

@@ -86,49 +86,7 @@ impl RootState {
         // has an unknown dependency or is in a cycle.
         let mut rejected: HashSet<ServiceId> = HashSet::new();
         loop {
-            let live = |k: &ServiceId| !rejected.contains(k);
-            let mut scopes: Vec<&Option<AgentId>> = Vec::new();
-            for (id, _) in accepted.iter().filter(|(k, _)| live(k)) {
-                if !scopes.contains(&&id.agent) {
-                    scopes.push(&id.agent);
-                }
-            }
-            let mut errors: HashMap<&Option<AgentId>, Vec<ConfigError>> = HashMap::new();
-            for agent in scopes {
-                let scope_specs = self
-                    .entries
-                    .iter()
-                    .filter(|(k, _)| k.agent == *agent)
-                    .map(|(_, e)| &e.spec)
-                    .chain(
-                        accepted
-                            .iter()
-                            .filter(|(k, _)| k.agent == *agent && live(k))
-                            .map(|(_, s)| s),
-                    );
-                errors.insert(agent, DependencyGraph::from_specs(scope_specs).check());
-            }
-            let mut bad = Vec::new();
-            for (id, spec) in accepted.iter().filter(|(k, _)| live(k)) {
-                let errs: Vec<ConfigError> = errors
-                    .get(&id.agent)
-                    .into_iter()
-                    .flatten()
-                    .filter(|e| match e {
-                        ConfigError::UnknownDependency { service, .. } => {
-                            service == spec.name.as_str()
-                        }
-                        ConfigError::DependencyCycle { cycle, .. } => {
-                            cycle.iter().any(|c| c == spec.name.as_str())
-                        }
-                        _ => false,
-                    })
-                    .cloned()
-                    .collect();
-                if !errs.is_empty() {
-                    bad.push((id.clone(), errs));
-                }
-            }
+            let bad = self.dependency_errors(&accepted, &rejected);
             if bad.is_empty() {
                 break;
             }
@@ -156,6 +114,55 @@ impl RootState {
         self.save_config();
         self.evaluate();
         Ok(report)
+    }
+
+    /// The entries of `accepted` (less `rejected`) with an unknown dependency or in a cycle,
+    /// each with its errors: one graph per scope, over its existing services plus the batch.
+    fn dependency_errors(
+        &self,
+        accepted: &[(ServiceId, ServiceSpec)],
+        rejected: &HashSet<ServiceId>,
+    ) -> Vec<(ServiceId, Vec<ConfigError>)> {
+        let live = |k: &ServiceId| !rejected.contains(k);
+        let mut errors: HashMap<&Option<AgentId>, Vec<ConfigError>> = HashMap::new();
+        for (id, _) in accepted.iter().filter(|(k, _)| live(k)) {
+            let agent = &id.agent;
+            if errors.contains_key(agent) {
+                continue;
+            }
+            let scope_specs = self
+                .entries
+                .iter()
+                .filter(|(k, _)| k.agent == *agent)
+                .map(|(_, e)| &e.spec)
+                .chain(
+                    accepted
+                        .iter()
+                        .filter(|(k, _)| k.agent == *agent && live(k))
+                        .map(|(_, s)| s),
+                );
+            errors.insert(agent, DependencyGraph::from_specs(scope_specs).check());
+        }
+        let mut bad = Vec::new();
+        for (id, spec) in accepted.iter().filter(|(k, _)| live(k)) {
+            let errs: Vec<ConfigError> = errors
+                .get(&id.agent)
+                .into_iter()
+                .flatten()
+                .filter(|e| match e {
+                    ConfigError::UnknownDependency { service, .. } => service == spec.name.as_str(),
+                    ConfigError::DependencyCycle { cycle, .. } => {
+                        cycle.iter().any(|c| c == spec.name.as_str())
+                    }
+                    _ => false,
+                })
+                .cloned()
+                .collect();
+            if !errs.is_empty() {
+                bad.push((id.clone(), errs));
+            }
+        }
+        bad
     }
 
     /// Puts `spec` into the configuration, in its scope (replacing one of the same name).
