@@ -29,12 +29,7 @@ pub async fn scale(s: &Server) {
     for n in sizes {
         // Bare: N clients concurrently, initialize + tools/list each.
         let cpu = own_cpu_ticks();
-        let (bare, clients) = timed(futures::future::join_all((0..n).map(|_| async {
-            let c = bare_client(s).await;
-            c.peer().list_all_tools().await.expect("tools");
-            c
-        })))
-        .await;
+        let (bare, clients) = timed(bare_clients(s, n)).await;
         let bare_cpu = own_cpu_ticks() - cpu;
         futures::future::join_all(clients.into_iter().map(|c| c.cancel())).await;
 

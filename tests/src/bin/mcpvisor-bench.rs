@@ -89,6 +89,18 @@ async fn bare_client(s: &Server) -> RunningService<RoleClient, ()> {
     ().serve(t).await.expect("initialize")
 }
 
+/// `n` bare clients started all at once, each with its tools listed: the bare side of a cold
+/// start.
+async fn bare_clients(s: &Server, n: usize) -> Vec<RunningService<RoleClient, ()>> {
+    futures::future::join_all((0..n).map(|_| async {
+        let c = bare_client(s).await;
+        let tools = c.peer().list_all_tools().await.expect("tools");
+        assert!(!tools.is_empty());
+        c
+    }))
+    .await
+}
+
 fn pct(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -131,13 +143,7 @@ async fn open() -> Store {
 async fn cold_start(s: &Server, n: usize) {
     // Bare: N clients concurrently, initialize + tools/list each.
     let t = Instant::now();
-    let clients = futures::future::join_all((0..n).map(|_| async {
-        let c = bare_client(s).await;
-        let tools = c.peer().list_all_tools().await.expect("tools");
-        assert!(!tools.is_empty());
-        c
-    }))
-    .await;
+    let clients = bare_clients(s, n).await;
     let bare = t.elapsed().as_secs_f64() * 1000.0;
     for c in clients {
         let _ = c.cancel().await;
@@ -614,12 +620,7 @@ async fn bare_holder_rss(s: &Server, n: usize) -> Option<f64> {
 async fn hold_bare(s: &Server, n: usize) {
     use tokio::io::AsyncReadExt;
     scale::raise_nofile();
-    let clients = futures::future::join_all((0..n).map(|_| async {
-        let c = bare_client(s).await;
-        c.peer().list_all_tools().await.expect("tools");
-        c
-    }))
-    .await;
+    let clients = bare_clients(s, n).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!("ready: {}", clients.len());
     let _ = tokio::io::stdin().read(&mut [0u8; 1]).await;
