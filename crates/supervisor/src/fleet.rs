@@ -369,7 +369,14 @@ impl Fleet {
     /// One pass of [`evaluate`](Self::evaluate); true when it unparked a dependency.
     fn evaluate_pass(&mut self, now: Instant, out: &mut Vec<Action>) -> bool {
         let mut unparked = false;
-        let ids: Vec<ServiceId> = self.members.keys().cloned().collect();
+        // Only those still to start are looked at (a report during a cold start of 1,000
+        // would otherwise copy every id).
+        let ids: Vec<ServiceId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.wanted && !m.started && m.alive && !m.parked)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in ids {
             let Some(m) = self.members.get(&id) else {
                 continue;
