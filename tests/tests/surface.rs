@@ -63,6 +63,9 @@ async fn one_server_surface(store: &Store, service: &str) {
         .find(|(n, _)| n == service)
         .expect("capabilities");
     assert!(c.resources.is_some() && c.prompts.is_some() && c.completions.is_some());
+    // The same, asked of the one service; nothing for a name that is not a service.
+    assert_eq!(store.service_capabilities(service).as_ref(), Some(c));
+    assert_eq!(store.service_capabilities("no-such-service"), None);
 
     let resources = store.list_resources().await.unwrap();
     assert!(resources.len() >= 5, "{resources:?}");
@@ -123,6 +126,10 @@ async fn resources_prompts_and_completions_of_a_stdio_server() {
     one_server_surface(&store, "ev").await;
     let err = store.read_resource("nothing://here").await.unwrap_err();
     assert!(err.to_string().contains("nothing://here"), "{err}");
+    // A stopped service declares nothing.
+    store.stop_service("ev", false).await.unwrap();
+    assert_eq!(store.service_capabilities("ev"), None);
+    assert!(store.server_capabilities().is_empty());
     store.shutdown().await;
 }
 

@@ -45,12 +45,18 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// shrinking: a client initialized once keeps what it was told).
 pub(crate) fn refresh_offered(core: &Core) {
     let caps = core.store.all_scopes().server_capabilities();
-    if caps.is_empty() {
+    fold_offered(core, caps.iter().map(|(_, c)| c));
+}
+
+/// Folds `caps` into what has been seen offered.
+fn fold_offered<'a>(core: &Core, caps: impl IntoIterator<Item = &'a ServerCapabilities>) {
+    let mut caps = caps.into_iter().peekable();
+    if caps.peek().is_none() {
         return;
     }
     let mut seen = core.offered.write().unwrap_or_else(|p| p.into_inner());
     let mut o = seen.unwrap_or_default();
-    for (_, c) in caps {
+    for c in caps {
         if let Some(r) = &c.resources {
             o.resources = true;
             o.subscribe |= r.subscribe.unwrap_or(false);
@@ -125,14 +131,13 @@ pub(crate) async fn forward(core: &Core, event: &Event) {
             service, from, to, ..
         } if from.is_up() != to.is_up() => {
             // A service coming or going changes the resource and prompt lists it is part of.
-            refresh_offered(core);
+            // Only the service that came up can add to what is offered (one service looked
+            // at, not the fleet: a cold start of 1,000 reports 1,000 of these).
             let caps = core
                 .store
                 .all_scopes()
-                .server_capabilities()
-                .into_iter()
-                .find(|(n, _)| *n == service.to_string())
-                .map(|(_, c)| c);
+                .service_capabilities(&service.to_string());
+            fold_offered(core, caps.as_ref());
             let (r, p) = match caps {
                 Some(c) => (c.resources.is_some(), c.prompts.is_some()),
                 // Down now: it had them if anything was offered at all.

@@ -134,10 +134,26 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub fn server_capabilities(&self) -> Vec<(String, ServerCapabilities)> {
-        self.capable(|_| true)
-            .into_iter()
-            .filter_map(|(name, _, h)| h.capabilities().map(|c| (name, c)))
-            .collect()
+        let scope = self.scope.clone();
+        let mut out: Vec<(String, ServerCapabilities)> = read(&self.inner.shared.handles)
+            .iter()
+            .filter(|(id, h)| scope.contains(id) && h.state().is_up())
+            .filter_map(|(id, h)| h.capabilities().map(|c| (scope.name_of(id), c)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// What one service (a name in this scope) declared in `initialize`, while it is up;
+    /// `None` when it is down or unknown. One service's part of
+    /// [`server_capabilities`](Self::server_capabilities), without looking at the others.
+    pub fn service_capabilities(&self, service: &str) -> Option<ServerCapabilities> {
+        let h = self.inner.shared.handle(&self.id(service).ok()?)?;
+        if h.state().is_up() {
+            h.capabilities()
+        } else {
+            None
+        }
     }
 
     /// Every resource of every connected service of this scope (all pages), URIs offered per
