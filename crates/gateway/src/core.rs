@@ -52,6 +52,28 @@ pub struct Offered {
     pub up: bool,
 }
 
+/// Where a call to an offered tool goes: what the gateway keeps of an [`Offered`] for one
+/// call (not its schema).
+#[derive(Debug, Clone)]
+pub(crate) struct Routed {
+    /// The Store's name for the tool.
+    pub(crate) name: String,
+    /// The service offering it.
+    pub(crate) service: mcpvisor_model::ServiceId,
+    /// Whether its service was up when the view was made.
+    pub(crate) up: bool,
+}
+
+impl From<&Offered> for Routed {
+    fn from(o: &Offered) -> Routed {
+        Routed {
+            name: o.entry.name.clone(),
+            service: o.entry.service.clone(),
+            up: o.up,
+        }
+    }
+}
+
 /// An endpoint's tools, sorted by exposed name; `listed` are those `tools/list` shows.
 #[derive(Debug, Clone, Default)]
 pub struct View {

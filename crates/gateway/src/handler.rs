@@ -17,7 +17,7 @@ use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::Semaphore;
 
-use crate::core::{coming_back, tool_of, Core, Endpoint};
+use crate::core::{coming_back, tool_of, Core, Endpoint, Routed};
 
 /// The gateway as one client session sees it.
 #[derive(Clone)]
@@ -57,18 +57,18 @@ impl Session {
         store: &mcpvisor_supervisor::Store,
         name: &str,
         context: &RequestContext<RoleServer>,
-    ) -> Result<Option<crate::core::Offered>, McpError> {
+    ) -> Result<Option<Routed>, McpError> {
         let cached = self
             .core
             .cached_view(&self.endpoint)
             .await
             .map_err(internal)?;
         if let Some(o) = cached.find(name) {
-            return Ok(Some(o.clone()));
+            return Ok(Some(Routed::from(o)));
         }
         let fresh = self.core.view(&self.endpoint).await.map_err(internal)?;
         if let Some(o) = fresh.find(name) {
-            return Ok(Some(o.clone()));
+            return Ok(Some(Routed::from(o)));
         }
         let Some(service) = self.starting_owner(store, name).await else {
             return Ok(None);
@@ -79,7 +79,7 @@ impl Session {
             _ = context.ct.cancelled() => return Err(cancelled()),
         }
         let view = self.core.view(&self.endpoint).await.map_err(internal)?;
-        Ok(view.find(name).cloned())
+        Ok(view.find(name).map(Routed::from))
     }
 
     /// For a service in `state` (not up): `None` once it is back within `gateway.hold`, else
@@ -207,16 +207,16 @@ impl ServerHandler for Session {
         };
         let name = request.name.as_ref();
         let store = self.core.scoped(&self.endpoint).map_err(internal)?;
-        let Some(offered) = self.resolve(&store, name, &context).await? else {
+        let Some(routed) = self.resolve(&store, name, &context).await? else {
             return Err(McpError::invalid_params(
                 format!("unknown tool '{name}' at {}", self.endpoint),
                 None,
             ));
         };
-        let service = offered.entry.service.name.to_string();
+        let service = routed.service.name.to_string();
         // The cached view says up: call at once (a service that went down meanwhile answers
         // NotUp without the call being made, and is waited for below). Else ask the Store.
-        if !offered.up {
+        if !routed.up {
             let state = store.get_service_status(&service).await.map_err(internal)?;
             if let Some(refusal) = self.hold_for(&store, &service, state, &context).await? {
                 return Ok(refusal);
@@ -241,15 +241,9 @@ impl ServerHandler for Session {
         let _caller = self
             .core
             .callers
-            .enter(offered.entry.service.clone(), context.peer.clone());
-        let call = || {
-            store.call_tool_with(
-                &offered.entry.name,
-                request.arguments.clone(),
-                None,
-                &control,
-            )
-        };
+            .enter(routed.service.clone(), context.peer.clone());
+        let call =
+            || store.call_tool_result(&routed.name, request.arguments.clone(), None, &control);
         let mut outcome = call().await;
         if let Err(StoreError::Call(CallError::NotUp { state, .. })) = &outcome {
             // Not made: safe to make once the service is back (within the hold).
@@ -264,13 +258,7 @@ impl ServerHandler for Session {
             let _ = relay.await;
         }
         match outcome {
-            Ok(out) => match serde_json::from_value::<CallToolResult>(out.result) {
-                Ok(result) => Ok(result.into()),
-                Err(e) => Err(McpError::internal_error(
-                    format!("service '{service}' answered with an unreadable result: {e}"),
-                    None,
-                )),
-            },
+            Ok(result) => Ok(result.into()),
             Err(StoreError::Call(CallError::Rejected { code, message, .. })) => {
                 Err(McpError::new(ErrorCode(code), message, None))
             }

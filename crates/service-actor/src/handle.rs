@@ -7,7 +7,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use mcpvisor_model::{ServiceId, ServiceMetrics, ServiceState};
-use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest, ServerResult};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ServerResult,
+};
 use rmcp::service::{RoleClient, ServiceError};
 use rmcp::Peer;
 use serde_json::{Map, Value};
@@ -378,6 +380,24 @@ impl ServiceHandle {
         timeout: Option<Duration>,
         control: &CallControl,
     ) -> Result<CallOutcome, CallError> {
+        let r = self
+            .call_tool_result(tool, arguments, timeout, control)
+            .await?;
+        Ok(CallOutcome {
+            is_error: r.is_error.unwrap_or(false),
+            result: serde_json::to_value(&r).unwrap_or(Value::Null),
+        })
+    }
+
+    /// [`call_tool_with`](Self::call_tool_with), the server's result as it came (for a relay
+    /// that passes it on: no conversion through JSON values).
+    pub async fn call_tool_result(
+        &self,
+        tool: &str,
+        arguments: Option<Map<String, Value>>,
+        timeout: Option<Duration>,
+        control: &CallControl,
+    ) -> Result<CallToolResult, CallError> {
         let peer = self.peer()?;
         let _busy = self.shared.activity.begin();
         let timeout = timeout.unwrap_or_else(|| {
@@ -400,13 +420,7 @@ impl ServiceHandle {
         )
         .await;
         let outcome = match result {
-            Ok(ServerResult::CallToolResult(r)) => {
-                let is_error = r.is_error.unwrap_or(false);
-                Ok(CallOutcome {
-                    is_error,
-                    result: serde_json::to_value(&r).unwrap_or(Value::Null),
-                })
-            }
+            Ok(ServerResult::CallToolResult(r)) => Ok(r),
             Ok(other) => Err(CallError::Transport {
                 service: self.shared.name.clone(),
                 tool: tool.to_owned(),
@@ -417,7 +431,7 @@ impl ServiceHandle {
             }),
             Err(e) => Err(self.map_error(tool, timeout, e)),
         };
-        let failed = !matches!(&outcome, Ok(o) if !o.is_error);
+        let failed = !matches!(&outcome, Ok(r) if r.is_error != Some(true));
         self.shared.metrics.record_call(started.elapsed(), failed);
         outcome
     }

@@ -3,7 +3,7 @@
 //! call); none waits on a server.
 
 use super::*;
-use mcpvisor_service_actor::{CallControl, CallError};
+use mcpvisor_service_actor::{CallControl, CallError, ServiceHandle};
 
 impl Store {
     /// Waits until every report sent so far has reached the registry: reports go service →
@@ -183,6 +183,30 @@ impl Store {
         timeout: Option<Duration>,
         control: &CallControl,
     ) -> Result<CallOutcome, StoreError> {
+        let (handle, tool) = self.tool_target(name).await?;
+        Ok(handle
+            .call_tool_with(&tool, arguments, timeout, control)
+            .await?)
+    }
+
+    /// [`call_tool_with`](Self::call_tool_with), the server's result as it came: what a relay
+    /// passes on (the gateway), without a conversion through JSON values.
+    pub async fn call_tool_result(
+        &self,
+        name: &str,
+        arguments: Option<Map<String, Value>>,
+        timeout: Option<Duration>,
+        control: &CallControl,
+    ) -> Result<rmcp::model::CallToolResult, StoreError> {
+        let (handle, tool) = self.tool_target(name).await?;
+        Ok(handle
+            .call_tool_result(&tool, arguments, timeout, control)
+            .await?)
+    }
+
+    /// The service a tool `name` of this scope calls, and the server's own name for the tool;
+    /// a service calls may start is started (and waited for) first.
+    async fn tool_target(&self, name: &str) -> Result<(ServiceHandle, String), StoreError> {
         if !matches!(self.scope, Scope::All) {
             let route = read(&self.inner.shared.routes)
                 .get(&(self.agent(), name.to_owned()))
@@ -190,9 +214,7 @@ impl Store {
             if let Some((id, tool)) = route {
                 if let Some(handle) = self.inner.shared.handle(&id) {
                     self.wake(&id).await?;
-                    return Ok(handle
-                        .call_tool_with(&tool, arguments, timeout, control)
-                        .await?);
+                    return Ok((handle, tool));
                 }
             }
         }
@@ -224,9 +246,7 @@ impl Store {
             .shared
             .handle(&target.service)
             .ok_or_else(|| StoreError::gone("service removed during the call"))?;
-        Ok(handle
-            .call_tool_with(&target.tool, arguments, timeout, control)
-            .await?)
+        Ok((handle, target.tool))
     }
 
     /// A call to a service calls may start (`start: lazy`, or stopped after `idle_stop`):
