@@ -16,10 +16,12 @@ async fn call_ms(c: &Client, tool: &str, args: &Map<String, Value>) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
-async fn in_flight(c: Arc<Client>, tool: String, args: Map<String, Value>) -> f64 {
+/// Calls a second with 16 in flight for 3 s, and this process's CPU per call (µs) meanwhile.
+async fn in_flight(c: Arc<Client>, tool: String, args: Map<String, Value>) -> (f64, f64) {
     const IN_FLIGHT: usize = 16;
     let window = Duration::from_secs(3);
     let done = Arc::new(AtomicU64::new(0));
+    let cpu = own_cpu_ticks();
     let t = Instant::now();
     let tasks: Vec<_> = (0..IN_FLIGHT)
         .map(|_| {
@@ -36,7 +38,9 @@ async fn in_flight(c: Arc<Client>, tool: String, args: Map<String, Value>) -> f6
     for x in tasks {
         let _ = x.await;
     }
-    done.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
+    let calls = done.load(Ordering::Relaxed) as f64;
+    let cpu_us = (own_cpu_ticks() - cpu) as f64 / clock_ticks_per_second() * 1e6;
+    (calls / t.elapsed().as_secs_f64(), cpu_us / calls.max(1.0))
 }
 
 /// A gateway for `store` on a loopback port and two rmcp clients connected to it over HTTP:
@@ -172,10 +176,10 @@ pub async fn gateway(s: &Server) {
 
     let (bare, http, stream) = (Arc::new(bare), Arc::new(http), Arc::new(stream));
     let pooled = Arc::new(pooled);
-    let b = in_flight(bare.clone(), s.tool.to_owned(), s.arguments.clone()).await;
-    let h = in_flight(http.clone(), tool.clone(), s.arguments.clone()).await;
-    let hp = in_flight(pooled.clone(), tool.clone(), s.arguments.clone()).await;
-    let st = in_flight(stream.clone(), tool.clone(), s.arguments.clone()).await;
+    let (b, b_cpu) = in_flight(bare.clone(), s.tool.to_owned(), s.arguments.clone()).await;
+    let (h, _) = in_flight(http.clone(), tool.clone(), s.arguments.clone()).await;
+    let (hp, _) = in_flight(pooled.clone(), tool.clone(), s.arguments.clone()).await;
+    let (st, st_cpu) = in_flight(stream.clone(), tool.clone(), s.arguments.clone()).await;
     row(
         "gateway over HTTP: 16 in flight",
         h,
@@ -196,6 +200,13 @@ pub async fn gateway(s: &Server) {
         Some(b),
         "/s",
         ">= 0.7x bare",
+    );
+    row(
+        "  this process's CPU per call, 16 in flight",
+        st_cpu,
+        Some(b_cpu),
+        "us",
+        "- (client + gateway + upstream client vs client)",
     );
     for c in [bare, http, pooled, stream] {
         if let Ok(c) = Arc::try_unwrap(c) {
@@ -344,7 +355,7 @@ pub async fn process_rss(s: &Server) {
         call_ms(&http, &tool, &s.arguments).await;
     }
     let http = Arc::new(http);
-    let rate = in_flight(http.clone(), tool, s.arguments.clone()).await;
+    let (rate, _) = in_flight(http.clone(), tool, s.arguments.clone()).await;
     let mib = |f: &str| proc_status_mib(run.pid, f);
     row(
         "`mcpvisor run --serve` peak RSS, one upstream",
