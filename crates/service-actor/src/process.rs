@@ -9,8 +9,8 @@ use std::process::Stdio;
 use mcpvisor_model::LogRing;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, ChildStdin, Command};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -31,10 +31,10 @@ pub struct Spawned {
     pub child: Child,
     /// Its stdin.
     pub stdin: ChildStdin,
-    /// Its stdout.
-    pub stdout: ChildStdout,
-    /// Its stderr.
-    pub stderr: ChildStderr,
+    /// Its stdout (a pipe that says when it has data: nothing is buffered while it idles).
+    pub stdout: pipe::Receiver,
+    /// Its stderr (the same).
+    pub stderr: pipe::Receiver,
     /// Pid = process group id.
     pub pid: u32,
     /// Kills the group when dropped.
@@ -64,6 +64,8 @@ pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
     else {
         return Err(std::io::Error::other("child pipes missing"));
     };
+    let stdout = pipe::Receiver::from_owned_fd(stdout.into_owned_fd()?)?;
+    let stderr = pipe::Receiver::from_owned_fd(stderr.into_owned_fd()?)?;
     Ok(Spawned {
         child,
         stdin,
@@ -121,15 +123,21 @@ impl Drop for GroupGuard {
 
 /// Reads stderr until EOF into `ring`, line by line (lines over 8 KiB are split), and logs each
 /// line at debug level. Never stalls the child: reading is unconditional.
-pub async fn drain_stderr(mut stderr: ChildStderr, ring: LogRing, service: String) {
-    // Small: stderr is a trickle, and this is held for every live server (1,000 of them).
-    let mut buf = vec![0u8; 512];
+pub async fn drain_stderr(stderr: pipe::Receiver, ring: LogRing, service: String) {
     let mut line: Vec<u8> = Vec::new();
     const MAX_LINE: usize = 8 * 1024;
     loop {
-        let n = match stderr.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
+        // Nothing is held while waiting: the read's buffer exists only once there is data
+        // (this waits for every live server, 1,000 of them).
+        if stderr.readable().await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        let n = match stderr.try_read(&mut buf) {
+            Ok(0) => break,
             Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => break,
         };
         for &b in &buf[..n] {
             if b == b'\n' || line.len() >= MAX_LINE {

@@ -4,8 +4,9 @@
 //! Why not rmcp's: it holds an 8 KiB `BufReader`, an 8 KiB `FramedWrite` buffer and a line
 //! buffer as large as the largest message for the whole life of every connection — about
 //! 20 KiB a service, 20 MiB at 1,000 live services (measured with heaptrack; DESIGN §12 sets
-//! 64 MiB for all of it). Here a read gets a 4 KiB buffer, grown only for a message that needs
-//! it and given back once its messages are consumed, so an idle connection holds none; a
+//! 64 MiB for all of it). Here a read gets a 4 KiB buffer only once the pipe has data (see
+//! [`Source`]), grown only for a message that needs it and given back once its messages are
+//! consumed, so an idle connection holds none; a
 //! message to the server is serialized into its own buffer and written whole, so nothing is
 //! kept between writes either.
 //!
@@ -28,6 +29,31 @@ use tokio::sync::Mutex;
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 /// A read's buffer (allocated for the read, freed once its messages are consumed).
 const READ: usize = 4096;
+
+/// What the transport reads: a server's stdout, which can say when a read would find data, so
+/// no read buffer is held while the connection idles.
+pub trait Source: AsyncRead + Unpin {
+    /// Returns once a read may find data (or the end).
+    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send + '_;
+}
+
+impl Source for tokio::net::unix::pipe::Receiver {
+    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
+        self.readable()
+    }
+}
+
+/// Readers that cannot tell (in-memory ones): read at once.
+macro_rules! source_at_once {
+    ($($t:ty),*) => {$(
+        impl Source for $t {
+            fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
+                std::future::ready(Ok(()))
+            }
+        }
+    )*};
+}
+source_at_once!(&'static [u8], tokio::io::Empty);
 
 /// The transport: `R` is the server's stdout, `W` its stdin.
 pub struct LeanStdio<R, W> {
@@ -62,7 +88,7 @@ enum Next {
     Eof,
 }
 
-impl<R: AsyncRead + Unpin, W> LeanStdio<R, W> {
+impl<R: Source, W> LeanStdio<R, W> {
     /// The next whole line's end, reading as needed; oversized lines are skipped here.
     async fn next_line(&mut self) -> std::io::Result<Next> {
         // How much of `buf[start..]` is known to hold no newline.
@@ -91,6 +117,10 @@ impl<R: AsyncRead + Unpin, W> LeanStdio<R, W> {
                 self.consume(self.buf.len());
             }
             seen = self.buf.len() - self.start;
+            if self.buf.is_empty() {
+                // Idle: no buffer until there is something to read.
+                self.read.ready().await?;
+            }
             self.make_room();
             if self.read.read_buf(&mut self.buf).await? == 0 {
                 return Ok(Next::Eof);
@@ -131,7 +161,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 impl<Role, R, W> Transport<Role> for LeanStdio<R, W>
 where
     Role: ServiceRole,
-    R: AsyncRead + Unpin + Send + 'static,
+    R: Source + Send + Sync + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     type Error = std::io::Error;
@@ -290,5 +320,27 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             assert_eq!(v["method"], "ping");
         }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_holds_no_read_buffer() {
+        let (mut tx, rx) = tokio::net::unix::pipe::pipe().unwrap();
+        let mut t = LeanStdio::new("test", rx, tokio::io::sink());
+        {
+            // One poll with nothing to read: the receive waits (and is then dropped).
+            let mut f = std::pin::pin!(Transport::<RoleClient>::receive(&mut t));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(f.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(t.buf.capacity(), 0, "waiting for data holds no buffer");
+        tx.write_all(format!("{PONG}\n").as_bytes()).await.unwrap();
+        let m = Transport::<RoleClient>::receive(&mut t).await;
+        assert!(m.is_some());
+        assert_eq!(t.buf.capacity(), 0, "given back once consumed");
+        drop(tx);
+        assert!(
+            Transport::<RoleClient>::receive(&mut t).await.is_none(),
+            "the end"
+        );
     }
 }
