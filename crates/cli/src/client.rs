@@ -101,7 +101,7 @@ impl Client {
     }
 
     /// Sends `req` and returns its result.
-    pub async fn request(&mut self, req: &Request) -> CliResult<serde_json::Value> {
+    pub async fn request(&mut self, req: &Request) -> CliResult<crate::protocol::Answer> {
         let exchange = async {
             self.send(req).await?;
             match self.receive().await? {
@@ -122,6 +122,13 @@ impl Client {
                 REQUEST_TIMEOUT.as_secs()
             ))),
         }
+    }
+
+    /// [`request`](Self::request), the answer as a JSON value.
+    pub async fn request_value(&mut self, req: &Request) -> CliResult<serde_json::Value> {
+        let answer = self.request(req).await?;
+        serde_json::from_str(answer.get())
+            .map_err(|e| CliError::failed(format!("the instance sent an unreadable answer: {e}")))
     }
 
     /// Subscribes to events, calls `subscribed` once the instance confirmed, then `each` for

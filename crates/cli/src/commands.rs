@@ -17,12 +17,12 @@ use crate::error::{CliError, CliResult, Exit};
 use crate::oneshot;
 use crate::output::{self, println};
 use crate::paths;
-use crate::protocol::Request;
+use crate::protocol::{Answer, Request};
 
 /// Gets `req` answered: by the instance of the state dir, else (when `oneshot` allows it and
 /// `--config` is given) by an embedded supervisor.
 async fn answer(global: &GlobalArgs, req: Request, oneshot: Option<Duration>) -> CliResult<Value> {
-    answer_with(global, req, oneshot, None).await
+    decode(&answer_with(global, req, oneshot, None).await?)
 }
 
 /// [`answer`], with who answers the servers' own requests in one-shot mode (`--accept-defaults`);
@@ -32,7 +32,7 @@ async fn answer_with(
     req: Request,
     oneshot: Option<Duration>,
     answerer: Option<std::sync::Arc<dyn mcpvisor_supervisor::ServerRequests>>,
-) -> CliResult<Value> {
+) -> CliResult<Answer> {
     let can_oneshot = oneshot.is_some() && global.config.is_some();
     let located = paths::state_dir(global.state_dir.as_deref())
         .and_then(|dir| paths::socket_path(&dir).map(|socket| (dir, socket)));
@@ -72,34 +72,43 @@ async fn answer_with(
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: Value) -> CliResult<T> {
-    serde_json::from_value(v).map_err(|e| {
-        CliError::failed(format!(
-            "the instance answered in a form this version cannot read ({e}); is it another \
-             version of mcpvisor?"
-        ))
-    })
+    serde_json::from_value(v).map_err(unreadable)
+}
+
+/// An answer read as `T`, straight from its JSON text.
+fn decode<T: serde::de::DeserializeOwned>(v: &Answer) -> CliResult<T> {
+    serde_json::from_str(v.get()).map_err(unreadable)
+}
+
+fn unreadable(e: serde_json::Error) -> CliError {
+    CliError::failed(format!(
+        "the instance answered in a form this version cannot read ({e}); is it another \
+         version of mcpvisor?"
+    ))
 }
 
 /// `status [NAME]`.
 pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult<Exit> {
-    let v = answer(
+    // Read straight from the answer's text (1,000 services are a megabyte of it).
+    let v = answer_with(
         g,
         Request::Status {
             name: a.name.clone(),
         },
         Some(a.oneshot.wait),
+        None,
     )
     .await?;
     if a.json {
-        output::print_json(&v);
+        output::print_json(&decode::<Value>(&v)?);
     } else if a.name.is_some() {
         println(&output::service_detail(
-            &parse::<ServiceView>(v)?,
+            &decode::<ServiceView>(&v)?,
             output::color_stdout(),
         ));
     } else {
         println(&output::status_table(
-            &parse::<Vec<ServiceView>>(v)?,
+            &decode::<Vec<ServiceView>>(&v)?,
             output::color_stdout(),
         ));
     }
@@ -153,7 +162,7 @@ pub async fn login(g: &GlobalArgs, a: LoginArgs) -> CliResult<Exit> {
     let config = match (&g.config, running(&state_dir).await) {
         (Some(c), _) => c.clone(),
         (None, Some(mut c)) => {
-            let ping = c.request(&Request::Ping).await?;
+            let ping = c.request_value(&Request::Ping).await?;
             match ping["config"].as_str() {
                 Some(p) => std::path::PathBuf::from(p),
                 None => {
@@ -398,7 +407,7 @@ pub async fn call(g: &GlobalArgs, a: CallArgs) -> CliResult<Exit> {
     let answerer = a
         .accept_defaults
         .then(|| std::sync::Arc::new(oneshot::AcceptDefaults) as _);
-    let v = answer_with(g, req, Some(a.oneshot.wait), answerer).await?;
+    let v: Value = decode(&answer_with(g, req, Some(a.oneshot.wait), answerer).await?)?;
     let is_error = v["is_error"].as_bool().unwrap_or(false);
     if a.json {
         output::print_json(&v);

@@ -8,7 +8,7 @@ use mcpvisor_supervisor::{ServiceInput, ServiceView, Store, Wait};
 use serde_json::{json, Value};
 
 use crate::error::{CliError, CliResult};
-use crate::protocol::Request;
+use crate::protocol::{answer_of, Answer, Request};
 use crate::settle;
 
 /// The longest `add`, `start` or `restart` waits for services to come up.
@@ -24,7 +24,16 @@ pub struct Instance {
 }
 
 /// Carries out `req` (anything but `events`, which is a stream) and returns its result.
-pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliResult<Value> {
+pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliResult<Answer> {
+    match req {
+        // The largest answer: encoded from the views, without a JSON tree in between.
+        Request::Status { name: None } => answer_of(&store.all_scopes().list_services().await?),
+        req => answer_of(&execute_value(store, req, instance).await?),
+    }
+}
+
+/// [`execute`], the result as a JSON value.
+async fn execute_value(store: &Store, req: Request, instance: &Instance) -> CliResult<Value> {
     let all = store.all_scopes();
     match req {
         Request::Ping => Ok(json!({

@@ -30,7 +30,7 @@ pub async fn answer(
     wait: Duration,
     token_dir: Option<std::path::PathBuf>,
     answerer: Option<std::sync::Arc<dyn ServerRequests>>,
-) -> CliResult<Value> {
+) -> CliResult<crate::protocol::Answer> {
     let mut signals = Signals::new()?;
     let parsed = parse_file(config, &ProcessEnv)
         .map_err(|e| CliError::config(&config.display().to_string(), &e))?;

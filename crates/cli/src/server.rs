@@ -265,7 +265,9 @@ async fn stream_events(
         }
     };
     if w.write_all(
-        Response::ok(json!({"subscribed": true}))
+        crate::protocol::answer_of(&json!({"subscribed": true}))
+            .map(Response::ok)
+            .unwrap_or_else(|e| Response::err(&e))
             .to_line()
             .as_bytes(),
     )

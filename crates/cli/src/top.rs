@@ -129,7 +129,7 @@ fn draw(terminal: &mut ratatui::DefaultTerminal, d: &Dashboard) -> CliResult<()>
 /// Reads the services; false (and a message) when the instance went away.
 async fn refresh(client: &mut Client, d: &mut Dashboard) -> bool {
     match client.request(&Request::Status { name: None }).await {
-        Ok(v) => match serde_json::from_value::<Vec<ServiceView>>(v) {
+        Ok(v) => match serde_json::from_str::<Vec<ServiceView>>(v.get()) {
             Ok(views) => {
                 d.update(views);
                 true
@@ -176,7 +176,7 @@ async fn act(client: &mut Client, d: &mut Dashboard, action: Action) {
         },
         Action::Quit => return,
     };
-    match client.request(&req).await {
+    match client.request_value(&req).await {
         Ok(v) => {
             if let Action::Logs(name) = &action {
                 let lines = v
