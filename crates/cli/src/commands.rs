@@ -100,7 +100,7 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult<Exit> {
     )
     .await?;
     if a.json {
-        output::print_json(&decode::<Value>(&v)?);
+        println(&output::pretty_json(v.get()).map_err(unreadable)?);
     } else if a.name.is_some() {
         println(&output::service_detail(
             &decode::<ServiceView>(&v)?,

@@ -79,6 +79,17 @@ pub fn print_json(value: &Value) {
     println(&serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
 }
 
+/// JSON `text` as pretty JSON, the same as [`print_json`] prints its value, but re-encoded as
+/// it is read (no tree: `status` of 1,000 services is a megabyte). `text` that is not one JSON
+/// value is refused.
+pub fn pretty_json(text: &str) -> serde_json::Result<String> {
+    let mut pretty = Vec::with_capacity(text.len() * 2);
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_transcode::transcode(&mut de, &mut serde_json::Serializer::pretty(&mut pretty))?;
+    de.end()?;
+    Ok(String::from_utf8_lossy(&pretty).into_owned())
+}
+
 /// Writes one compact JSON line to stdout (streams).
 pub fn print_json_line(value: &impl serde::Serialize) {
     if let Ok(s) = serde_json::to_string(value) {
@@ -518,6 +529,21 @@ mod tests {
     use super::*;
     use mcpvisor_model::{ServiceId, ServiceName};
     use serde_json::json;
+
+    #[test]
+    fn pretty_json_of_text_is_the_pretty_json_of_its_value() {
+        let v = json!({
+            "z": [1, -2, 3.5, 1e300, null, true, "é\"\n"],
+            "a": {}, "e": [], "n": {"k": [{"x": u64::MAX}]}
+        });
+        let text = v.to_string();
+        assert_eq!(
+            pretty_json(&text).unwrap(),
+            serde_json::to_string_pretty(&v).unwrap()
+        );
+        assert!(pretty_json("{\"a\": 1} trailing").is_err());
+        assert!(pretty_json("{\"a\":").is_err());
+    }
 
     #[test]
     fn the_status_footer_does_not_count_warning_as_healthy() {

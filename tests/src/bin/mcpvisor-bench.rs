@@ -453,6 +453,9 @@ fn proc_status_mib(pid: u32, field: &str) -> f64 {
 struct RunProcess {
     child: tokio::process::Child,
     pid: u32,
+    /// The binary and the state dir it runs on (for client commands against it).
+    bin: std::path::PathBuf,
+    state: std::path::PathBuf,
     /// Its stdout, line by line.
     lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
     _dir: tempfile::TempDir,
@@ -491,9 +494,30 @@ impl RunProcess {
         Some(RunProcess {
             child,
             pid,
+            state: dir.path().join("state"),
+            bin,
             lines: tokio::io::BufReader::new(stdout).lines(),
             _dir: dir,
         })
+    }
+
+    /// Wall time (ms) of the client command `args` against it, a new process each time: p50 of
+    /// `n` runs, its output read in full.
+    async fn client_ms(&self, args: &[&str], n: usize) -> f64 {
+        let mut ms = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let out = tokio::process::Command::new(&self.bin)
+                .args(args)
+                .arg("--state-dir")
+                .arg(&self.state)
+                .output()
+                .await
+                .expect("run the client");
+            assert!(out.status.success(), "mcpvisor {args:?} failed");
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        pct(&mut ms, 0.5)
     }
 
     /// Reads its output until `pick` returns something (or the output ends, or `limit`).
@@ -577,6 +601,20 @@ async fn rss_cli(s: &Server) {
         field("RssAnon:"),
         None,
         "MiB",
+        "-",
+    );
+    row(
+        &format!("`mcpvisor status --json` of {n}, wall p50"),
+        run.client_ms(&["status", "--json"], 21).await,
+        None,
+        "ms",
+        "< 50 ms at 1,000",
+    );
+    row(
+        &format!("`mcpvisor status` (table) of {n}, wall p50"),
+        run.client_ms(&["status"], 21).await,
+        None,
+        "ms",
         "-",
     );
     run.stop().await;
