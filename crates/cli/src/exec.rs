@@ -23,27 +23,19 @@ pub struct Instance {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Carries out `req` (anything but `events`, which is a stream) and returns its result.
+/// Carries out `req` (anything but `events`, which is a stream) and returns its result, encoded
+/// from what the Store returned (no JSON tree in between: `status` of 1,000 is a megabyte).
 pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliResult<Answer> {
-    match req {
-        // The largest answer: encoded from the views, without a JSON tree in between.
-        Request::Status { name: None } => answer_of(&store.all_scopes().list_services().await?),
-        req => answer_of(&execute_value(store, req, instance).await?),
-    }
-}
-
-/// [`execute`], the result as a JSON value.
-async fn execute_value(store: &Store, req: Request, instance: &Instance) -> CliResult<Value> {
     let all = store.all_scopes();
     match req {
-        Request::Ping => Ok(json!({
+        Request::Ping => answer_of(&json!({
             "pid": std::process::id(),
             "version": env!("CARGO_PKG_VERSION"),
             "config": instance.config.as_ref().map(|p| p.display().to_string()),
             "state_dir": instance.state_dir.as_ref().map(|p| p.display().to_string()),
         })),
-        Request::Status { name: None } => to_json(&all.list_services().await?),
-        Request::Status { name: Some(n) } => to_json(&all.get_service_info(&n).await?),
+        Request::Status { name: None } => answer_of(&all.list_services().await?),
+        Request::Status { name: Some(n) } => answer_of(&all.get_service_info(&n).await?),
         Request::Tools { service, agent } => {
             let scoped = in_scope(store, agent.as_deref())?;
             let mut tools = scoped.list_tools().await?;
@@ -55,12 +47,12 @@ async fn execute_value(store: &Store, req: Request, instance: &Instance) -> CliR
                 };
                 tools.retain(|t| t.service == v.id);
             }
-            to_json(&tools)
+            answer_of(&tools)
         }
         Request::Resources { agent } => {
             let scoped = in_scope(store, agent.as_deref())?;
             let list = scoped.list_resources().await?;
-            Ok(Value::Array(
+            answer_of(&Value::Array(
                 list.into_iter()
                     .map(|r| {
                         json!({
@@ -76,12 +68,12 @@ async fn execute_value(store: &Store, req: Request, instance: &Instance) -> CliR
         }
         Request::Read { uri, agent } => {
             let scoped = in_scope(store, agent.as_deref())?;
-            to_json(&scoped.read_resource(&uri).await?)
+            answer_of(&scoped.read_resource(&uri).await?)
         }
         Request::Prompts { agent } => {
             let scoped = in_scope(store, agent.as_deref())?;
             let list = scoped.list_prompts().await?;
-            Ok(Value::Array(
+            answer_of(&Value::Array(
                 list.into_iter()
                     .map(|p| {
                         json!({
@@ -96,7 +88,7 @@ async fn execute_value(store: &Store, req: Request, instance: &Instance) -> CliR
         }
         Request::Prompt { name, args, agent } => {
             let scoped = in_scope(store, agent.as_deref())?;
-            to_json(&scoped.get_prompt(&name, args).await?)
+            answer_of(&scoped.get_prompt(&name, args).await?)
         }
         Request::Call {
             tool,
@@ -108,7 +100,7 @@ async fn execute_value(store: &Store, req: Request, instance: &Instance) -> CliR
             let out = scoped
                 .call_tool(&tool, args, timeout_ms.map(Duration::from_millis))
                 .await?;
-            Ok(json!({"is_error": out.is_error, "result": out.result}))
+            answer_of(&json!({"is_error": out.is_error, "result": out.result}))
         }
         Request::Add { config, wait } => {
             let report = store
@@ -119,11 +111,11 @@ async fn execute_value(store: &Store, req: Request, instance: &Instance) -> CliR
             } else {
                 Vec::new()
             };
-            Ok(json!({"added": report.added, "failed": report.failed, "services": views}))
+            answer_of(&json!({"added": report.added, "failed": report.failed, "services": views}))
         }
         Request::Remove { name } => {
             all.remove_service(&name).await?;
-            Ok(json!({"removed": name}))
+            answer_of(&json!({"removed": name}))
         }
         Request::Start { name, wait } => {
             all.start_service(&name).await?;
@@ -136,7 +128,7 @@ async fn execute_value(store: &Store, req: Request, instance: &Instance) -> CliR
         Request::Stop { name, force } => {
             // Returns once the stop is recorded everywhere: the view agrees.
             all.stop_service(&name, force).await?;
-            to_json(&all.get_service_info(&name).await?)
+            answer_of(&all.get_service_info(&name).await?)
         }
         Request::Check => {
             let rows: Vec<Value> = all
@@ -153,12 +145,12 @@ async fn execute_value(store: &Store, req: Request, instance: &Instance) -> CliR
                     })
                 })
                 .collect();
-            Ok(Value::Array(rows))
+            answer_of(&rows)
         }
         Request::Logs { name, lines } => {
             let v = all.get_service_info(&name).await?;
             let tail = all.service_logs(&name, lines.unwrap_or(usize::MAX))?;
-            Ok(json!({"service": v.name, "lines": tail}))
+            answer_of(&json!({"service": v.name, "lines": tail}))
         }
         Request::Events => Err(CliError::bad_input(
             "events is a stream: it is answered by the control socket only",
@@ -174,14 +166,14 @@ fn in_scope(store: &Store, agent: Option<&str>) -> CliResult<Store> {
     })
 }
 
-async fn view_after(store: &Store, name: &str, wait: bool) -> CliResult<Value> {
+async fn view_after(store: &Store, name: &str, wait: bool) -> CliResult<Answer> {
     if wait {
         let views = wait_up(store, &[name.to_owned()], true).await?;
         if let Some(v) = views.into_iter().next() {
-            return to_json(&v);
+            return answer_of(&v);
         }
     }
-    to_json(&store.get_service_info(name).await?)
+    answer_of(&store.get_service_info(name).await?)
 }
 
 /// Waits (bounded by their connect timeouts) for `names` to settle; their views.
@@ -193,8 +185,4 @@ async fn wait_up(
     let infos = settle::spec_infos(&store.config().await?);
     let deadline = settle::connect_deadline(&infos, Some(names), MAX_START_WAIT);
     Ok(settle::wait_settled(store, Some(names), expect_running, deadline, |_, _| {}).await?)
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> CliResult<Value> {
-    serde_json::to_value(v).map_err(|e| CliError::failed(format!("cannot encode the result: {e}")))
 }
