@@ -117,9 +117,12 @@ pub(crate) async fn connect(
                 pid,
                 identity: identity.clone(),
             });
+            let lean = crate::stdio::LeanStdio::new(service.clone(), stdout, stdin);
+            let tap = handle.raw_calls().attach(lean.writer());
+            let lean = lean.with_tap(tap);
             let init = async {
                 let running = client
-                    .serve(routes.tap(crate::stdio::LeanStdio::new(service.clone(), stdout, stdin)))
+                    .serve(routes.tap(lean))
                     .await
                     .map_err(|e| format!("initialize failed: {e}"))?;
                 let tools = list_tools_paged(running.peer()).await?;

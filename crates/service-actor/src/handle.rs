@@ -12,6 +12,7 @@ use rmcp::model::{
 };
 use rmcp::service::{RoleClient, ServiceError};
 use rmcp::Peer;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
@@ -119,6 +120,8 @@ struct Shared {
     on_lost: HookSlot,
     /// The calls in flight that want the server's `notifications/progress`, by token.
     progress: crate::progress::ProgressRoutes,
+    /// Calls relayed as JSON on a stdio connection.
+    raw: crate::raw::RawCalls,
     /// Calls in flight and the last one's end (`idle_stop`).
     activity: Arc<crate::activity::Activity>,
     /// Resources subscribed to (the server's URIs), made again after a reconnect.
@@ -166,6 +169,7 @@ impl ServiceHandle {
                 metrics,
                 on_lost: HookSlot::default(),
                 progress: Default::default(),
+                raw: Default::default(),
                 activity: Default::default(),
                 subscriptions: Default::default(),
                 relay: Default::default(),
@@ -239,6 +243,11 @@ impl ServiceHandle {
     /// The calls that want their progress: each connection's transport tap delivers to them.
     pub(crate) fn progress_routes(&self) -> crate::progress::ProgressRoutes {
         self.shared.progress.clone()
+    }
+
+    /// The calls relayed as JSON: each stdio connection's transport answers them.
+    pub(crate) fn raw_calls(&self) -> crate::raw::RawCalls {
+        self.shared.raw.clone()
     }
 
     /// The service's id.
@@ -434,6 +443,104 @@ impl ServiceHandle {
         let failed = !matches!(&outcome, Ok(r) if r.is_error != Some(true));
         self.shared.metrics.record_call(started.elapsed(), failed);
         outcome
+    }
+
+    /// [`call_tool_result`](Self::call_tool_result) for a relay: `arguments` go to the server
+    /// as they came and its `result` comes back as it came, not through rmcp's typed model
+    /// (on a stdio connection; a remote server's goes the typed way and is encoded). Same
+    /// timeout, cancellation, progress, metrics and errors.
+    pub async fn call_tool_raw(
+        &self,
+        tool: &str,
+        arguments: Option<&RawValue>,
+        timeout: Option<Duration>,
+        control: &CallControl,
+    ) -> Result<Box<RawValue>, CallError> {
+        self.peer()?;
+        let Some(mut pending) = self.shared.raw.begin() else {
+            return self.typed_as_raw(tool, arguments, timeout, control).await;
+        };
+        let _busy = self.shared.activity.begin();
+        let timeout = timeout.unwrap_or_else(|| {
+            Duration::from_millis(self.shared.call_timeout_ms.load(Ordering::Relaxed))
+        });
+        let started = Instant::now();
+        let id = pending.id;
+        // Progress comes the usual way (the transport's progress tap), under our token.
+        let _route = control.progress.as_ref().map(|tx| {
+            self.shared
+                .progress
+                .route(crate::raw::progress_token(id), tx)
+        });
+        let line = crate::raw::request_line(id, tool, arguments, control.progress.is_some());
+        let writer = pending.writer.clone();
+        let exchange = async {
+            writer
+                .write_line(&line)
+                .await
+                .map_err(|_| ServiceError::TransportClosed)?;
+            let cancelled = async {
+                match &control.cancel {
+                    Some(c) => c.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut pending.reply => r.map_err(|_| ServiceError::TransportClosed),
+                _ = cancelled => {
+                    let reason = "cancelled by the caller";
+                    let _ = writer.write_line(&crate::raw::cancel_line(id, reason)).await;
+                    Err(ServiceError::Cancelled { reason: Some(reason.to_owned()) })
+                }
+            }
+        };
+        let result = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => {
+                let cancel = crate::raw::cancel_line(id, "timed out");
+                let grace = mcpvisor_model::defaults::CANCEL_GRACE;
+                let _ = tokio::time::timeout(grace, writer.write_line(&cancel)).await;
+                Err(ServiceError::Timeout { timeout })
+            }
+        };
+        let outcome = match result {
+            Ok(crate::raw::Reply::Result(r)) => Ok(r),
+            Ok(crate::raw::Reply::Error(e)) => {
+                Err(self.map_error(tool, timeout, ServiceError::McpError(e)))
+            }
+            Err(e) => Err(self.map_error(tool, timeout, e)),
+        };
+        let failed = !matches!(&outcome, Ok(r) if !crate::raw::is_error(r));
+        self.shared.metrics.record_call(started.elapsed(), failed);
+        outcome
+    }
+
+    /// [`call_tool_raw`](Self::call_tool_raw) where there is no stdio connection to relay on
+    /// (a remote server): the typed call, its result encoded.
+    async fn typed_as_raw(
+        &self,
+        tool: &str,
+        arguments: Option<&RawValue>,
+        timeout: Option<Duration>,
+        control: &CallControl,
+    ) -> Result<Box<RawValue>, CallError> {
+        let arguments = arguments
+            .map(|a| serde_json::from_str(a.get()))
+            .transpose()
+            .map_err(|e| CallError::Rejected {
+                service: self.shared.name.clone(),
+                tool: tool.to_owned(),
+                code: rmcp::model::ErrorCode::INVALID_PARAMS.0,
+                message: format!("the arguments are not a JSON object: {e}"),
+            })?;
+        let r = self
+            .call_tool_result(tool, arguments, timeout, control)
+            .await?;
+        serde_json::value::to_raw_value(&r).map_err(|e| CallError::Transport {
+            service: self.shared.name.clone(),
+            tool: tool.to_owned(),
+            message: format!("cannot encode the result: {e}"),
+        })
     }
 
     fn map_error(&self, tool: &str, timeout: Duration, e: ServiceError) -> CallError {

@@ -24,6 +24,7 @@ pub mod machine;
 pub mod oauth;
 pub mod process;
 mod progress;
+mod raw;
 pub mod relay;
 mod sse;
 pub mod stdio;

@@ -68,6 +68,21 @@ impl ProgressRoutes {
         }
     }
 
+    /// Routes `token`'s progress to `tx` until the guard is dropped (a request sent with a
+    /// token of its own, not rmcp's).
+    pub(crate) fn route<'a>(
+        &'a self,
+        token: ProgressToken,
+        tx: &'a UnboundedSender<CallProgress>,
+    ) -> RouteGuard<'a> {
+        self.insert(token.clone(), tx.downgrade());
+        RouteGuard {
+            routes: self,
+            tx,
+            token: Some(token),
+        }
+    }
+
     fn insert(&self, token: ProgressToken, tx: WeakUnboundedSender<CallProgress>) {
         if let Ok(mut m) = self.0.lock() {
             // A call that ended before its request went out left a dead route: drop those.

@@ -56,6 +56,69 @@ impl Source for tokio::io::Empty {
     }
 }
 
+/// Any reader as a [`Source`] that is always ready: its read buffer is held while it idles
+/// (the gateway's few client streams, not a fleet's servers).
+pub struct AnyRead<R>(std::sync::Mutex<R>);
+
+impl<R> AnyRead<R> {
+    /// `read` as a source.
+    pub fn new(read: R) -> Self {
+        // The mutex only makes the reader `Sync` (a transport's future borrows it across an
+        // await); it is never locked: reads go through `get_mut`.
+        AnyRead(std::sync::Mutex::new(read))
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for AnyRead<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let read = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        std::pin::Pin::new(read).poll_read(cx, buf)
+    }
+}
+
+impl<R: AsyncRead + Unpin + Send> Source for AnyRead<R> {
+    fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Sees every message line from the peer before it is parsed: a line it claims goes no
+/// further (a relay that passes messages on as they came, without rmcp's typed model).
+pub trait LineTap: Send + Sync {
+    /// Whether `line` (one message, without its newline) is taken here.
+    fn claim(&self, line: &[u8]) -> bool;
+    /// The connection ended (the transport is dropped).
+    fn closed(&self) {}
+}
+
+/// Writes whole lines to the peer, in turn with the transport's own messages.
+pub struct LineWriter<W>(Arc<Mutex<Option<W>>>);
+
+impl<W> Clone for LineWriter<W> {
+    fn clone(&self) -> Self {
+        LineWriter(self.0.clone())
+    }
+}
+
+impl<W: AsyncWrite + Unpin> LineWriter<W> {
+    /// Writes `line` (one message ending in a newline) and flushes it.
+    pub async fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
+        let mut guard = self.0.lock().await;
+        let Some(w) = guard.as_mut() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the connection is closed",
+            ));
+        };
+        w.write_all(line).await?;
+        w.flush().await
+    }
+}
+
 /// The transport: `R` is the server's stdout, `W` its stdin.
 pub struct LeanStdio<R, W> {
     read: R,
@@ -67,6 +130,16 @@ pub struct LeanStdio<R, W> {
     write: Arc<Mutex<Option<W>>>,
     /// The service, for what is logged.
     service: String,
+    /// Sees each line first.
+    tap: Option<Arc<dyn LineTap>>,
+}
+
+impl<R, W> Drop for LeanStdio<R, W> {
+    fn drop(&mut self) {
+        if let Some(tap) = &self.tap {
+            tap.closed();
+        }
+    }
 }
 
 impl<R, W> LeanStdio<R, W> {
@@ -79,7 +152,19 @@ impl<R, W> LeanStdio<R, W> {
             discarding: false,
             write: Arc::new(Mutex::new(Some(write))),
             service: service.into(),
+            tap: None,
         }
+    }
+
+    /// Lines go to `tap` first; what it claims is not parsed here.
+    pub fn with_tap(mut self, tap: Arc<dyn LineTap>) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// A writer of whole lines to the peer, beside the transport's own messages.
+    pub fn writer(&self) -> LineWriter<W> {
+        LineWriter(self.write.clone())
     }
 }
 
@@ -180,15 +265,7 @@ where
             let mut bytes = Vec::with_capacity(256);
             serde_json::to_writer(&mut bytes, &item)?;
             bytes.push(b'\n');
-            let mut guard = write.lock().await;
-            let Some(w) = guard.as_mut() else {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::NotConnected,
-                    "the connection to the server is closed",
-                ));
-            };
-            w.write_all(&bytes).await?;
-            w.flush().await
+            LineWriter(write).write_line(&bytes).await
         }
     }
 
@@ -205,7 +282,9 @@ where
             let line = &self.buf[self.start..end];
             let line = line.strip_prefix(BOM).unwrap_or(line);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let parsed = if line.iter().all(u8::is_ascii_whitespace) {
+            let parsed = if line.iter().all(u8::is_ascii_whitespace)
+                || self.tap.as_ref().is_some_and(|t| t.claim(line))
+            {
                 None
             } else {
                 match serde_json::from_slice::<RxJsonRpcMessage<Role>>(line) {

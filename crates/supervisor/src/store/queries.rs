@@ -204,6 +204,22 @@ impl Store {
             .await?)
     }
 
+    /// [`call_tool_result`](Self::call_tool_result) for a relay that has the call as JSON:
+    /// `arguments` go to the server as they came and its result comes back as it came
+    /// (without rmcp's typed model on a stdio server's connection).
+    pub async fn call_tool_raw(
+        &self,
+        name: &str,
+        arguments: Option<&serde_json::value::RawValue>,
+        timeout: Option<Duration>,
+        control: &CallControl,
+    ) -> Result<Box<serde_json::value::RawValue>, StoreError> {
+        let (handle, tool) = self.tool_target(name).await?;
+        Ok(handle
+            .call_tool_raw(&tool, arguments, timeout, control)
+            .await?)
+    }
+
     /// The service a tool `name` of this scope calls, and the server's own name for the tool;
     /// a service calls may start is started (and waited for) first.
     async fn tool_target(&self, name: &str) -> Result<(ServiceHandle, String), StoreError> {
