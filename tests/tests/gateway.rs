@@ -72,6 +72,40 @@ async fn connect(url: &str) -> (Connected, mpsc::UnboundedReceiver<()>) {
     (client, rx)
 }
 
+/// How a test client reaches the gateway.
+#[derive(Clone, Copy, Debug)]
+enum Over {
+    Http,
+    Stream,
+}
+
+/// `handler` connected to the gateway's default endpoint over `over`.
+async fn attach<H: ClientHandler>(
+    handler: H,
+    over: Over,
+    gateway: &Gateway,
+    base: &str,
+) -> RunningService<RoleClient, H> {
+    match over {
+        Over::Http => handler
+            .serve(StreamableHttpClientTransport::from_uri(format!(
+                "{base}/mcp"
+            )))
+            .await
+            .expect("connect over HTTP"),
+        Over::Stream => {
+            let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+            let (read, write) = tokio::io::split(server_io);
+            let g = gateway.clone();
+            tokio::spawn(async move { g.serve_stream(Endpoint::Default, read, write).await });
+            handler
+                .serve(client_io)
+                .await
+                .expect("connect over a byte stream")
+        }
+    }
+}
+
 async fn names(client: &Connected) -> Vec<String> {
     client
         .list_all_tools()
@@ -369,8 +403,19 @@ async fn logged(store: &Store, service: &str, what: &str, matches: impl Fn(&str)
 
 #[tokio::test]
 async fn a_client_cancelling_a_call_cancels_it_upstream() {
-    let (store, _gateway, base, cancel) = fleet(&[]).await;
-    let (client, _) = connect(&format!("{base}/mcp")).await;
+    cancelling_a_call_cancels_it_upstream(Over::Http).await;
+}
+
+/// Over a byte stream the call is relayed as JSON: cancelled the same.
+#[tokio::test]
+async fn a_client_cancelling_a_relayed_call_cancels_it_upstream() {
+    cancelling_a_call_cancels_it_upstream(Over::Stream).await;
+}
+
+async fn cancelling_a_call_cancels_it_upstream(over: Over) {
+    let (store, gateway, base, cancel) = fleet(&[]).await;
+    let (tx, _changed) = mpsc::unbounded_channel();
+    let client = attach(Client { changed: tx }, over, &gateway, &base).await;
     let params = CallToolRequestParams::new("a__sleep")
         .with_arguments(json!({"ms": 30_000}).as_object().cloned().unwrap());
     let request =
@@ -400,6 +445,148 @@ async fn a_client_cancelling_a_call_cancels_it_upstream() {
     store.shutdown().await;
 }
 
+/// Over a byte stream a call goes to the server as the JSON it came in (under the gateway's
+/// own id, which the server reports), and every answer is the one the typed way gives over
+/// HTTP: results and tool errors.
+#[tokio::test]
+async fn a_byte_stream_call_is_relayed_as_json_and_answered_like_over_http() {
+    let (store, gateway, base, cancel) = fleet(&[]).await;
+    let (tx, _changed) = mpsc::unbounded_channel();
+    let http = attach(
+        Client {
+            changed: tx.clone(),
+        },
+        Over::Http,
+        &gateway,
+        &base,
+    )
+    .await;
+    let stream = attach(Client { changed: tx }, Over::Stream, &gateway, &base).await;
+    let id = |r: CallToolResult| serde_json::from_str::<Value>(&text(&r)).unwrap();
+    let relayed = id(call(&stream, "a__chaos", json!({"action": "request_id"})).await);
+    assert!(
+        relayed.as_str().is_some_and(|s| s.starts_with("mcpvisor-")),
+        "a relayed call carries the gateway's id: {relayed}"
+    );
+    let typed = id(call(&http, "a__chaos", json!({"action": "request_id"})).await);
+    assert!(
+        typed.is_number(),
+        "the typed way numbers its requests: {typed}"
+    );
+    for (tool, args) in [
+        ("a__echo", json!({"text": "same \"quoted\" ünïcode"})),
+        ("b__add", json!({"a": 2, "b": 40.5})),
+        ("a__fail", json!({"message": "no"})),
+        ("a__echo", json!({"wrong": 1})),
+    ] {
+        let over_stream = call(&stream, tool, args.clone()).await;
+        assert_eq!(over_stream, call(&http, tool, args).await, "{tool}");
+    }
+    // Many at once, each answer to its own call.
+    let calls: Vec<_> = (0..32)
+        .map(|i| {
+            let peer = stream.peer().clone();
+            tokio::spawn(async move {
+                let p = CallToolRequestParams::new("a__echo").with_arguments(
+                    json!({"text": format!("n{i}")})
+                        .as_object()
+                        .cloned()
+                        .unwrap(),
+                );
+                (i, peer.call_tool(p).await.unwrap())
+            })
+        })
+        .collect();
+    for c in calls {
+        let (i, r) = c.await.unwrap();
+        assert_eq!(text(&r), format!("n{i}"));
+    }
+    stream.cancel().await.unwrap();
+    http.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+/// A byte-stream client's call to a remote server (no stdio connection to relay on) goes the
+/// typed way and is answered the same; a stdio service beside it is still relayed.
+#[tokio::test]
+async fn a_byte_stream_call_to_a_remote_server_is_answered_the_typed_way() {
+    use tokio::io::AsyncBufReadExt;
+    let (store, gateway, base, cancel) = fleet(&[]).await;
+    let mut remote = mcpvisor_tests::ChaosProcess::spawn(&["--http", "127.0.0.1:0"]).unwrap();
+    let stdout = remote.stdout.take().unwrap();
+    let url = deadline(LONG, "the remote server's address", async {
+        tokio::io::BufReader::new(stdout).lines().next_line().await
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    store
+        .add_service(json!({"name": "far", "url": url}), Wait::For(LONG))
+        .await
+        .unwrap();
+    let (tx, _changed) = mpsc::unbounded_channel();
+    let client = attach(Client { changed: tx }, Over::Stream, &gateway, &base).await;
+    assert!(names(&client).await.contains(&"far__echo".to_owned()));
+    let out = call(&client, "far__echo", json!({"text": "over there"})).await;
+    assert_eq!(text(&out), "over there", "{out:?}");
+    let id = call(&client, "far__chaos", json!({"action": "request_id"})).await;
+    assert!(
+        serde_json::from_str::<Value>(&text(&id))
+            .unwrap()
+            .is_number(),
+        "{id:?}"
+    );
+    let failed = call(&client, "far__fail", json!({"message": "no"})).await;
+    assert_eq!(failed.is_error, Some(true));
+    assert_eq!(text(&failed), "no");
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+    remote.kill_all();
+}
+
+/// A relayed call in flight when its server dies fails at once with a tool error naming the
+/// service, and is not made again; the next call goes to the new server.
+#[tokio::test]
+async fn a_relayed_call_whose_server_dies_fails_clearly_and_is_not_retried() {
+    let (store, gateway, base, cancel) = fleet(&[]).await;
+    let (tx, _changed) = mpsc::unbounded_channel();
+    let client = attach(Client { changed: tx }, Over::Stream, &gateway, &base).await;
+    let pid = store.get_service_info("a").await.unwrap().pid.unwrap();
+    let peer = client.peer().clone();
+    let sleeping = tokio::spawn(async move {
+        let p = CallToolRequestParams::new("a__sleep")
+            .with_arguments(json!({"ms": 30_000}).as_object().cloned().unwrap());
+        peer.call_tool(p).await
+    });
+    logged(&store, "a", "the sleep reached the server", |l| {
+        l.contains("tools/call") && l.contains("sleep")
+    })
+    .await;
+    kill_pid(pid);
+    let out = deadline(LONG, "the call fails when its server dies", sleeping)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.is_error, Some(true), "{out:?}");
+    let said = text(&out);
+    assert!(
+        said.contains("service 'a'") && said.contains("not retried"),
+        "{said}"
+    );
+    store
+        .wait_for(&["a"], mcpvisor_model::ServiceState::Healthy, LONG)
+        .await
+        .unwrap();
+    let again = call(&client, "a__echo", json!({"text": "back"})).await;
+    assert_eq!(text(&again), "back");
+    assert_ne!(store.get_service_info("a").await.unwrap().pid, Some(pid));
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
 /// A client that keeps the progress notifications it gets.
 #[derive(Clone)]
 struct ProgressClient {
@@ -418,14 +605,18 @@ impl ClientHandler for ProgressClient {
 
 #[tokio::test]
 async fn upstream_progress_reaches_the_calling_client_under_its_own_token() {
-    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    progress_reaches_the_calling_client(Over::Http).await;
+}
+
+#[tokio::test]
+async fn upstream_progress_of_a_relayed_call_reaches_the_calling_client() {
+    progress_reaches_the_calling_client(Over::Stream).await;
+}
+
+async fn progress_reaches_the_calling_client(over: Over) {
+    let (store, gateway, base, cancel) = fleet(&[]).await;
     let (tx, mut seen) = mpsc::unbounded_channel();
-    let client = ProgressClient { seen: tx }
-        .serve(StreamableHttpClientTransport::from_uri(format!(
-            "{base}/mcp"
-        )))
-        .await
-        .unwrap();
+    let client = attach(ProgressClient { seen: tx }, over, &gateway, &base).await;
     let params = CallToolRequestParams::new("a__sleep")
         .with_arguments(json!({"ms": 150, "steps": 3}).as_object().cloned().unwrap());
     let request =

@@ -200,15 +200,18 @@ impl Core {
     }
 
     /// The endpoint's view as last computed (calls use it: no actor round trip per call); the
-    /// event follower refreshes it on every change. Computed now if there is none.
-    pub(crate) async fn cached_view(&self, endpoint: &Endpoint) -> Result<Arc<View>, StoreError> {
-        let cached = self
-            .views
+    /// event follower refreshes it on every change.
+    pub(crate) fn cached(&self, endpoint: &Endpoint) -> Option<Arc<View>> {
+        self.views
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(endpoint)
-            .cloned();
-        match cached {
+            .cloned()
+    }
+
+    /// [`cached`](Self::cached), computed now if there is none.
+    pub(crate) async fn cached_view(&self, endpoint: &Endpoint) -> Result<Arc<View>, StoreError> {
+        match self.cached(endpoint) {
             Some(v) => Ok(v),
             None => self.view(endpoint).await,
         }

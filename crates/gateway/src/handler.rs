@@ -41,8 +41,24 @@ impl Session {
     }
 }
 
-fn tool_error(text: String) -> CallToolResponse {
-    CallToolResult::error(vec![ContentBlock::text(text)]).into()
+pub(crate) fn tool_error(text: String) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(text)])
+}
+
+/// What a client is answered for a call that failed: a tool error naming the service, or the
+/// server's own JSON-RPC error.
+pub(crate) fn call_failure(service: &str, e: StoreError) -> Result<CallToolResult, McpError> {
+    match e {
+        StoreError::Call(CallError::Rejected { code, message, .. }) => {
+            Err(McpError::new(ErrorCode(code), message, None))
+        }
+        StoreError::Call(CallError::Transport { message, .. }) => Ok(tool_error(format!(
+            "service '{service}' lost its server during the call ({message}); the call was \
+             not retried (it may or may not have taken effect)"
+        ))),
+        StoreError::Call(CallError::Cancelled { .. }) => Err(cancelled()),
+        e => Ok(tool_error(e.to_string())),
+    }
 }
 
 fn internal(e: StoreError) -> McpError {
@@ -80,40 +96,6 @@ impl Session {
         }
         let view = self.core.view(&self.endpoint).await.map_err(internal)?;
         Ok(view.find(name).map(Routed::from))
-    }
-
-    /// For a service in `state` (not up): `None` once it is back within `gateway.hold`, else
-    /// the tool error to answer (the call was not made).
-    async fn hold_for(
-        &self,
-        store: &mcpvisor_supervisor::Store,
-        service: &str,
-        state: ServiceState,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<Option<CallToolResponse>, McpError> {
-        if state.is_up() {
-            return Ok(None);
-        }
-        if !coming_back(state) {
-            return Ok(Some(tool_error(format!(
-                "service '{service}' is {state}: the call was not made"
-            ))));
-        }
-        let hold = self.core.hold();
-        let names = [service];
-        let waited = tokio::select! {
-            w = store.wait_for(&names, ServiceState::Healthy, hold) => w,
-            _ = context.ct.cancelled() => return Err(cancelled()),
-        };
-        if waited.is_ok() {
-            return Ok(None);
-        }
-        let now = store.get_service_status(service).await.unwrap_or(state);
-        Ok(Some(tool_error(format!(
-            "service '{service}' is {now}: not back within {} (gateway.hold); the call was not \
-             made",
-            humantime_secs(hold)
-        ))))
     }
 
     /// The service a not-yet-listed tool name (`service__tool`) belongs to, if that service is
@@ -218,8 +200,8 @@ impl ServerHandler for Session {
         // NotUp without the call being made, and is waited for below). Else ask the Store.
         if !routed.up {
             let state = store.get_service_status(&service).await.map_err(internal)?;
-            if let Some(refusal) = self.hold_for(&store, &service, state, &context).await? {
-                return Ok(refusal);
+            if let Some(refusal) = hold(&self.core, &store, &service, state, &context.ct).await? {
+                return Ok(refusal.into());
             }
         }
         // The client's `notifications/cancelled` fires `context.ct`: the server is told too.
@@ -247,8 +229,8 @@ impl ServerHandler for Session {
         let mut outcome = call().await;
         if let Err(StoreError::Call(CallError::NotUp { state, .. })) = &outcome {
             // Not made: safe to make once the service is back (within the hold).
-            match self.hold_for(&store, &service, *state, &context).await? {
-                Some(refusal) => return Ok(refusal),
+            match hold(&self.core, &store, &service, *state, &context.ct).await? {
+                Some(refusal) => return Ok(refusal.into()),
                 None => outcome = call().await,
             }
         }
@@ -259,15 +241,7 @@ impl ServerHandler for Session {
         }
         match outcome {
             Ok(result) => Ok(result.into()),
-            Err(StoreError::Call(CallError::Rejected { code, message, .. })) => {
-                Err(McpError::new(ErrorCode(code), message, None))
-            }
-            Err(StoreError::Call(CallError::Transport { message, .. })) => Ok(tool_error(format!(
-                "service '{service}' lost its server during the call ({message}); the call was \
-                 not retried (it may or may not have taken effect)"
-            ))),
-            Err(StoreError::Call(CallError::Cancelled { .. })) => Err(cancelled()),
-            Err(e) => Ok(tool_error(e.to_string())),
+            Err(e) => call_failure(&service, e).map(Into::into),
         }
     }
 
@@ -488,7 +462,41 @@ fn surface_error(e: StoreError) -> McpError {
     }
 }
 
-fn cancelled() -> McpError {
+/// For a service in `state` (not up): `None` once it is back within `gateway.hold`, else
+/// the tool error to answer (the call was not made).
+pub(crate) async fn hold(
+    core: &Core,
+    store: &mcpvisor_supervisor::Store,
+    service: &str,
+    state: ServiceState,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<Option<CallToolResult>, McpError> {
+    if state.is_up() {
+        return Ok(None);
+    }
+    if !coming_back(state) {
+        return Ok(Some(tool_error(format!(
+            "service '{service}' is {state}: the call was not made"
+        ))));
+    }
+    let hold = core.hold();
+    let names = [service];
+    let waited = tokio::select! {
+        w = store.wait_for(&names, ServiceState::Healthy, hold) => w,
+        _ = cancel.cancelled() => return Err(cancelled()),
+    };
+    if waited.is_ok() {
+        return Ok(None);
+    }
+    let now = store.get_service_status(service).await.unwrap_or(state);
+    Ok(Some(tool_error(format!(
+        "service '{service}' is {now}: not back within {} (gateway.hold); the call was not \
+         made",
+        humantime_secs(hold)
+    ))))
+}
+
+pub(crate) fn cancelled() -> McpError {
     McpError::new(ErrorCode::INTERNAL_ERROR, "cancelled by the client", None)
 }
 

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod core;
+mod fast;
 mod handler;
 mod http;
 pub mod names;
@@ -25,6 +26,7 @@ mod surface;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mcpvisor_service_actor::stdio::{AnyRead, LeanStdio};
 use mcpvisor_supervisor::{Store, StoreError};
 use rmcp::ServiceExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -136,11 +138,25 @@ impl Gateway {
         if let Endpoint::Agent(id) = &endpoint {
             self.core.store.for_agent(id)?;
         }
-        let running = Session::new(self.core.clone(), endpoint)
-            .serve((read, write))
+        let session = Session::new(self.core.clone(), endpoint.clone());
+        let write: fast::ClientWrite = Box::new(write);
+        let lean = LeanStdio::new("client", AnyRead::new(read), write);
+        let relay = fast::Relay::new(
+            self.core.clone(),
+            endpoint,
+            session.in_flight.clone(),
+            lean.writer(),
+        );
+        let lean = lean.with_tap(Arc::new(fast::Tap(relay.clone())));
+        let running = session
+            .serve(lean)
             .await
             .map_err(|e| GatewayError::Session(e.to_string()))?;
+        // Calls are relayed against the endpoint's cached view: have it from the start.
+        let _ = self.core.cached_view(relay.endpoint()).await;
+        relay.initialized(running.peer().clone());
         let _ = running.waiting().await;
+        relay.close();
         Ok(())
     }
 }

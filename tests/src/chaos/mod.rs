@@ -63,6 +63,7 @@
 //! | tool list change | `--add-tool-after-calls N` (adds `late_tool`) | `add_tool` (`name`), `remove_tool` (`name`) |
 //! | no ping | `--no-ping` | `no_ping` (`enabled`: bool, default true) |
 //! | sessions forgotten (HTTP 404) | | `forget_sessions` |
+//! | (not a fault) the call's JSON-RPC id, as JSON text | | `request_id` |
 //!
 //! Details:
 //!

@@ -357,6 +357,7 @@ impl ChaosServer {
                     std::process::exit(code);
                 }
             }
+            "request_id" => text(serde_json::to_string(&context.id).unwrap_or_default()),
             "hang" => {
                 shared.set_hung();
                 text("hanging")

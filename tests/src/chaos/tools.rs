@@ -19,6 +19,7 @@ pub const ACTIONS: &[&str] = &[
     "remove_tool",
     "no_ping",
     "forget_sessions",
+    "request_id",
 ];
 
 fn schema(value: Value) -> Arc<JsonObject> {
@@ -99,7 +100,8 @@ fn chaos_tool() -> Tool {
         "chaos",
         "Inject a fault at run time. Actions: exit {code?, after_response?}, hang, close_stdout, \
          garbage {text?}, stderr_flood {bytes}, stderr_lines {count}, ignore_sigterm, \
-         spawn_grandchild {keep_stdio?}, add_tool {name}, remove_tool {name}, no_ping {enabled?}, forget_sessions (HTTP: every session so far gets 404).",
+         spawn_grandchild {keep_stdio?}, add_tool {name}, remove_tool {name}, no_ping {enabled?}, forget_sessions (HTTP: every session so far gets 404), \
+         request_id (not a fault: answers with this call's JSON-RPC id, as JSON).",
         schema(json!({
             "type": "object",
             "properties": {

@@ -1,0 +1,346 @@
+//! A byte-stream client's tool calls relayed as the JSON they came in (DESIGN §12: through
+//! `serve --stdio`, ≥ 0.7× a bare client's throughput). The session's transport shows every
+//! line to [`Relay`] first; a `tools/call` it can route at once — an initialized client of a
+//! protocol before 2026-07-28, a tool of the endpoint's cached view whose service is up, plain
+//! params — is taken off the line here: its arguments go to the server as they came
+//! ([`mcpvisor_supervisor::Store::call_tool_raw`]) and the server's result goes back as it
+//! came, without rmcp's typed model on either side. Anything else — other requests, a call
+//! that must wait for its tool or its service, the newer protocol — goes to the [`Session`]
+//! through rmcp as before.
+//!
+//! What a relayed call keeps of the session's: the in-flight bound, `gateway.hold` for a
+//! service that went down meanwhile, the client's progress token and `notifications/cancelled`,
+//! the server's own requests routed to this client while the call runs, and the same answers
+//! for every failure ([`crate::handler::call_failure`]).
+//!
+//! [`Session`]: crate::Session
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use mcpvisor_service_actor::stdio::{LineTap, LineWriter};
+use mcpvisor_supervisor::{CallControl, CallError, CallProgress, StoreError};
+use rmcp::model::{CallToolResult, ProgressNotificationParam, ProgressToken, ProtocolVersion};
+use rmcp::service::{Peer, RoleServer};
+use rmcp::ErrorData as McpError;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::io::AsyncWrite;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::core::{Core, Endpoint, Routed};
+use crate::handler::{call_failure, hold};
+
+/// The client's end of a byte stream.
+pub(crate) type ClientWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// One byte-stream session's relayed calls.
+pub(crate) struct Relay {
+    core: Arc<Core>,
+    endpoint: Endpoint,
+    /// The session's bound on calls in flight (shared with its [`crate::Session`]).
+    in_flight: Arc<Semaphore>,
+    /// The client, once initialized on a protocol whose results need no rewriting.
+    peer: OnceLock<Peer<RoleServer>>,
+    writer: LineWriter<ClientWrite>,
+    /// Relayed calls in flight: the client's id (as it wrote it) → what cancels it.
+    calls: Mutex<HashMap<String, CancellationToken>>,
+}
+
+/// A `tools/call` request as far as relaying it goes; any other member (a task, other `_meta`)
+/// and it goes through rmcp instead.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallPeek<'a> {
+    #[serde(borrow)]
+    jsonrpc: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    id: &'a RawValue,
+    #[serde(borrow)]
+    method: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    params: CallParams<'a>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallParams<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
+    #[serde(rename = "_meta", borrow, default)]
+    meta: Option<Meta<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Meta<'a> {
+    #[serde(rename = "progressToken", borrow, default)]
+    progress_token: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct CancelPeek<'a> {
+    #[serde(borrow)]
+    params: CancelParams<'a>,
+}
+
+#[derive(Deserialize)]
+struct CancelParams<'a> {
+    #[serde(rename = "requestId", borrow)]
+    request_id: &'a RawValue,
+}
+
+/// A relayed call's parts, owned.
+struct Call {
+    id: Box<RawValue>,
+    routed: Routed,
+    arguments: Option<Box<RawValue>>,
+    token: Option<ProgressToken>,
+    cancel: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// The [`LineTap`] of a session's transport.
+pub(crate) struct Tap(pub(crate) Arc<Relay>);
+
+impl LineTap for Tap {
+    fn claim(&self, line: &[u8]) -> bool {
+        if memchr::memmem::find(line, b"\"tools/call\"").is_some() {
+            return self.0.start(line);
+        }
+        if memchr::memmem::find(line, b"notifications/cancelled").is_some() {
+            // Seen, not taken: rmcp ignores an id it does not know.
+            self.0.cancel(line);
+        }
+        false
+    }
+}
+
+impl Relay {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        endpoint: Endpoint,
+        in_flight: Arc<Semaphore>,
+        writer: LineWriter<ClientWrite>,
+    ) -> Arc<Relay> {
+        Arc::new(Relay {
+            core,
+            endpoint,
+            in_flight,
+            peer: OnceLock::new(),
+            writer,
+            calls: Mutex::default(),
+        })
+    }
+
+    /// The endpoint the session serves.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The client is initialized: calls may be relayed from now on, if its protocol's results
+    /// are the servers' as they are (before 2026-07-28, which adds `resultType`).
+    pub(crate) fn initialized(&self, peer: Peer<RoleServer>) {
+        let legacy = peer
+            .peer_info()
+            .is_some_and(|i| i.protocol_version.as_str() < ProtocolVersion::V_2026_07_28.as_str());
+        if legacy {
+            let _ = self.peer.set(peer);
+        }
+    }
+
+    /// The client is gone: its relayed calls are cancelled (the servers are told), as rmcp
+    /// does with a closed session's requests.
+    pub(crate) fn close(&self) {
+        for token in self.lock_calls().values() {
+            token.cancel();
+        }
+    }
+
+    /// Takes `line` if it is a call that can be relayed now, and starts it.
+    fn start(self: &Arc<Self>, line: &[u8]) -> bool {
+        let Some(peer) = self.peer.get() else {
+            return false;
+        };
+        let Ok(call) = serde_json::from_slice::<CallPeek>(line) else {
+            return false;
+        };
+        let id = call.id.get().as_bytes();
+        let plain_id = matches!(id.first(), Some(b'"' | b'-' | b'0'..=b'9'));
+        let object_args = call
+            .params
+            .arguments
+            .is_none_or(|a| a.get().starts_with('{'));
+        if call.jsonrpc != "2.0" || call.method != "tools/call" || !plain_id || !object_args {
+            return false;
+        }
+        let token = match call.params.meta.and_then(|m| m.progress_token) {
+            Some(t) => match serde_json::from_str::<ProgressToken>(t.get()) {
+                Ok(t) => Some(t),
+                Err(_) => return false,
+            },
+            None => None,
+        };
+        let Some(view) = self.core.cached(&self.endpoint) else {
+            return false;
+        };
+        let Some(offered) = view.find(&call.params.name).filter(|o| o.up) else {
+            return false;
+        };
+        let Ok(slot) = self.in_flight.clone().try_acquire_owned() else {
+            return false;
+        };
+        let cancel = CancellationToken::new();
+        self.lock_calls()
+            .insert(call.id.get().to_owned(), cancel.clone());
+        let call = Call {
+            id: call.id.to_owned(),
+            routed: Routed::from(offered),
+            arguments: call.params.arguments.map(RawValue::to_owned),
+            token,
+            cancel,
+            _slot: slot,
+        };
+        tokio::spawn(self.clone().relay(call, peer.clone()));
+        true
+    }
+
+    /// The client's `notifications/cancelled` for a relayed call cancels it.
+    fn cancel(&self, line: &[u8]) {
+        if let Ok(c) = serde_json::from_slice::<CancelPeek>(line) {
+            if let Some(token) = self.lock_calls().get(c.params.request_id.get()) {
+                token.cancel();
+            }
+        }
+    }
+
+    fn lock_calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn relay(self: Arc<Self>, call: Call, peer: Peer<RoleServer>) {
+        let answer = self.answer(&call, peer).await;
+        self.lock_calls().remove(call.id.get());
+        let mut line = Vec::with_capacity(64);
+        line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+        line.extend_from_slice(call.id.get().as_bytes());
+        let encoded = match answer {
+            Ok(Answer::Raw(result)) => {
+                line.extend_from_slice(br#","result":"#);
+                line.extend_from_slice(result.get().as_bytes());
+                Ok(())
+            }
+            Ok(Answer::Typed(mut result)) => {
+                // A client before 2026-07-28 gets results without `resultType`.
+                result.result_type = None;
+                line.extend_from_slice(br#","result":"#);
+                serde_json::to_writer(&mut line, &result)
+            }
+            Err(e) => {
+                line.extend_from_slice(br#","error":"#);
+                serde_json::to_writer(&mut line, &e)
+            }
+        };
+        if encoded.is_err() {
+            tracing::warn!("a relayed call's answer could not be encoded");
+            return;
+        }
+        line.extend_from_slice(b"}\n");
+        if let Err(e) = self.writer.write_line(&line).await {
+            tracing::debug!("the client is gone before its answer: {e}");
+        }
+    }
+
+    async fn answer(&self, call: &Call, peer: Peer<RoleServer>) -> Result<Answer, McpError> {
+        let store = self
+            .core
+            .scoped(&self.endpoint)
+            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+        let service = call.routed.service.name.to_string();
+        let (progress, mut updates) = match call.token {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let control = CallControl {
+            cancel: Some(call.cancel.clone()),
+            progress,
+        };
+        // While it runs, the server's own requests (sampling, elicitation, roots) come to
+        // this client.
+        let _caller = self.core.callers.enter(call.routed.service.clone(), peer);
+        let arguments = call.arguments.as_deref();
+        let make = || store.call_tool_raw(&call.routed.name, arguments, None, &control);
+        let mut outcome = self.forwarding(make(), &mut updates, call).await;
+        if let Err(StoreError::Call(CallError::NotUp { state, .. })) = &outcome {
+            // Not made: safe to make once the service is back (within the hold).
+            match hold(&self.core, &store, &service, *state, &call.cancel).await? {
+                Some(refusal) => return Ok(Answer::Typed(refusal)),
+                None => outcome = self.forwarding(make(), &mut updates, call).await,
+            }
+        }
+        drop(control);
+        // Every progress notification goes out before the result.
+        if let Some(rx) = &mut updates {
+            while let Ok(p) = rx.try_recv() {
+                self.progress(call, p).await;
+            }
+        }
+        match outcome {
+            Ok(raw) => Ok(Answer::Raw(raw)),
+            Err(e) => call_failure(&service, e).map(Answer::Typed),
+        }
+    }
+
+    /// Awaits `call`, sending the client its progress meanwhile.
+    async fn forwarding<F, T>(
+        &self,
+        made: F,
+        updates: &mut Option<UnboundedReceiver<CallProgress>>,
+        call: &Call,
+    ) -> T
+    where
+        F: std::future::Future<Output = T>,
+    {
+        let Some(rx) = updates else {
+            return made.await;
+        };
+        tokio::pin!(made);
+        loop {
+            tokio::select! {
+                biased;
+                Some(p) = rx.recv() => self.progress(call, p).await,
+                r = &mut made => return r,
+            }
+        }
+    }
+
+    /// A server's progress on `call`, to the client under the client's token.
+    async fn progress(&self, call: &Call, p: CallProgress) {
+        let Some(token) = &call.token else {
+            return;
+        };
+        let mut param = ProgressNotificationParam::new(token.clone(), p.progress);
+        param.total = p.total;
+        param.message = p.message;
+        let mut line = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":"#.to_vec();
+        if serde_json::to_writer(&mut line, &param).is_ok() {
+            line.extend_from_slice(b"}\n");
+            let _ = self.writer.write_line(&line).await;
+        }
+    }
+}
+
+/// What a relayed call answers.
+enum Answer {
+    /// The server's result, as it came.
+    Raw(Box<RawValue>),
+    /// Ours (a failure, or a refusal after the hold).
+    Typed(CallToolResult),
+}
