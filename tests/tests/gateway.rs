@@ -429,6 +429,8 @@ async fn cancelling_a_call_cancels_it_upstream(over: Over) {
         l.contains("tools/call") && l.contains("sleep")
     })
     .await;
+    let relayed = u64::from(matches!(over, Over::Stream));
+    assert_eq!(gateway.relayed_calls(), relayed, "{over:?}");
     handle.cancel(Some("changed my mind".into())).await.unwrap();
     // The server hears of it: its sleep ends early.
     logged(&store, "a", "the server saw the cancellation", |l| {
@@ -446,8 +448,8 @@ async fn cancelling_a_call_cancels_it_upstream(over: Over) {
 }
 
 /// Over a byte stream a call goes to the server as the JSON it came in (under the gateway's
-/// own id, which the server reports), and every answer is the one the typed way gives over
-/// HTTP: results and tool errors.
+/// own id, which the server reports), and every answer is the one a session gets over HTTP
+/// through rmcp: results and tool errors.
 #[tokio::test]
 async fn a_byte_stream_call_is_relayed_as_json_and_answered_like_over_http() {
     let (store, gateway, base, cancel) = fleet(&[]).await;
@@ -463,15 +465,22 @@ async fn a_byte_stream_call_is_relayed_as_json_and_answered_like_over_http() {
     .await;
     let stream = attach(Client { changed: tx }, Over::Stream, &gateway, &base).await;
     let id = |r: CallToolResult| serde_json::from_str::<Value>(&text(&r)).unwrap();
+    assert_eq!(gateway.relayed_calls(), 0);
     let relayed = id(call(&stream, "a__chaos", json!({"action": "request_id"})).await);
+    assert_eq!(
+        gateway.relayed_calls(),
+        1,
+        "the stream's first call is relayed"
+    );
     assert!(
         relayed.as_str().is_some_and(|s| s.starts_with("mcpvisor-")),
         "a relayed call carries the gateway's id: {relayed}"
     );
-    let typed = id(call(&http, "a__chaos", json!({"action": "request_id"})).await);
+    // A session over HTTP (through rmcp) sends the call to a stdio server as JSON too.
+    let other = id(call(&http, "a__chaos", json!({"action": "request_id"})).await);
     assert!(
-        typed.is_number(),
-        "the typed way numbers its requests: {typed}"
+        other.as_str().is_some_and(|s| s.starts_with("mcpvisor-")) && other != relayed,
+        "{other}"
     );
     for (tool, args) in [
         ("a__echo", json!({"text": "same \"quoted\" ünïcode"})),
@@ -501,6 +510,8 @@ async fn a_byte_stream_call_is_relayed_as_json_and_answered_like_over_http() {
         let (i, r) = c.await.unwrap();
         assert_eq!(text(&r), format!("n{i}"));
     }
+    // Every call over the stream was relayed; none over HTTP.
+    assert_eq!(gateway.relayed_calls(), 1 + 4 + 32);
     stream.cancel().await.unwrap();
     http.cancel().await.unwrap();
     cancel.cancel();
@@ -564,6 +575,7 @@ async fn a_relayed_call_whose_server_dies_fails_clearly_and_is_not_retried() {
         l.contains("tools/call") && l.contains("sleep")
     })
     .await;
+    assert_eq!(gateway.relayed_calls(), 1);
     kill_pid(pid);
     let out = deadline(LONG, "the call fails when its server dies", sleeping)
         .await
@@ -627,6 +639,8 @@ async fn progress_reaches_the_calling_client(over: Over) {
         .unwrap();
     let token = handle.progress_token.clone();
     let answer = handle.await_response().await.unwrap();
+    let relayed = u64::from(matches!(over, Over::Stream));
+    assert_eq!(gateway.relayed_calls(), relayed, "{over:?}");
     assert!(format!("{answer:?}").contains("slept 150"), "{answer:?}");
     // All three, in order, with the client's token. (The gateway writes them before the
     // answer; rmcp's client hands each notification to its own task, so here they may land

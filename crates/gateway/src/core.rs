@@ -122,6 +122,8 @@ pub(crate) struct Core {
     /// Exposed prompt name (per endpoint) → the Store's (`service__prompt`), from the last
     /// `prompts/list`.
     pub(crate) prompt_names: Mutex<HashMap<(Endpoint, String), String>>,
+    /// Byte-stream clients' tool calls relayed as JSON so far (`crate::fast`).
+    pub(crate) relayed: std::sync::atomic::AtomicU64,
 }
 
 impl Core {
@@ -137,6 +139,7 @@ impl Core {
             subscribers: Mutex::new(Vec::new()),
             callers: Arc::default(),
             prompt_names: Mutex::new(HashMap::new()),
+            relayed: Default::default(),
         }
     }
 

@@ -205,6 +205,9 @@ impl Relay {
             cancel,
             _slot: slot,
         };
+        self.core
+            .relayed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(self.clone().relay(call, peer.clone()));
         true
     }

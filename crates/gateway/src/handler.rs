@@ -224,8 +224,26 @@ impl ServerHandler for Session {
             .core
             .callers
             .enter(routed.service.clone(), context.peer.clone());
-        let call =
-            || store.call_tool_result(&routed.name, request.arguments.clone(), None, &control);
+        // Out as JSON (to a stdio server: written from this task, not through the upstream
+        // client's loop), and the result read into rmcp's type here.
+        let arguments = request
+            .arguments
+            .as_ref()
+            .map(serde_json::value::to_raw_value)
+            .transpose()
+            .map_err(|e| McpError::invalid_params(e.to_string(), None))?;
+        let call = || async {
+            let raw = store
+                .call_tool_raw(&routed.name, arguments.as_deref(), None, &control)
+                .await?;
+            serde_json::from_str::<CallToolResult>(raw.get()).map_err(|e| {
+                StoreError::Call(CallError::Transport {
+                    service: service.clone(),
+                    tool: routed.name.clone(),
+                    message: format!("the server's answer is not a tool result: {e}"),
+                })
+            })
+        };
         let mut outcome = call().await;
         if let Err(StoreError::Call(CallError::NotUp { state, .. })) = &outcome {
             // Not made: safe to make once the service is back (within the hold).

@@ -123,6 +123,14 @@ impl Gateway {
         Ok(())
     }
 
+    /// How many byte-stream clients' tool calls were relayed as JSON (without rmcp's typed
+    /// model, `serve --stdio`'s fast path) since the gateway was made; the others went
+    /// through rmcp (a call that had to wait for its tool or service, a client of protocol
+    /// 2026-07-28, params beyond name, arguments and a progress token).
+    pub fn relayed_calls(&self) -> u64 {
+        self.core.relayed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// One client over a byte stream (newline-delimited JSON-RPC, as MCP's stdio transport):
     /// returns when the client closes it.
     pub async fn serve_stream<R, W>(

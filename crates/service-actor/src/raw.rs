@@ -7,6 +7,7 @@
 //! for these calls (routed by [`crate::progress`]) — goes the usual way.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -191,9 +192,10 @@ pub(crate) fn request_line(
 ) -> Vec<u8> {
     let args = arguments.map_or(0, |a| a.get().len());
     let mut line = Vec::with_capacity(128 + tool.len() + args);
-    line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"mcpvisor-"#);
-    line.extend_from_slice(id.to_string().as_bytes());
-    line.extend_from_slice(br#"","method":"tools/call","params":{"name":"#);
+    let _ = write!(
+        line,
+        r#"{{"jsonrpc":"2.0","id":"mcpvisor-{id}","method":"tools/call","params":{{"name":"#
+    );
     // A `&str` always serializes.
     let _ = serde_json::to_writer(&mut line, tool);
     if let Some(a) = arguments {
@@ -201,9 +203,7 @@ pub(crate) fn request_line(
         line.extend_from_slice(a.get().as_bytes());
     }
     if progress {
-        line.extend_from_slice(br#","_meta":{"progressToken":"mcpvisor-"#);
-        line.extend_from_slice(id.to_string().as_bytes());
-        line.extend_from_slice(b"\"}");
+        let _ = write!(line, r#","_meta":{{"progressToken":"mcpvisor-{id}"}}"#);
     }
     line.extend_from_slice(b"}}\n");
     line
@@ -212,11 +212,10 @@ pub(crate) fn request_line(
 /// `notifications/cancelled` for relayed call `id`.
 pub(crate) fn cancel_line(id: u64, reason: &str) -> Vec<u8> {
     let mut line = Vec::with_capacity(128);
-    line.extend_from_slice(
-        br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"mcpvisor-"#,
+    let _ = write!(
+        line,
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":"mcpvisor-{id}","reason":"#
     );
-    line.extend_from_slice(id.to_string().as_bytes());
-    line.extend_from_slice(br#"","reason":"#);
     let _ = serde_json::to_writer(&mut line, reason);
     line.extend_from_slice(b"}}\n");
     line

@@ -33,6 +33,10 @@ const READ: usize = 4096;
 /// What the transport reads: a server's stdout, which can say when a read would find data, so
 /// no read buffer is held while the connection idles.
 pub trait Source: AsyncRead + Unpin {
+    /// Keep the read buffer (up to [`READ`] × 16) once its messages are consumed: for a busy
+    /// stream that never idles long, not a fleet's connections.
+    const KEEPS_BUFFER: bool = false;
+
     /// Returns once a read may find data (or the end).
     fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send + '_;
 }
@@ -56,7 +60,7 @@ impl Source for tokio::io::Empty {
     }
 }
 
-/// Any reader as a [`Source`] that is always ready: its read buffer is held while it idles
+/// Any reader as a [`Source`] that is always ready, keeping its read buffer between reads
 /// (the gateway's few client streams, not a fleet's servers).
 pub struct AnyRead<R>(std::sync::Mutex<R>);
 
@@ -81,6 +85,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for AnyRead<R> {
 }
 
 impl<R: AsyncRead + Unpin + Send> Source for AnyRead<R> {
+    const KEEPS_BUFFER: bool = true;
+
     fn ready(&self) -> impl Future<Output = std::io::Result<()>> + Send + '_ {
         std::future::ready(Ok(()))
     }
@@ -214,12 +220,17 @@ impl<R: Source, W> LeanStdio<R, W> {
         }
     }
 
-    /// Drops `buf[..upto]`; an emptied buffer is given back, so an idle connection holds none.
+    /// Drops `buf[..upto]`; an emptied buffer is given back (unless the source keeps it), so
+    /// an idle connection holds none.
     fn consume(&mut self, upto: usize) {
         self.start = upto;
         if self.start >= self.buf.len() {
             self.start = 0;
-            self.buf = Vec::new();
+            if R::KEEPS_BUFFER && self.buf.capacity() <= READ * 16 {
+                self.buf.clear();
+            } else {
+                self.buf = Vec::new();
+            }
         }
     }
 
