@@ -557,6 +557,69 @@ async fn a_byte_stream_call_to_a_remote_server_is_answered_the_typed_way() {
     remote.kill_all();
 }
 
+/// JSON-RPC lines over a byte stream, by hand: a client that closes its input still gets the
+/// answers to the calls it made (they are relayed: the gateway waits for them before closing),
+/// and a call it cancelled is not answered, its server told.
+#[tokio::test]
+async fn a_client_closing_its_input_gets_its_answers_and_none_for_what_it_cancelled() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let (store, gateway, _base, cancel) = fleet(&[]).await;
+    let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+    let (read, write) = tokio::io::split(server_io);
+    let g = gateway.clone();
+    let served = tokio::spawn(async move { g.serve_stream(Endpoint::Default, read, write).await });
+    let (from, mut to) = tokio::io::split(client_io);
+    let mut lines = tokio::io::BufReader::new(from).lines();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "by-hand", "version": "1"}}});
+    to.write_all(format!("{init}\n").as_bytes()).await.unwrap();
+    let answer = deadline(LONG, "the initialize answer", lines.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.contains("\"id\":1"), "{answer}");
+    let call = |id: u32, ms: u32| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "a__sleep", "arguments": {"ms": ms}}})
+    };
+    let cancelled = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                           "params": {"requestId": 3, "reason": "no longer wanted"}});
+    let rest = format!(
+        "{}\n{}\n{}\n{cancelled}\n",
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        call(2, 300),
+        call(3, 30_000),
+    );
+    to.write_all(rest.as_bytes()).await.unwrap();
+    logged(
+        &store,
+        "a",
+        "the cancelled sleep ended at the server",
+        |l| l.contains("sleep cancelled by the client"),
+    )
+    .await;
+    // Input closed with call 2 still running.
+    to.shutdown().await.unwrap();
+    let mut answers = Vec::new();
+    deadline(LONG, "the gateway answers, then closes the stream", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            answers.push(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    })
+    .await;
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0]["id"], 2);
+    assert_eq!(answers[0]["result"]["content"][0]["text"], "slept 300");
+    assert_eq!(gateway.relayed_calls(), 2);
+    deadline(LONG, "serve_stream returns", served)
+        .await
+        .unwrap()
+        .unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
 /// A relayed call in flight when its server dies fails at once with a tool error naming the
 /// service, and is not made again; the next call goes to the new server.
 #[tokio::test]

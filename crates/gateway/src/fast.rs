@@ -45,8 +45,11 @@ pub(crate) struct Relay {
     /// The client, once initialized on a protocol whose results need no rewriting.
     peer: OnceLock<Peer<RoleServer>>,
     writer: LineWriter<ClientWrite>,
-    /// Relayed calls in flight: the client's id (as it wrote it) → what cancels it.
-    calls: Mutex<HashMap<String, CancellationToken>>,
+    /// Relayed calls in flight: the client's id (as it wrote it) → the call's number and what
+    /// cancels it.
+    calls: Mutex<HashMap<String, (u64, CancellationToken)>>,
+    /// Numbers the relayed calls (a client reusing an id keeps each call's entry its own).
+    next: std::sync::atomic::AtomicU64,
 }
 
 /// A `tools/call` request as far as relaying it goes; any other member (a task, other `_meta`)
@@ -96,6 +99,7 @@ struct CancelParams<'a> {
 
 /// A relayed call's parts, owned.
 struct Call {
+    serial: u64,
     id: Box<RawValue>,
     routed: Routed,
     arguments: Option<Box<RawValue>>,
@@ -108,6 +112,16 @@ struct Call {
 pub(crate) struct Tap(pub(crate) Arc<Relay>);
 
 impl LineTap for Tap {
+    /// The client closed its end: the relayed calls still running answer first (each holds an
+    /// in-flight slot until its answer is written).
+    fn closing(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        let slots = self.0.in_flight.clone();
+        Some(Box::pin(async move {
+            let all = u32::try_from(crate::MAX_CALLS_IN_FLIGHT).unwrap_or(u32::MAX);
+            let _ = slots.acquire_many_owned(all).await;
+        }))
+    }
+
     fn claim(&self, line: &[u8]) -> bool {
         if memchr::memmem::find(line, b"\"tools/call\"").is_some() {
             return self.0.start(line);
@@ -134,21 +148,15 @@ impl Relay {
             peer: OnceLock::new(),
             writer,
             calls: Mutex::default(),
+            next: Default::default(),
         })
     }
 
-    /// The endpoint the session serves.
-    pub(crate) fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
-    /// The client is initialized: calls may be relayed from now on, if its protocol's results
-    /// are the servers' as they are (before 2026-07-28, which adds `resultType`).
-    pub(crate) fn initialized(&self, peer: Peer<RoleServer>) {
-        let legacy = peer
-            .peer_info()
-            .is_some_and(|i| i.protocol_version.as_str() < ProtocolVersion::V_2026_07_28.as_str());
-        if legacy {
+    /// The client is initialized on `version`: calls may be relayed from now on, if that
+    /// protocol's results are the servers' as they are (before 2026-07-28, which adds
+    /// `resultType`).
+    pub(crate) fn initialized(&self, peer: Peer<RoleServer>, version: &ProtocolVersion) {
+        if version.as_str() < ProtocolVersion::V_2026_07_28.as_str() {
             let _ = self.peer.set(peer);
         }
     }
@@ -156,7 +164,7 @@ impl Relay {
     /// The client is gone: its relayed calls are cancelled (the servers are told), as rmcp
     /// does with a closed session's requests.
     pub(crate) fn close(&self) {
-        for token in self.lock_calls().values() {
+        for (_, token) in self.lock_calls().values() {
             token.cancel();
         }
     }
@@ -195,9 +203,11 @@ impl Relay {
             return false;
         };
         let cancel = CancellationToken::new();
+        let serial = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.lock_calls()
-            .insert(call.id.get().to_owned(), cancel.clone());
+            .insert(call.id.get().to_owned(), (serial, cancel.clone()));
         let call = Call {
+            serial,
             id: call.id.to_owned(),
             routed: Routed::from(offered),
             arguments: call.params.arguments.map(RawValue::to_owned),
@@ -215,19 +225,32 @@ impl Relay {
     /// The client's `notifications/cancelled` for a relayed call cancels it.
     fn cancel(&self, line: &[u8]) {
         if let Ok(c) = serde_json::from_slice::<CancelPeek>(line) {
-            if let Some(token) = self.lock_calls().get(c.params.request_id.get()) {
+            if let Some((_, token)) = self.lock_calls().get(c.params.request_id.get()) {
                 token.cancel();
             }
         }
     }
 
-    fn lock_calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn lock_calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn relay(self: Arc<Self>, call: Call, peer: Peer<RoleServer>) {
         let answer = self.answer(&call, peer).await;
-        self.lock_calls().remove(call.id.get());
+        {
+            let mut calls = self.lock_calls();
+            if calls
+                .get(call.id.get())
+                .is_some_and(|(n, _)| *n == call.serial)
+            {
+                calls.remove(call.id.get());
+            }
+        }
+        if answer.is_err() && call.cancel.is_cancelled() {
+            // Cancelled by the client (or its session ended): a cancelled request is not
+            // answered (as rmcp drops its handler's answer to one).
+            return;
+        }
         let mut line = Vec::with_capacity(64);
         line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
         line.extend_from_slice(call.id.get().as_bytes());
@@ -250,7 +273,12 @@ impl Relay {
         };
         if encoded.is_err() {
             tracing::warn!("a relayed call's answer could not be encoded");
-            return;
+            line.clear();
+            line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+            line.extend_from_slice(call.id.get().as_bytes());
+            line.extend_from_slice(
+                br#","error":{"code":-32603,"message":"the answer could not be encoded"}"#,
+            );
         }
         line.extend_from_slice(b"}\n");
         if let Err(e) = self.writer.write_line(&line).await {

@@ -28,6 +28,9 @@ pub struct Session {
     pub(crate) in_flight: Arc<Semaphore>,
     /// The lowest log severity this client wants (`logging/setLevel`).
     pub(crate) log_level: Arc<std::sync::atomic::AtomicU8>,
+    /// A byte-stream session's relay of calls as JSON (`crate::fast`), told when the client
+    /// is initialized.
+    pub(crate) relay: Option<Arc<crate::fast::Relay>>,
 }
 
 impl Session {
@@ -37,6 +40,7 @@ impl Session {
             endpoint,
             in_flight: Arc::new(Semaphore::new(crate::MAX_CALLS_IN_FLIGHT)),
             log_level: Arc::default(),
+            relay: None,
         }
     }
 }
@@ -153,9 +157,31 @@ impl ServerHandler for Session {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        let mut clients = self.core.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients.retain(|(_, peer, _)| !peer.is_transport_closed());
-        clients.push((self.endpoint.clone(), context.peer, self.log_level.clone()));
+        {
+            let mut clients = self.core.clients.lock().unwrap_or_else(|p| p.into_inner());
+            clients.retain(|(_, peer, _)| !peer.is_transport_closed());
+            clients.push((
+                self.endpoint.clone(),
+                context.peer.clone(),
+                self.log_level.clone(),
+            ));
+        }
+    }
+
+    async fn initialize(
+        &self,
+        request: rmcp::model::InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::InitializeResult, McpError> {
+        context.peer.set_peer_info(request.clone());
+        let result = self.negotiate_initialize(&request)?;
+        if let Some(relay) = &self.relay {
+            // Before the answer goes out (no request of the client's can come before it):
+            // calls are relayed from the first, against the endpoint's view cached now.
+            let _ = self.core.cached_view(&self.endpoint).await;
+            relay.initialized(context.peer, &result.protocol_version);
+        }
+        Ok(result)
     }
 
     async fn list_tools(

@@ -146,7 +146,7 @@ impl Gateway {
         if let Endpoint::Agent(id) = &endpoint {
             self.core.store.for_agent(id)?;
         }
-        let session = Session::new(self.core.clone(), endpoint.clone());
+        let mut session = Session::new(self.core.clone(), endpoint.clone());
         let write: fast::ClientWrite = Box::new(write);
         let lean = LeanStdio::new("client", AnyRead::new(read), write);
         let relay = fast::Relay::new(
@@ -156,13 +156,11 @@ impl Gateway {
             lean.writer(),
         );
         let lean = lean.with_tap(Arc::new(fast::Tap(relay.clone())));
+        session.relay = Some(relay.clone());
         let running = session
             .serve(lean)
             .await
             .map_err(|e| GatewayError::Session(e.to_string()))?;
-        // Calls are relayed against the endpoint's cached view: have it from the start.
-        let _ = self.core.cached_view(relay.endpoint()).await;
-        relay.initialized(running.peer().clone());
         let _ = running.waiting().await;
         relay.close();
         Ok(())

@@ -476,7 +476,7 @@ impl ServiceHandle {
         let writer = pending.writer.clone();
         let exchange = async {
             writer
-                .write_line(&line)
+                .send_line(line)
                 .await
                 .map_err(|_| ServiceError::TransportClosed)?;
             let cancelled = async {
@@ -489,7 +489,7 @@ impl ServiceHandle {
                 r = &mut pending.reply => r.map_err(|_| ServiceError::TransportClosed),
                 _ = cancelled => {
                     let reason = "cancelled by the caller";
-                    let _ = writer.write_line(&crate::raw::cancel_line(id, reason)).await;
+                    let _ = writer.send_line(crate::raw::cancel_line(id, reason)).await;
                     Err(ServiceError::Cancelled { reason: Some(reason.to_owned()) })
                 }
             }
@@ -499,7 +499,7 @@ impl ServiceHandle {
             Err(_) => {
                 let cancel = crate::raw::cancel_line(id, "timed out");
                 let grace = mcpvisor_model::defaults::CANCEL_GRACE;
-                let _ = tokio::time::timeout(grace, writer.write_line(&cancel)).await;
+                let _ = tokio::time::timeout(grace, writer.send_line(cancel)).await;
                 Err(ServiceError::Timeout { timeout })
             }
         };

@@ -141,7 +141,7 @@ fn our_id(raw: &RawValue) -> Option<u64> {
 impl LineTap for Link {
     fn claim(&self, line: &[u8]) -> bool {
         if self.calls.waiting.load(Ordering::Relaxed) == 0
-            || !line.windows(PREFIX.len()).any(|w| w == PREFIX.as_bytes())
+            || memchr::memmem::find(line, PREFIX.as_bytes()).is_none()
         {
             return false;
         }

@@ -99,7 +99,16 @@ pub trait LineTap: Send + Sync {
     fn claim(&self, line: &[u8]) -> bool;
     /// The connection ended (the transport is dropped).
     fn closed(&self) {}
+    /// The transport is being closed: what to wait for (at most [`DRAIN`]) before its writer
+    /// goes — answers the tap's claims still owe the peer.
+    fn closing(&self) -> Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> {
+        None
+    }
 }
+
+/// How long a closing transport waits for its tap's answers (rmcp waits as long for its own
+/// handlers).
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Writes whole lines to the peer, in turn with the transport's own messages.
 pub struct LineWriter<W>(Arc<Mutex<Option<W>>>);
@@ -107,6 +116,22 @@ pub struct LineWriter<W>(Arc<Mutex<Option<W>>>);
 impl<W> Clone for LineWriter<W> {
     fn clone(&self) -> Self {
         LineWriter(self.0.clone())
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> LineWriter<W> {
+    /// [`write_line`](Self::write_line), never cut off halfway: a write that cannot finish at
+    /// once finishes in a task of its own even if the caller stops waiting (a partial line
+    /// would corrupt the next message on the connection).
+    pub async fn send_line(&self, line: Vec<u8>) -> std::io::Result<()> {
+        let writer = self.clone();
+        let mut write = Box::pin(async move { writer.write_line(&line).await });
+        match futures::poll!(write.as_mut()) {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => tokio::spawn(write).await.unwrap_or_else(|e| {
+                Err(std::io::Error::other(format!("the write task failed: {e}")))
+            }),
+        }
     }
 }
 
@@ -317,6 +342,9 @@ where
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
+        if let Some(wait) = self.tap.as_ref().and_then(|t| t.closing()) {
+            let _ = tokio::time::timeout(DRAIN, wait).await;
+        }
         drop(self.write.lock().await.take());
         Ok(())
     }
