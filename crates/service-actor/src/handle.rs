@@ -355,7 +355,7 @@ impl ServiceHandle {
     {
         let peer = self.peer()?;
         let _busy = self.shared.activity.begin();
-        let timeout = Duration::from_millis(self.shared.call_timeout_ms.load(Ordering::Relaxed));
+        let timeout = self.call_timeout(None);
         match tokio::time::timeout(timeout, f(peer)).await {
             Err(_) => Err(CallError::Timeout {
                 service: self.shared.name.clone(),
@@ -409,9 +409,7 @@ impl ServiceHandle {
     ) -> Result<CallToolResult, CallError> {
         let peer = self.peer()?;
         let _busy = self.shared.activity.begin();
-        let timeout = timeout.unwrap_or_else(|| {
-            Duration::from_millis(self.shared.call_timeout_ms.load(Ordering::Relaxed))
-        });
+        let timeout = self.call_timeout(timeout);
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = arguments;
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
@@ -461,9 +459,7 @@ impl ServiceHandle {
             return self.typed_as_raw(tool, arguments, timeout, control).await;
         };
         let _busy = self.shared.activity.begin();
-        let timeout = timeout.unwrap_or_else(|| {
-            Duration::from_millis(self.shared.call_timeout_ms.load(Ordering::Relaxed))
-        });
+        let timeout = self.call_timeout(timeout);
         let started = Instant::now();
         let id = pending.id;
         // Progress comes the usual way (the transport's progress tap), under our token.
@@ -540,6 +536,13 @@ impl ServiceHandle {
             service: self.shared.name.clone(),
             tool: tool.to_owned(),
             message: format!("cannot encode the result: {e}"),
+        })
+    }
+
+    /// `timeout`, else the service's `timeouts.call`.
+    fn call_timeout(&self, timeout: Option<Duration>) -> Duration {
+        timeout.unwrap_or_else(|| {
+            Duration::from_millis(self.shared.call_timeout_ms.load(Ordering::Relaxed))
         })
     }
 
