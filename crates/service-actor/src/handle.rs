@@ -398,9 +398,12 @@ impl ServiceHandle {
         })
     }
 
-    /// [`call_tool_with`](Self::call_tool_with), the server's result as it came (for a relay
-    /// that passes it on: no conversion through JSON values).
-    pub async fn call_tool_result(
+    /// The typed call: the server's result as rmcp reads it ([`call_tool_with`] and
+    /// [`call_tool_raw`]'s way to a remote server).
+    ///
+    /// [`call_tool_with`]: Self::call_tool_with
+    /// [`call_tool_raw`]: Self::call_tool_raw
+    async fn call_tool_result(
         &self,
         tool: &str,
         arguments: Option<Map<String, Value>>,
@@ -443,7 +446,7 @@ impl ServiceHandle {
         outcome
     }
 
-    /// [`call_tool_result`](Self::call_tool_result) for a relay: `arguments` go to the server
+    /// [`call_tool_with`](Self::call_tool_with) for a relay: `arguments` go to the server
     /// as they came and its `result` comes back as it came, not through rmcp's typed model
     /// (on a stdio connection; a remote server's goes the typed way and is encoded). Same
     /// timeout, cancellation, progress, metrics and errors.

@@ -33,7 +33,7 @@ const READ: usize = 4096;
 /// What the transport reads: a server's stdout, which can say when a read would find data, so
 /// no read buffer is held while the connection idles.
 pub trait Source: AsyncRead + Unpin {
-    /// Keep the read buffer (up to [`READ`] × 16) once its messages are consumed: for a busy
+    /// Keep the read buffer (up to 64 KiB) once its messages are consumed: for a busy
     /// stream that never idles long, not a fleet's connections.
     const KEEPS_BUFFER: bool = false;
 

@@ -189,24 +189,9 @@ impl Store {
             .await?)
     }
 
-    /// [`call_tool_with`](Self::call_tool_with), the server's result as it came: what a relay
-    /// passes on (the gateway), without a conversion through JSON values.
-    pub async fn call_tool_result(
-        &self,
-        name: &str,
-        arguments: Option<Map<String, Value>>,
-        timeout: Option<Duration>,
-        control: &CallControl,
-    ) -> Result<rmcp::model::CallToolResult, StoreError> {
-        let (handle, tool) = self.tool_target(name).await?;
-        Ok(handle
-            .call_tool_result(&tool, arguments, timeout, control)
-            .await?)
-    }
-
-    /// [`call_tool_result`](Self::call_tool_result) for a relay that has the call as JSON:
-    /// `arguments` go to the server as they came and its result comes back as it came
-    /// (without rmcp's typed model on a stdio server's connection).
+    /// [`call_tool_with`](Self::call_tool_with) for a relay that has the call as JSON (the
+    /// gateway): `arguments` go to the server as they came and its result comes back as it
+    /// came (without rmcp's typed model on a stdio server's connection).
     pub async fn call_tool_raw(
         &self,
         name: &str,
