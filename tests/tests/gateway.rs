@@ -665,6 +665,56 @@ async fn a_relayed_call_whose_server_dies_fails_clearly_and_is_not_retried() {
     store.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_call_made_the_instant_its_server_died_is_held_and_answered_over_http() {
+    a_call_made_the_instant_its_server_died_is_held_and_answered(Over::Http).await;
+}
+
+#[tokio::test]
+async fn a_call_made_the_instant_its_server_died_is_held_and_answered_over_a_byte_stream() {
+    a_call_made_the_instant_its_server_died_is_held_and_answered(Over::Stream).await;
+}
+
+/// The instant after a server dies its state still reads healthy until the supervisor has
+/// seen the end: a call made then was never sent, so it is held for the new process and
+/// answered — not failed as one that "may or may not have taken effect".
+async fn a_call_made_the_instant_its_server_died_is_held_and_answered(over: Over) {
+    let (store, gateway, base, cancel) = fleet(&[]).await;
+    let (tx, _changed) = mpsc::unbounded_channel();
+    let client = attach(Client { changed: tx }, over, &gateway, &base).await;
+    assert_eq!(
+        text(&call(&client, "a__echo", json!({"text": "up"})).await),
+        "up"
+    );
+    let mut pid = store.get_service_info("a").await.unwrap().pid.unwrap();
+    for round in 0..5 {
+        kill_pid(pid);
+        // Gone, every thread (so its pipes are closed), then called at once: before or after
+        // the supervisor has heard, the call is answered.
+        let end = Instant::now() + LONG;
+        let threads = || std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+        while mcpvisor_tests::pid_alive(pid) || threads() > 1 {
+            assert!(Instant::now() < end, "pid {pid} outlived SIGKILL");
+            std::hint::spin_loop();
+        }
+        let said = format!("round {round}");
+        let out = call(&client, "a__echo", json!({ "text": said })).await;
+        assert_eq!(text(&out), said, "{over:?}: {out:?}");
+        let old = pid;
+        let restarted = mcpvisor_tests::eventually(LONG, || async {
+            store.get_service_info("a").await.is_ok_and(|v| {
+                v.state == mcpvisor_model::ServiceState::Healthy && v.pid.is_some_and(|p| p != old)
+            })
+        })
+        .await;
+        assert!(restarted, "a is back on a new process");
+        pid = store.get_service_info("a").await.unwrap().pid.unwrap();
+    }
+    client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
 /// A client that keeps the progress notifications it gets.
 #[derive(Clone)]
 struct ProgressClient {

@@ -524,9 +524,8 @@ pub(crate) async fn hold(
         ))));
     }
     let hold = core.hold();
-    let names = [service];
     let waited = tokio::select! {
-        w = store.wait_for(&names, ServiceState::Healthy, hold) => w,
+        w = store.wait_callable(service, hold) => w,
         _ = cancel.cancelled() => return Err(cancelled()),
     };
     if waited.is_ok() {

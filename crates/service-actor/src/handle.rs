@@ -307,6 +307,8 @@ impl ServiceHandle {
     pub fn set_peer(&self, peer: Option<Peer<RoleClient>>) {
         if peer.is_none() {
             self.set_loss_hook(None);
+        } else {
+            self.shared.raw.connected();
         }
         self.shared
             .live
@@ -325,15 +327,68 @@ impl ServiceHandle {
             .unwrap_or_else(|p| p.into_inner()) = hook;
     }
 
+    /// The live peer a call goes to. A connection that ended before the actor has heard of it
+    /// (the instant after a server dies) is not up either: the call is not sent, and can be
+    /// made again once [`wait_callable`](Self::wait_callable) says so.
     fn peer(&self) -> Result<Peer<RoleClient>, CallError> {
         let l = self.shared.live.read().unwrap_or_else(|p| p.into_inner());
         match (&l.peer, l.state.is_up()) {
-            (Some(p), true) => Ok(p.clone()),
+            (Some(p), true) if !p.is_transport_closed() => Ok(p.clone()),
+            (Some(_), true) => {
+                drop(l);
+                Err(self.ended("its connection has just ended"))
+            }
             _ => Err(CallError::NotUp {
                 service: self.shared.name.clone(),
                 state: l.state,
                 reason: l.reason.clone(),
             }),
+        }
+    }
+
+    /// A call not sent because the live connection has ended (`detail`): the actor is told at
+    /// once, and the service is coming back (or will say it is not).
+    fn ended(&self, detail: &str) -> CallError {
+        let hook = self
+            .shared
+            .on_lost
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(detail.to_owned());
+        }
+        CallError::NotUp {
+            service: self.shared.name.clone(),
+            state: ServiceState::Reconnecting,
+            reason: format!("{detail}; the call was not sent"),
+        }
+    }
+
+    /// Whether a call would go out now: up, on a connection that has not ended.
+    fn callable(&self) -> bool {
+        let l = self.shared.live.read().unwrap_or_else(|p| p.into_inner());
+        l.state.is_up()
+            && l.peer.as_ref().is_some_and(|p| !p.is_transport_closed())
+            && !self.shared.raw.ended()
+    }
+
+    /// Waits until a call would go out — up, on a live connection (not the one that has just
+    /// ended while the state still reads up) — or `timeout` passes; returns the state then.
+    pub async fn wait_callable(&self, timeout: Duration) -> Result<(), ServiceState> {
+        let mut rx = self.watch_state();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            if self.callable() {
+                return Ok(());
+            }
+            // The actor's next transition (down, then up on a new connection) wakes this.
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return Err(self.state()),
+            }
         }
     }
 
@@ -458,8 +513,10 @@ impl ServiceHandle {
         control: &CallControl,
     ) -> Result<Box<RawValue>, CallError> {
         self.peer()?;
-        let Some(mut pending) = self.shared.raw.begin() else {
-            return self.typed_as_raw(tool, arguments, timeout, control).await;
+        let mut pending = match self.shared.raw.begin() {
+            Ok(Some(pending)) => pending,
+            Ok(None) => return self.typed_as_raw(tool, arguments, timeout, control).await,
+            Err(()) => return Err(self.ended("its connection has just ended")),
         };
         let _busy = self.shared.activity.begin();
         let timeout = self.call_timeout(timeout);
@@ -474,10 +531,10 @@ impl ServiceHandle {
         let line = crate::raw::request_line(id, tool, arguments, control.progress.is_some());
         let writer = pending.writer.clone();
         let exchange = async {
-            writer
-                .send_line(line)
-                .await
-                .map_err(|_| ServiceError::TransportClosed)?;
+            if writer.send_line(line).await.is_err() {
+                // Nothing of it reached a server that read it: not sent.
+                return Ok(None);
+            }
             let cancelled = async {
                 match &control.cancel {
                     Some(c) => c.cancelled().await,
@@ -485,7 +542,7 @@ impl ServiceHandle {
                 }
             };
             tokio::select! {
-                r = &mut pending.reply => r.map_err(|_| ServiceError::TransportClosed),
+                r = &mut pending.reply => r.map(Some).map_err(|_| ServiceError::TransportClosed),
                 _ = cancelled => {
                     let reason = "cancelled by the caller";
                     let _ = writer.send_line(crate::raw::cancel_line(id, reason)).await;
@@ -494,7 +551,12 @@ impl ServiceHandle {
             }
         };
         let result = match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r,
+            Ok(Ok(None)) => {
+                pending.connection_ended();
+                return Err(self.ended("its connection ended before the call went out"));
+            }
+            Ok(Ok(Some(r))) => Ok(r),
+            Ok(Err(e)) => Err(e),
             Err(_) => {
                 let cancel = crate::raw::cancel_line(id, "timed out");
                 let grace = mcpvisor_model::defaults::CANCEL_GRACE;

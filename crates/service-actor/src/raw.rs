@@ -36,6 +36,9 @@ struct State {
     /// The live connection's number and writer.
     generation: u64,
     writer: Option<LineWriter<ChildStdin>>,
+    /// The last stdio connection has ended and none has been made since: a call now would
+    /// have gone to it (not to a remote server the typed way).
+    ended: bool,
     next: u64,
     /// Calls waiting for their answer: id → (connection, where the answer goes).
     pending: HashMap<u64, (u64, oneshot::Sender<Reply>)>,
@@ -64,8 +67,21 @@ impl std::fmt::Debug for RawCalls {
 pub(crate) struct Pending {
     calls: RawCalls,
     pub(crate) id: u64,
+    generation: u64,
     pub(crate) writer: LineWriter<ChildStdin>,
     pub(crate) reply: oneshot::Receiver<Reply>,
+}
+
+impl Pending {
+    /// Its connection could not be written to: it has ended (before its transport has read
+    /// the end), and no call goes to it any more.
+    pub(crate) fn connection_ended(&self) {
+        let mut s = self.calls.lock();
+        if s.generation == self.generation {
+            s.writer = None;
+            s.ended = true;
+        }
+    }
 }
 
 impl Drop for Pending {
@@ -87,28 +103,42 @@ impl RawCalls {
         let mut s = self.lock();
         s.generation += 1;
         s.writer = Some(writer);
+        s.ended = false;
         Arc::new(Link {
             calls: self.clone(),
             generation: s.generation,
         })
     }
 
-    /// A new call on the live stdio connection; `None` when there is none (a remote server,
-    /// or between connections).
-    pub(crate) fn begin(&self) -> Option<Pending> {
+    /// Whether the last stdio connection has ended with none made since.
+    pub(crate) fn ended(&self) -> bool {
+        self.lock().ended
+    }
+
+    /// A connection was made (of any kind): calls go to it.
+    pub(crate) fn connected(&self) {
+        self.lock().ended = false;
+    }
+
+    /// A new call on the live stdio connection; `Ok(None)` when there is none because the
+    /// server is remote, `Err(())` when the stdio connection has just ended.
+    pub(crate) fn begin(&self) -> Result<Option<Pending>, ()> {
         let mut s = self.lock();
-        let writer = s.writer.clone()?;
+        let Some(writer) = s.writer.clone() else {
+            return if s.ended { Err(()) } else { Ok(None) };
+        };
         s.next += 1;
         let (id, generation) = (s.next, s.generation);
         let (tx, reply) = oneshot::channel();
         s.pending.insert(id, (generation, tx));
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        Some(Pending {
+        Ok(Some(Pending {
             calls: self.clone(),
             id,
+            generation,
             writer,
             reply,
-        })
+        }))
     }
 }
 
@@ -173,6 +203,7 @@ impl LineTap for Link {
         let mut s = self.calls.lock();
         if s.generation == self.generation {
             s.writer = None;
+            s.ended = true;
         }
         let before = s.pending.len();
         let generation = self.generation;
@@ -278,12 +309,16 @@ mod tests {
             .unwrap();
         let stdin = child.stdin.take().unwrap();
         let lean = crate::stdio::LeanStdio::new("t", tokio::io::empty(), stdin);
+        assert!(
+            matches!(calls.begin(), Ok(None)),
+            "never connected: a remote server's call"
+        );
         let tap = calls.attach(lean.writer());
         let lean = lean.with_tap(tap.clone());
         // Nothing waiting: nothing is taken, not even a line with our id.
         assert!(!tap.claim(br#"{"jsonrpc":"2.0","id":"mcpvisor-1","result":{}}"#));
-        let mut first = calls.begin().unwrap();
-        let second = calls.begin().unwrap();
+        let mut first = calls.begin().unwrap().unwrap();
+        let second = calls.begin().unwrap().unwrap();
         assert_eq!((first.id, second.id), (1, 2));
         // rmcp's own answers, notifications and the server's requests pass.
         assert!(!tap.claim(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
@@ -302,7 +337,15 @@ mod tests {
         drop(lean);
         let mut second = second;
         assert!(second.reply.try_recv().is_err());
-        assert!(calls.begin().is_none(), "no connection, no relayed call");
+        assert!(
+            calls.begin().is_err(),
+            "the connection has just ended: no call"
+        );
+        calls.connected();
+        assert!(
+            matches!(calls.begin(), Ok(None)),
+            "connected again (remotely): the typed way"
+        );
         drop(second);
         assert_eq!(calls.waiting.load(Ordering::Relaxed), 0);
         let _ = child.kill().await;

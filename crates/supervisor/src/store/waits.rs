@@ -50,6 +50,27 @@ impl Store {
         }
     }
 
+    /// Waits until service `name` would take a call now: up, on a connection that has not
+    /// ended. Unlike [`wait_for`](Self::wait_for) this watches the service itself, so it
+    /// does not return for the connection that has just ended while the state still reads
+    /// `healthy` (the instant after a server dies, before its supervisor has heard); on
+    /// timeout it says the state then.
+    pub async fn wait_callable(&self, name: &str, timeout: Duration) -> Result<(), StoreError> {
+        let id = self.id(name)?;
+        let Some(handle) = self.inner.shared.handle(&id) else {
+            return Err(StoreError::Lookup(LookupError::UnknownService {
+                name: name.to_owned(),
+                suggestions: Vec::new(),
+            }));
+        };
+        handle
+            .wait_callable(timeout)
+            .await
+            .map_err(|now| StoreError::WaitTimeout {
+                waiting: vec![(name.to_owned(), now)],
+            })
+    }
+
     /// Waits until every service of `names` (all of this scope's when `None`) has a known
     /// outcome: up, failed at least once (`reconnecting`, `unreachable`, `failed`), not asked
     /// to run, or held back by a dependency that settled without coming up — at most
