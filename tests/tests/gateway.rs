@@ -429,8 +429,7 @@ async fn cancelling_a_call_cancels_it_upstream(over: Over) {
         l.contains("tools/call") && l.contains("sleep")
     })
     .await;
-    let relayed = u64::from(matches!(over, Over::Stream));
-    assert_eq!(gateway.relayed_calls(), relayed, "{over:?}");
+    assert_eq!(gateway.relayed_calls(), 1, "{over:?}");
     handle.cancel(Some("changed my mind".into())).await.unwrap();
     // The server hears of it: its sleep ends early.
     logged(&store, "a", "the server saw the cancellation", |l| {
@@ -443,6 +442,35 @@ async fn cancelling_a_call_cancels_it_upstream(over: Over) {
         "after"
     );
     client.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+/// A client that closes its HTTP session with a call running (rmcp's client drops the call's
+/// response stream, then deletes the session): the call is cancelled at the server.
+#[tokio::test]
+async fn closing_an_http_session_cancels_its_calls_upstream() {
+    let (store, gateway, base, cancel) = fleet(&[]).await;
+    let (tx, _changed) = mpsc::unbounded_channel();
+    let client = attach(Client { changed: tx }, Over::Http, &gateway, &base).await;
+    let peer = client.peer().clone();
+    let sleeping = tokio::spawn(async move {
+        let p = CallToolRequestParams::new("a__sleep")
+            .with_arguments(json!({"ms": 30_000}).as_object().cloned().unwrap());
+        peer.call_tool(p).await
+    });
+    logged(&store, "a", "the sleep reached the server", |l| {
+        l.contains("tools/call") && l.contains("sleep")
+    })
+    .await;
+    assert_eq!(gateway.relayed_calls(), 1);
+    // Closing the client ends its session (DELETE).
+    client.cancel().await.unwrap();
+    logged(&store, "a", "the server saw the cancellation", |l| {
+        l.contains("sleep cancelled by the client")
+    })
+    .await;
+    assert!(deadline(LONG, "the call ends", sleeping).await.is_ok());
     cancel.cancel();
     store.shutdown().await;
 }
@@ -476,12 +504,18 @@ async fn a_byte_stream_call_is_relayed_as_json_and_answered_like_over_http() {
         relayed.as_str().is_some_and(|s| s.starts_with("mcpvisor-")),
         "a relayed call carries the gateway's id: {relayed}"
     );
-    // A session over HTTP (through rmcp) sends the call to a stdio server as JSON too.
+    // A session over HTTP is answered without rmcp's session machinery, relayed the same way.
     let other = id(call(&http, "a__chaos", json!({"action": "request_id"})).await);
     assert!(
         other.as_str().is_some_and(|s| s.starts_with("mcpvisor-")) && other != relayed,
         "{other}"
     );
+    assert_eq!(
+        gateway.relayed_calls(),
+        2,
+        "the HTTP session's call is relayed"
+    );
+    // Each answer is the one rmcp's typed model gives (the Store's own call).
     for (tool, args) in [
         ("a__echo", json!({"text": "same \"quoted\" ünïcode"})),
         ("b__add", json!({"a": 2, "b": 40.5})),
@@ -489,7 +523,13 @@ async fn a_byte_stream_call_is_relayed_as_json_and_answered_like_over_http() {
         ("a__echo", json!({"wrong": 1})),
     ] {
         let over_stream = call(&stream, tool, args.clone()).await;
-        assert_eq!(over_stream, call(&http, tool, args).await, "{tool}");
+        assert_eq!(over_stream, call(&http, tool, args.clone()).await, "{tool}");
+        let typed = store
+            .call_tool(tool, args.as_object().cloned(), None)
+            .await
+            .unwrap();
+        let typed: CallToolResult = serde_json::from_value(typed.result).unwrap();
+        assert_eq!(over_stream, typed, "{tool}");
     }
     // Many at once, each answer to its own call.
     let calls: Vec<_> = (0..32)
@@ -510,8 +550,8 @@ async fn a_byte_stream_call_is_relayed_as_json_and_answered_like_over_http() {
         let (i, r) = c.await.unwrap();
         assert_eq!(text(&r), format!("n{i}"));
     }
-    // Every call over the stream was relayed; none over HTTP.
-    assert_eq!(gateway.relayed_calls(), 1 + 4 + 32);
+    // Every call was relayed.
+    assert_eq!(gateway.relayed_calls(), 2 + 4 * 2 + 32);
     stream.cancel().await.unwrap();
     http.cancel().await.unwrap();
     cancel.cancel();
@@ -755,8 +795,7 @@ async fn progress_reaches_the_calling_client(over: Over) {
         .unwrap();
     let token = handle.progress_token.clone();
     let answer = handle.await_response().await.unwrap();
-    let relayed = u64::from(matches!(over, Over::Stream));
-    assert_eq!(gateway.relayed_calls(), relayed, "{over:?}");
+    assert_eq!(gateway.relayed_calls(), 1, "{over:?}");
     assert!(format!("{answer:?}").contains("slept 150"), "{answer:?}");
     // All three, in order, with the client's token. (The gateway writes them before the
     // answer; rmcp's client hands each notification to its own task, so here they may land

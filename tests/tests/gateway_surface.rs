@@ -74,7 +74,7 @@ async fn next_told(
 /// a loopback port: the Store, the gateway's `/mcp` URL and what stops the gateway.
 async fn everything_behind_a_gateway(
     options: StoreOptions,
-) -> (Store, String, tokio_util::sync::CancellationToken) {
+) -> (Store, String, tokio_util::sync::CancellationToken, Gateway) {
     everything_named_behind_a_gateway("ev", options).await
 }
 
@@ -82,7 +82,7 @@ async fn everything_behind_a_gateway(
 async fn everything_named_behind_a_gateway(
     name: &str,
     options: StoreOptions,
-) -> (Store, String, tokio_util::sync::CancellationToken) {
+) -> (Store, String, tokio_util::sync::CancellationToken, Gateway) {
     mcpvisor_service_actor::install_default_tls_provider();
     let store = Store::open(options).await.unwrap();
     store
@@ -101,13 +101,14 @@ async fn everything_named_behind_a_gateway(
     let addr = listener.local_addr().unwrap();
     let options = HttpOptions::new(addr);
     let cancel = options.cancel.clone();
-    tokio::spawn(async move { gateway.serve_http(listener, options).await });
-    (store, format!("http://{addr}/mcp"), cancel)
+    let g = gateway.clone();
+    tokio::spawn(async move { g.serve_http(listener, options).await });
+    (store, format!("http://{addr}/mcp"), cancel, gateway)
 }
 
 #[tokio::test]
 async fn an_http_client_gets_resources_prompts_completions_updates_and_logs_through_the_gateway() {
-    let (store, url, cancel) = everything_behind_a_gateway(StoreOptions::new()).await;
+    let (store, url, cancel, _) = everything_behind_a_gateway(StoreOptions::new()).await;
 
     let (tx, mut told) = mpsc::unbounded_channel();
     let client: RunningService<RoleClient, Client> = Client { told: tx }
@@ -272,7 +273,7 @@ fn result_text(r: &rmcp::model::CallToolResult) -> String {
 
 #[tokio::test]
 async fn servers_requests_go_to_the_calling_client_only_if_it_declared_the_capability() {
-    let (store, url, cancel) =
+    let (store, url, cancel, gateway) =
         everything_behind_a_gateway(StoreOptions::new().relay_server_requests()).await;
     let able = Answering { answers: true }
         .serve(StreamableHttpClientTransport::from_uri(url.clone()))
@@ -331,6 +332,9 @@ async fn servers_requests_go_to_the_calling_client_only_if_it_declared_the_capab
         .await
         .unwrap();
     assert!(result_text(&got).contains("file:///client-root"), "{got:?}");
+    // Each of those calls was answered without rmcp's session machinery: the server's
+    // requests reach the calling client all the same.
+    assert_eq!(gateway.relayed_calls(), 4);
 
     able.cancel().await.unwrap();
     unable.cancel().await.unwrap();
@@ -341,7 +345,7 @@ async fn servers_requests_go_to_the_calling_client_only_if_it_declared_the_capab
 #[tokio::test]
 async fn prompt_names_keep_within_the_clients_budget_and_still_resolve() {
     let service = "a-rather-long-service-name-for-the-budget";
-    let (store, url, cancel) =
+    let (store, url, cancel, _) =
         everything_named_behind_a_gateway(service, StoreOptions::new()).await;
     let client = ().serve(StreamableHttpClientTransport::from_uri(url)).await.unwrap();
     let prompts = client.peer().list_all_prompts().await.unwrap();
@@ -369,7 +373,7 @@ async fn prompt_names_keep_within_the_clients_budget_and_still_resolve() {
 
 #[tokio::test]
 async fn one_clients_unsubscribe_leaves_another_clients_subscription_to_the_same_resource() {
-    let (store, url, cancel) = everything_behind_a_gateway(StoreOptions::new()).await;
+    let (store, url, cancel, _) = everything_behind_a_gateway(StoreOptions::new()).await;
     let connect = |url: String| async move {
         let (tx, rx) = mpsc::unbounded_channel();
         let c: RunningService<RoleClient, Client> = Client { told: tx }

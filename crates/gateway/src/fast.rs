@@ -26,7 +26,7 @@ use rmcp::ErrorData as McpError;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -98,14 +98,14 @@ struct CancelParams<'a> {
 }
 
 /// A relayed call's parts, owned.
-struct Call {
-    serial: u64,
-    id: Box<RawValue>,
-    routed: Routed,
-    arguments: Option<Box<RawValue>>,
-    token: Option<ProgressToken>,
-    cancel: CancellationToken,
-    _slot: OwnedSemaphorePermit,
+pub(crate) struct Call {
+    pub(crate) serial: u64,
+    pub(crate) id: Box<RawValue>,
+    pub(crate) routed: Routed,
+    pub(crate) arguments: Option<Box<RawValue>>,
+    pub(crate) token: Option<ProgressToken>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) _slot: OwnedSemaphorePermit,
 }
 
 /// The [`LineTap`] of a session's transport.
@@ -286,70 +286,26 @@ impl Relay {
         }
     }
 
+    /// [`answer`], the server's progress written to the client meanwhile, and all of it
+    /// before the answer.
     async fn answer(&self, call: &Call, peer: Peer<RoleServer>) -> Result<Answer, McpError> {
-        let store = self
-            .core
-            .scoped(&self.endpoint)
-            .map_err(|e| McpError::internal_error(e.to_string(), None))?;
-        let service = call.routed.service.name.to_string();
-        let (progress, mut updates) = match call.token {
-            Some(_) => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
+        let Some(_) = &call.token else {
+            return answer(&self.core, &self.endpoint, call, peer, None).await;
         };
-        let control = CallControl {
-            cancel: Some(call.cancel.clone()),
-            progress,
-        };
-        // While it runs, the server's own requests (sampling, elicitation, roots) come to
-        // this client.
-        let _caller = self.core.callers.enter(call.routed.service.clone(), peer);
-        let arguments = call.arguments.as_deref();
-        let make = || store.call_tool_raw(&call.routed.name, arguments, None, &control);
-        let mut outcome = self.forwarding(make(), &mut updates, call).await;
-        if let Err(StoreError::Call(CallError::NotUp { state, .. })) = &outcome {
-            // Not made: safe to make once the service is back (within the hold).
-            match hold(&self.core, &store, &service, *state, &call.cancel).await? {
-                Some(refusal) => return Ok(Answer::Typed(refusal)),
-                None => outcome = self.forwarding(make(), &mut updates, call).await,
-            }
-        }
-        drop(control);
-        // Every progress notification goes out before the result.
-        if let Some(rx) = &mut updates {
-            while let Ok(p) = rx.try_recv() {
-                self.progress(call, p).await;
-            }
-        }
-        match outcome {
-            Ok(raw) => Ok(Answer::Raw(raw)),
-            Err(e) => call_failure(&service, e).map(Answer::Typed),
-        }
-    }
-
-    /// Awaits `call`, sending the client its progress meanwhile.
-    async fn forwarding<F, T>(
-        &self,
-        made: F,
-        updates: &mut Option<UnboundedReceiver<CallProgress>>,
-        call: &Call,
-    ) -> T
-    where
-        F: std::future::Future<Output = T>,
-    {
-        let Some(rx) = updates else {
-            return made.await;
-        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let made = answer(&self.core, &self.endpoint, call, peer, Some(tx));
         tokio::pin!(made);
-        loop {
+        let answered = loop {
             tokio::select! {
                 biased;
                 Some(p) = rx.recv() => self.progress(call, p).await,
-                r = &mut made => return r,
+                r = &mut made => break r,
             }
+        };
+        while let Ok(p) = rx.try_recv() {
+            self.progress(call, p).await;
         }
+        answered
     }
 
     /// A server's progress on `call`, to the client under the client's token.
@@ -368,8 +324,45 @@ impl Relay {
     }
 }
 
+/// Makes a relayed `call` for a client (`peer`) of `endpoint`: the server's result as it
+/// came, or what the client is answered instead. The server's progress on it goes to
+/// `progress` (the caller's to pass on under the client's token).
+pub(crate) async fn answer(
+    core: &Core,
+    endpoint: &Endpoint,
+    call: &Call,
+    peer: Peer<RoleServer>,
+    progress: Option<UnboundedSender<CallProgress>>,
+) -> Result<Answer, McpError> {
+    let store = core
+        .scoped(endpoint)
+        .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+    let service = call.routed.service.name.to_string();
+    let control = CallControl {
+        cancel: Some(call.cancel.clone()),
+        progress,
+    };
+    // While it runs, the server's own requests (sampling, elicitation, roots) come to this
+    // client.
+    let _caller = core.callers.enter(call.routed.service.clone(), peer);
+    let arguments = call.arguments.as_deref();
+    let make = || store.call_tool_raw(&call.routed.name, arguments, None, &control);
+    let mut outcome = make().await;
+    if let Err(StoreError::Call(CallError::NotUp { state, .. })) = &outcome {
+        // Not made: safe to make once the service is back (within the hold).
+        match hold(core, &store, &service, *state, &call.cancel).await? {
+            Some(refusal) => return Ok(Answer::Typed(refusal)),
+            None => outcome = make().await,
+        }
+    }
+    match outcome {
+        Ok(raw) => Ok(Answer::Raw(raw)),
+        Err(e) => call_failure(&service, e).map(Answer::Typed),
+    }
+}
+
 /// What a relayed call answers.
-enum Answer {
+pub(crate) enum Answer {
     /// The server's result, as it came.
     Raw(Box<RawValue>),
     /// Ours (a failure, or a refusal after the hold).

@@ -31,6 +31,9 @@ pub struct Session {
     /// A byte-stream session's relay of calls as JSON (`crate::fast`), told when the client
     /// is initialized.
     pub(crate) relay: Option<Arc<crate::fast::Relay>>,
+    /// An HTTP session's calls answered without rmcp's session machinery
+    /// (`crate::fast_http`), told when the client is initialized.
+    pub(crate) http_calls: Option<Arc<crate::fast_http::HttpCalls>>,
 }
 
 impl Session {
@@ -41,6 +44,7 @@ impl Session {
             in_flight: Arc::new(Semaphore::new(crate::MAX_CALLS_IN_FLIGHT)),
             log_level: Arc::default(),
             relay: None,
+            http_calls: None,
         }
     }
 }
@@ -175,11 +179,22 @@ impl ServerHandler for Session {
     ) -> Result<rmcp::model::InitializeResult, McpError> {
         context.peer.set_peer_info(request.clone());
         let result = self.negotiate_initialize(&request)?;
+        // Before the answer goes out (no request of the client's can come before it): calls
+        // are relayed from the first, against the endpoint's view cached now.
         if let Some(relay) = &self.relay {
-            // Before the answer goes out (no request of the client's can come before it):
-            // calls are relayed from the first, against the endpoint's view cached now.
             let _ = self.core.cached_view(&self.endpoint).await;
             relay.initialized(context.peer, &result.protocol_version);
+        } else if let (Some(calls), Some(key)) = (
+            &self.http_calls,
+            context.extensions.get::<crate::fast_http::SessionKey>(),
+        ) {
+            let _ = self.core.cached_view(&self.endpoint).await;
+            calls.initialized(
+                key.0.clone(),
+                context.peer,
+                self.in_flight.clone(),
+                &result.protocol_version,
+            );
         }
         Ok(result)
     }

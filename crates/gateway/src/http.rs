@@ -60,9 +60,15 @@ struct Routes {
 
 fn service(core: &Arc<Core>, endpoint: Endpoint, config: &StreamableHttpServerConfig) -> Service {
     let core = core.clone();
+    let calls = crate::fast_http::HttpCalls::new(core.clone(), endpoint.clone());
+    let sessions = Arc::new(Sessions::new(crate::MAX_SESSIONS, calls.clone()));
     StreamableHttpService::new(
-        move || Ok(Session::new(core.clone(), endpoint.clone())),
-        Arc::new(Sessions::new(crate::MAX_SESSIONS)),
+        move || {
+            let mut session = Session::new(core.clone(), endpoint.clone());
+            session.http_calls = Some(calls.clone());
+            Ok(session)
+        },
+        sessions,
         config.clone(),
     )
 }

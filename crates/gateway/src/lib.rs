@@ -14,6 +14,7 @@
 
 mod core;
 mod fast;
+mod fast_http;
 mod handler;
 mod http;
 pub mod names;

@@ -13,6 +13,8 @@ use rmcp::transport::streamable_http_server::session::{
 };
 use rmcp::transport::WorkerTransport;
 
+use crate::fast_http::{HttpCalls, SessionKey};
+
 /// Why a session could not be served.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionsError {
@@ -24,18 +26,21 @@ pub enum SessionsError {
     Local(#[from] LocalSessionManagerError),
 }
 
-/// rmcp's [`LocalSessionManager`] with long random ids and a session bound.
+/// rmcp's [`LocalSessionManager`] with long random ids and a session bound; the tool calls
+/// it can route at once are answered by [`HttpCalls`] instead of the session's serve loop.
 pub struct Sessions {
     inner: LocalSessionManager,
     max: usize,
+    calls: Arc<HttpCalls>,
 }
 
 impl Sessions {
     /// At most `max` live sessions.
-    pub fn new(max: usize) -> Sessions {
+    pub(crate) fn new(max: usize, calls: Arc<HttpCalls>) -> Sessions {
         Sessions {
             inner: LocalSessionManager::default(),
             max,
+            calls,
         }
     }
 }
@@ -67,8 +72,13 @@ impl SessionManager for Sessions {
     async fn initialize_session(
         &self,
         id: &SessionId,
-        message: ClientJsonRpcMessage,
+        mut message: ClientJsonRpcMessage,
     ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        // The session's handler learns which session it is (for `HttpCalls`).
+        if let ClientJsonRpcMessage::Request(r) = &mut message {
+            use rmcp::model::GetExtensions;
+            r.request.extensions_mut().insert(SessionKey(id.clone()));
+        }
         Ok(self.inner.initialize_session(id, message).await?)
     }
 
@@ -77,6 +87,7 @@ impl SessionManager for Sessions {
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.calls.closed(id);
         Ok(self.inner.close_session(id).await?)
     }
 
@@ -85,7 +96,12 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(self.inner.create_stream(id, message).await?)
+        if let Some(answering) = self.calls.take(id, &message) {
+            return Ok(futures::future::Either::Left(answering));
+        }
+        Ok(futures::future::Either::Right(
+            self.inner.create_stream(id, message).await?,
+        ))
     }
 
     async fn accept_message(
@@ -93,6 +109,7 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
+        self.calls.cancel(id, &message);
         Ok(self.inner.accept_message(id, message).await?)
     }
 

@@ -535,6 +535,7 @@ impl ServiceHandle {
                 // Nothing of it reached a server that read it: not sent.
                 return Ok(None);
             }
+            pending.outstanding = true;
             let cancelled = async {
                 match &control.cancel {
                     Some(c) => c.cancelled().await,
@@ -564,6 +565,8 @@ impl ServiceHandle {
                 Err(ServiceError::Timeout { timeout })
             }
         };
+        // Answered, or the server told it is cancelled (not by `pending`'s drop).
+        pending.outstanding = false;
         let outcome = match result {
             Ok(crate::raw::Reply::Result(r)) => Ok(r),
             Ok(crate::raw::Reply::Error(e)) => {

@@ -70,6 +70,9 @@ pub(crate) struct Pending {
     generation: u64,
     pub(crate) writer: LineWriter<ChildStdin>,
     pub(crate) reply: oneshot::Receiver<Reply>,
+    /// Sent, and neither answered nor cancelled yet: dropped so (its caller went away — an
+    /// HTTP client closing its connection mid-call), the server is told it is cancelled.
+    pub(crate) outstanding: bool,
 }
 
 impl Pending {
@@ -86,6 +89,16 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
+        if self.outstanding {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let writer = self.writer.clone();
+                let line = cancel_line(self.id, "the caller went away");
+                let grace = mcpvisor_model::defaults::CANCEL_GRACE;
+                runtime.spawn(async move {
+                    let _ = tokio::time::timeout(grace, writer.send_line(line)).await;
+                });
+            }
+        }
         let mut s = self.calls.lock();
         if s.pending.remove(&self.id).is_some() {
             self.calls.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -138,6 +151,7 @@ impl RawCalls {
             generation,
             writer,
             reply,
+            outstanding: false,
         }))
     }
 }
