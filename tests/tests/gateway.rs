@@ -691,18 +691,27 @@ async fn a_relayed_call_whose_server_dies_fails_clearly_and_is_not_retried() {
         "{said}"
     );
     // Back on a new process (the old one's state may still read healthy for an instant).
-    let restarted = mcpvisor_tests::eventually(LONG, || async {
-        store.get_service_info("a").await.is_ok_and(|v| {
-            v.state == mcpvisor_model::ServiceState::Healthy && v.pid.is_some_and(|p| p != pid)
-        })
-    })
-    .await;
-    assert!(restarted, "a is back on a new process");
+    back_on_a_new_process(&store, "a", pid).await;
     let again = call(&client, "a__echo", json!({"text": "back"})).await;
     assert_eq!(text(&again), "back");
     client.cancel().await.unwrap();
     cancel.cancel();
     store.shutdown().await;
+}
+
+/// Waits until `service` is healthy on a process other than `old`; its pid.
+async fn back_on_a_new_process(store: &Store, service: &str, old: u32) -> u32 {
+    let end = Instant::now() + LONG;
+    loop {
+        let info = store.get_service_info(service).await.unwrap();
+        if let (mcpvisor_model::ServiceState::Healthy, Some(pid)) = (info.state, info.pid) {
+            if pid != old {
+                return pid;
+            }
+        }
+        assert!(Instant::now() < end, "{service} is back on a new process");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test]
@@ -740,15 +749,7 @@ async fn a_call_made_the_instant_its_server_died_is_held_and_answered(over: Over
         let said = format!("round {round}");
         let out = call(&client, "a__echo", json!({ "text": said })).await;
         assert_eq!(text(&out), said, "{over:?}: {out:?}");
-        let old = pid;
-        let restarted = mcpvisor_tests::eventually(LONG, || async {
-            store.get_service_info("a").await.is_ok_and(|v| {
-                v.state == mcpvisor_model::ServiceState::Healthy && v.pid.is_some_and(|p| p != old)
-            })
-        })
-        .await;
-        assert!(restarted, "a is back on a new process");
-        pid = store.get_service_info("a").await.unwrap().pid.unwrap();
+        pid = back_on_a_new_process(&store, "a", pid).await;
     }
     client.cancel().await.unwrap();
     cancel.cancel();

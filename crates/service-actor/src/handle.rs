@@ -349,6 +349,16 @@ impl ServiceHandle {
     /// A call not sent because the live connection has ended (`detail`): the actor is told at
     /// once, and the service is coming back (or will say it is not).
     fn ended(&self, detail: &str) -> CallError {
+        self.report_lost(detail);
+        CallError::NotUp {
+            service: self.shared.name.clone(),
+            state: ServiceState::Reconnecting,
+            reason: format!("{detail}; the call was not sent"),
+        }
+    }
+
+    /// Tells the live connection's actor its connection is lost (`detail`).
+    fn report_lost(&self, detail: &str) {
         let hook = self
             .shared
             .on_lost
@@ -358,11 +368,6 @@ impl ServiceHandle {
             .clone();
         if let Some(hook) = hook {
             hook(detail.to_owned());
-        }
-        CallError::NotUp {
-            service: self.shared.name.clone(),
-            state: ServiceState::Reconnecting,
-            reason: format!("{detail}; the call was not sent"),
         }
     }
 
@@ -644,16 +649,7 @@ impl ServiceHandle {
                     other,
                     ServiceError::TransportClosed | ServiceError::TransportSend(_)
                 ) {
-                    let hook = self
-                        .shared
-                        .on_lost
-                        .0
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone();
-                    if let Some(hook) = hook {
-                        hook(message.clone());
-                    }
+                    self.report_lost(&message);
                 }
                 CallError::Transport {
                     service,
