@@ -475,6 +475,62 @@ async fn closing_an_http_session_cancels_its_calls_upstream() {
     store.shutdown().await;
 }
 
+/// A client whose connection drops mid-call has not cancelled it (the streamable HTTP
+/// transport: disconnection is not cancellation): the server runs it to the end.
+#[tokio::test]
+async fn an_http_call_whose_connection_drops_runs_on_at_the_server() {
+    let (store, gateway, base, cancel) = fleet(&[]).await;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/mcp");
+    let post = |body: Value, session: Option<&str>| {
+        let mut r = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(s) = session {
+            r = r
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-06-18");
+        }
+        r.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "dropper", "version": "1"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let session = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    assert!(init.text().await.unwrap().contains("serverInfo"));
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert!(post(note, Some(&session)).await.unwrap().status().is_success());
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "a__sleep", "arguments": {"ms": 400}}});
+    let response = post(call, Some(&session)).await.unwrap();
+    logged(&store, "a", "the sleep reached the server", |l| {
+        l.contains("tools/call") && l.contains("sleep")
+    })
+    .await;
+    assert_eq!(gateway.relayed_calls(), 1);
+    // The client goes away before the answer.
+    drop(response);
+    drop(http);
+    logged(&store, "a", "the sleep ran to its end", |l| {
+        l.contains("slept 400 ms to the end")
+    })
+    .await;
+    let said = store.service_logs("a", 200).unwrap_or_default();
+    assert!(
+        !said.iter().any(|l| l.contains("sleep cancelled")),
+        "{said:?}"
+    );
+    cancel.cancel();
+    store.shutdown().await;
+}
+
 /// Over a byte stream a call goes to the server as the JSON it came in (under the gateway's
 /// own id, which the server reports), and every answer is the one a session gets over HTTP
 /// through rmcp: results and tool errors.

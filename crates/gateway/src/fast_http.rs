@@ -16,7 +16,6 @@
 //! the answer, and the same answers for every failure.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,14 +24,15 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use mcpvisor_supervisor::CallProgress;
 use rmcp::model::{
-    CancelledNotification, ClientJsonRpcMessage, ClientNotification, ClientRequest, CustomResult,
-    ProgressNotification, ProgressNotificationParam, ProgressToken, ProtocolVersion, RequestId,
-    ServerJsonRpcMessage, ServerNotification, ServerResult,
+    CancelledNotification, CancelledNotificationParam, ClientJsonRpcMessage, ClientNotification,
+    ClientRequest, CustomResult, ProgressNotification, ProgressNotificationParam, ProgressToken,
+    ProtocolVersion, RequestId, ServerJsonRpcMessage, ServerNotification, ServerResult,
 };
 use rmcp::service::{Peer, RoleServer};
 use rmcp::transport::common::server_side_http::ServerSseMessage;
-use rmcp::transport::streamable_http_server::session::SessionId;
-use tokio::sync::mpsc::UnboundedReceiver;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::{SessionId, SessionManager};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +50,10 @@ pub(crate) struct HttpCalls {
     endpoint: Endpoint,
     clients: Mutex<HashMap<SessionId, Arc<Client>>>,
     next: AtomicU64,
+    /// rmcp's session manager, told of sessions in use (`touch`).
+    manager: std::sync::OnceLock<Arc<LocalSessionManager>>,
+    /// What `Client::touched` counts from.
+    base: std::time::Instant,
 }
 
 /// An initialized session's client.
@@ -60,6 +64,9 @@ struct Client {
     /// Calls answered here and in flight: the client's id → the call's number and what
     /// cancels it.
     calls: Mutex<HashMap<RequestId, (u64, CancellationToken)>>,
+    /// When rmcp's session worker was last shown the session is in use (seconds from
+    /// `HttpCalls::base`).
+    touched: AtomicU64,
 }
 
 impl Client {
@@ -77,7 +84,14 @@ impl HttpCalls {
             endpoint,
             clients: Mutex::default(),
             next: AtomicU64::new(0),
+            manager: std::sync::OnceLock::new(),
+            base: std::time::Instant::now(),
         })
+    }
+
+    /// The session manager whose sessions these are.
+    pub(crate) fn attach(&self, manager: Arc<LocalSessionManager>) {
+        let _ = self.manager.set(manager);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<Client>>> {
@@ -99,6 +113,7 @@ impl HttpCalls {
                 peer,
                 in_flight,
                 calls: Mutex::default(),
+                touched: AtomicU64::new(self.base.elapsed().as_secs()),
             };
             let mut clients = self.lock();
             // Sessions that ended without being closed (expired, their loop gone) go.
@@ -156,8 +171,13 @@ impl HttpCalls {
         if params.input_responses.is_some() || params.request_state.is_some() {
             return None;
         }
-        // `_meta` is kept in the request's extensions (as rmcp reads it).
-        let token = rmcp::model::GetMeta::get_meta(&request.request).get_progress_token();
+        // `_meta` is kept in the request's extensions (as rmcp reads it). A request naming its
+        // own protocol version is rmcp's to check.
+        let meta = rmcp::model::GetMeta::get_meta(&request.request);
+        if meta.protocol_version().is_some() {
+            return None;
+        }
+        let token = meta.get_progress_token();
         let client = self.lock().get(id).cloned()?;
         if client.peer.is_transport_closed() {
             self.lock().remove(id);
@@ -187,82 +207,144 @@ impl HttpCalls {
             _slot: slot,
         };
         self.core.relayed.fetch_add(1, Ordering::Relaxed);
-        let calls = self.clone();
-        let (progress, updates) = match token {
-            Some(token) => {
+        // The call runs in a task of its own, not on the response stream: a client whose
+        // connection drops has not cancelled it (the transport spec: it may resume, or send
+        // `notifications/cancelled`), and its session's end still cancels it.
+        let (events, answering) = tokio::sync::mpsc::unbounded_channel();
+        self.touch(id, &client);
+        tokio::spawn(
+            self.clone()
+                .run(id.clone(), client, call, request_id, events),
+        );
+        Some(Answering(answering))
+    }
+
+    /// Makes `call` for session `id`'s `client` and sends its events: progress, then the
+    /// answer (none for a call the client cancelled).
+    async fn run(
+        self: Arc<Self>,
+        id: SessionId,
+        client: Arc<Client>,
+        call: Call,
+        request_id: RequestId,
+        events: UnboundedSender<ServerSseMessage>,
+    ) {
+        let (progress, mut updates) = match &call.token {
+            Some(_) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                (Some(tx), Some((rx, token)))
+                (Some(tx), Some(rx))
             }
             None => (None, None),
         };
-        let made = async move {
-            let outcome = answer(
-                &calls.core,
-                &calls.endpoint,
-                &call,
-                client.peer.clone(),
-                progress,
-            )
-            .await;
-            {
-                let mut mine = client.lock_calls();
-                if mine
-                    .get(&request_id)
-                    .is_some_and(|(n, _)| *n == call.serial)
-                {
-                    mine.remove(&request_id);
-                }
-            }
-            if outcome.is_err() && call.cancel.is_cancelled() {
-                // Cancelled by the client (or its session closed): not answered, as rmcp
-                // drops its handler's answer to a cancelled request.
-                return None;
-            }
-            let message = match outcome {
-                Ok(Answer::Raw(result)) => {
-                    match serde_json::from_str::<serde_json::Value>(result.get()) {
-                        Ok(v) => ServerJsonRpcMessage::response(
-                            ServerResult::CustomResult(CustomResult(v)),
-                            request_id,
-                        ),
-                        Err(e) => ServerJsonRpcMessage::error(
-                            rmcp::ErrorData::internal_error(
-                                format!("the server's answer is not JSON: {e}"),
-                                None,
-                            ),
-                            Some(request_id),
-                        ),
+        let made = answer(
+            &self.core,
+            &self.endpoint,
+            &call,
+            client.peer.clone(),
+            progress,
+        );
+        tokio::pin!(made);
+        let outcome = loop {
+            tokio::select! {
+                biased;
+                Some(p) = async { updates.as_mut()?.recv().await } => {
+                    if let Some(token) = &call.token {
+                        let _ = events.send(progress_event(token, p));
+                        self.touch(&id, &client);
                     }
                 }
-                Ok(Answer::Typed(mut result)) => {
-                    // A client before 2026-07-28 gets results without `resultType`.
-                    result.result_type = None;
-                    ServerJsonRpcMessage::response(ServerResult::CallToolResult(result), request_id)
-                }
-                Err(e) => ServerJsonRpcMessage::error(e, Some(request_id)),
-            };
-            Some(message)
+                r = &mut made => break r,
+            }
         };
-        Some(Answering {
-            made: Mutex::new(Box::pin(made)),
-            updates,
-            answer: None,
-        })
+        // Every progress notification goes out before the answer.
+        if let (Some(rx), Some(token)) = (&mut updates, &call.token) {
+            while let Ok(p) = rx.try_recv() {
+                let _ = events.send(progress_event(token, p));
+            }
+        }
+        {
+            let mut mine = client.lock_calls();
+            if mine
+                .get(&request_id)
+                .is_some_and(|(n, _)| *n == call.serial)
+            {
+                mine.remove(&request_id);
+            }
+        }
+        self.touch(&id, &client);
+        if outcome.is_err() && call.cancel.is_cancelled() {
+            // Cancelled by the client (or its session closed): not answered, as rmcp drops its
+            // handler's answer to a cancelled request.
+            return;
+        }
+        let message = match outcome {
+            Ok(Answer::Raw(result)) => {
+                match serde_json::from_str::<serde_json::Value>(result.get()) {
+                    Ok(v) => ServerJsonRpcMessage::response(
+                        ServerResult::CustomResult(CustomResult(v)),
+                        request_id,
+                    ),
+                    Err(e) => ServerJsonRpcMessage::error(
+                        rmcp::ErrorData::internal_error(
+                            format!("the server's answer is not JSON: {e}"),
+                            None,
+                        ),
+                        Some(request_id),
+                    ),
+                }
+            }
+            Ok(Answer::Typed(mut result)) => {
+                // A client before 2026-07-28 gets results without `resultType`.
+                result.result_type = None;
+                ServerJsonRpcMessage::response(ServerResult::CallToolResult(result), request_id)
+            }
+            Err(e) => ServerJsonRpcMessage::error(e, Some(request_id)),
+        };
+        let _ = events.send(ServerSseMessage::from_message(message));
+    }
+
+    /// Session `id` is in use: rmcp's session worker, which closes a session after
+    /// `keep_alive` (5 min) without an event and never sees the calls answered here, is sent
+    /// one (at most once a minute; a `notifications/cancelled` for no request, which the
+    /// session ignores).
+    fn touch(&self, id: &SessionId, client: &Client) {
+        let now = self.base.elapsed().as_secs();
+        let last = client.touched.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < TOUCH_EVERY_S
+            || client
+                .touched
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let Some(manager) = self.manager.get().cloned() else {
+            return;
+        };
+        let id = id.clone();
+        tokio::spawn(async move {
+            let nothing = CancelledNotificationParam::new(None, Some("mcpvisor: in use".into()));
+            let note = ClientJsonRpcMessage::notification(
+                ClientNotification::CancelledNotification(CancelledNotification::new(nothing)),
+            );
+            let _ = manager.accept_message(&id, note).await;
+        });
     }
 }
 
-/// A call's answer, made as it is polled.
-type Made = Pin<Box<dyn Future<Output = Option<ServerJsonRpcMessage>> + Send>>;
+/// How often a session in use is shown to rmcp's session worker, in seconds.
+const TOUCH_EVERY_S: u64 = 60;
 
 /// The response stream of a call answered here: the server's progress on it (under the
-/// client's token), then its answer — none for a call the client cancelled. (The mutexes only
-/// make it `Sync`, as rmcp's session manager asks; they are never locked: polls go through
-/// `get_mut`.)
-pub(crate) struct Answering {
-    made: Mutex<Made>,
-    updates: Option<(UnboundedReceiver<CallProgress>, ProgressToken)>,
-    /// Made, and held until every progress notification before it is out.
-    answer: Option<Mutex<Option<ServerJsonRpcMessage>>>,
+/// client's token), then its answer.
+pub(crate) struct Answering(UnboundedReceiver<ServerSseMessage>);
+
+impl Stream for Answering {
+    type Item = ServerSseMessage;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ServerSseMessage>> {
+        self.get_mut().0.poll_recv(cx)
+    }
 }
 
 fn progress_event(token: &ProgressToken, p: CallProgress) -> ServerSseMessage {
@@ -271,33 +353,4 @@ fn progress_event(token: &ProgressToken, p: CallProgress) -> ServerSseMessage {
     param.message = p.message;
     let note = ServerNotification::ProgressNotification(ProgressNotification::new(param));
     ServerSseMessage::from_message(ServerJsonRpcMessage::notification(note))
-}
-
-impl Stream for Answering {
-    type Item = ServerSseMessage;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ServerSseMessage>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(answer) = &mut this.answer {
-                if let Some((rx, token)) = &mut this.updates {
-                    if let Ok(p) = rx.try_recv() {
-                        return Poll::Ready(Some(progress_event(token, p)));
-                    }
-                }
-                let answer = answer.get_mut().unwrap_or_else(|p| p.into_inner()).take();
-                return Poll::Ready(answer.map(ServerSseMessage::from_message));
-            }
-            if let Some((rx, token)) = &mut this.updates {
-                if let Poll::Ready(Some(p)) = rx.poll_recv(cx) {
-                    return Poll::Ready(Some(progress_event(token, p)));
-                }
-            }
-            let made = this.made.get_mut().unwrap_or_else(|p| p.into_inner());
-            match made.as_mut().poll(cx) {
-                Poll::Ready(answer) => this.answer = Some(Mutex::new(answer)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    }
 }

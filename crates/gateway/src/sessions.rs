@@ -29,7 +29,7 @@ pub enum SessionsError {
 /// rmcp's [`LocalSessionManager`] with long random ids and a session bound; the tool calls
 /// it can route at once are answered by [`HttpCalls`] instead of the session's serve loop.
 pub struct Sessions {
-    inner: LocalSessionManager,
+    inner: Arc<LocalSessionManager>,
     max: usize,
     calls: Arc<HttpCalls>,
 }
@@ -37,11 +37,9 @@ pub struct Sessions {
 impl Sessions {
     /// At most `max` live sessions.
     pub(crate) fn new(max: usize, calls: Arc<HttpCalls>) -> Sessions {
-        Sessions {
-            inner: LocalSessionManager::default(),
-            max,
-            calls,
-        }
+        let inner = Arc::new(LocalSessionManager::default());
+        calls.attach(inner.clone());
+        Sessions { inner, max, calls }
     }
 }
 

@@ -334,7 +334,8 @@ impl ServiceHandle {
         let l = self.shared.live.read().unwrap_or_else(|p| p.into_inner());
         match (&l.peer, l.state.is_up()) {
             (Some(p), true) if !p.is_transport_closed() => Ok(p.clone()),
-            (Some(_), true) => {
+            // Ended, or let go by the actor an instant before its state says so.
+            (_, true) => {
                 drop(l);
                 Err(self.ended("its connection has just ended"))
             }
@@ -536,11 +537,14 @@ impl ServiceHandle {
         let line = crate::raw::request_line(id, tool, arguments, control.progress.is_some());
         let writer = pending.writer.clone();
         let exchange = async {
+            // Outstanding from before the write: a caller gone during it (the write finishes
+            // in a task of its own) still has the server told.
+            pending.outstanding = true;
             if writer.send_line(line).await.is_err() {
                 // Nothing of it reached a server that read it: not sent.
+                pending.outstanding = false;
                 return Ok(None);
             }
-            pending.outstanding = true;
             let cancelled = async {
                 match &control.cancel {
                     Some(c) => c.cancelled().await,

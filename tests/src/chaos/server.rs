@@ -316,6 +316,7 @@ impl ChaosServer {
                         return Err("cancelled".to_owned());
                     }
                 }
+                chaos_log!("slept {ms} ms to the end");
                 text(format!("slept {ms}"))
             }
             "fail" => {
