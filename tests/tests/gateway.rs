@@ -503,10 +503,17 @@ async fn an_http_call_whose_connection_drops_runs_on_at_the_server() {
     )
     .await
     .unwrap();
-    let session = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(init.text().await.unwrap().contains("serverInfo"));
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    assert!(post(note, Some(&session)).await.unwrap().status().is_success());
+    assert!(post(note, Some(&session))
+        .await
+        .unwrap()
+        .status()
+        .is_success());
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "a__sleep", "arguments": {"ms": 400}}});
     let response = post(call, Some(&session)).await.unwrap();

@@ -67,6 +67,9 @@ struct Client {
     /// When rmcp's session worker was last shown the session is in use (seconds from
     /// `HttpCalls::base`).
     touched: AtomicU64,
+    /// Cancelled when the session closes: every call's token is a child of it (so a call
+    /// starting as the session closes is cancelled too).
+    closed: CancellationToken,
 }
 
 impl Client {
@@ -114,10 +117,17 @@ impl HttpCalls {
                 in_flight,
                 calls: Mutex::default(),
                 touched: AtomicU64::new(self.base.elapsed().as_secs()),
+                closed: CancellationToken::new(),
             };
             let mut clients = self.lock();
             // Sessions that ended without being closed (expired, their loop gone) go.
-            clients.retain(|_, c| !c.peer.is_transport_closed());
+            clients.retain(|_, c| {
+                let live = !c.peer.is_transport_closed();
+                if !live {
+                    c.closed.cancel();
+                }
+                live
+            });
             clients.insert(id, Arc::new(client));
         }
     }
@@ -125,10 +135,9 @@ impl HttpCalls {
     /// Session `id` is closed: its calls here are cancelled (the servers are told), as rmcp
     /// does with a closed session's requests.
     pub(crate) fn closed(&self, id: &SessionId) {
-        if let Some(client) = self.lock().remove(id) {
-            for (_, token) in client.lock_calls().values() {
-                token.cancel();
-            }
+        let client = self.lock().remove(id);
+        if let Some(client) = client {
+            client.closed.cancel();
         }
     }
 
@@ -192,7 +201,7 @@ impl HttpCalls {
         let request_id = request.id.clone();
         let raw_id = serde_json::value::to_raw_value(&request_id).ok()?;
         let slot = client.in_flight.clone().try_acquire_owned().ok()?;
-        let cancel = CancellationToken::new();
+        let cancel = client.closed.child_token();
         let serial = self.next.fetch_add(1, Ordering::Relaxed);
         client
             .lock_calls()
