@@ -106,6 +106,21 @@ async fn attach<H: ClientHandler>(
     }
 }
 
+/// [`fleet`] with one client attached over `over`.
+async fn fleet_with_client(
+    over: Over,
+) -> (
+    Store,
+    Gateway,
+    tokio_util::sync::CancellationToken,
+    Connected,
+) {
+    let (store, gateway, base, cancel) = fleet(&[]).await;
+    let (tx, _) = mpsc::unbounded_channel();
+    let client = attach(Client { changed: tx }, over, &gateway, &base).await;
+    (store, gateway, cancel, client)
+}
+
 async fn names(client: &Connected) -> Vec<String> {
     client
         .list_all_tools()
@@ -413,9 +428,7 @@ async fn a_client_cancelling_a_relayed_call_cancels_it_upstream() {
 }
 
 async fn cancelling_a_call_cancels_it_upstream(over: Over) {
-    let (store, gateway, base, cancel) = fleet(&[]).await;
-    let (tx, _changed) = mpsc::unbounded_channel();
-    let client = attach(Client { changed: tx }, over, &gateway, &base).await;
+    let (store, gateway, cancel, client) = fleet_with_client(over).await;
     let params = CallToolRequestParams::new("a__sleep")
         .with_arguments(json!({"ms": 30_000}).as_object().cloned().unwrap());
     let request =
@@ -450,9 +463,7 @@ async fn cancelling_a_call_cancels_it_upstream(over: Over) {
 /// response stream, then deletes the session): the call is cancelled at the server.
 #[tokio::test]
 async fn closing_an_http_session_cancels_its_calls_upstream() {
-    let (store, gateway, base, cancel) = fleet(&[]).await;
-    let (tx, _changed) = mpsc::unbounded_channel();
-    let client = attach(Client { changed: tx }, Over::Http, &gateway, &base).await;
+    let (store, gateway, cancel, client) = fleet_with_client(Over::Http).await;
     let peer = client.peer().clone();
     let sleeping = tokio::spawn(async move {
         let p = CallToolRequestParams::new("a__sleep")
@@ -727,9 +738,7 @@ async fn a_client_closing_its_input_gets_its_answers_and_none_for_what_it_cancel
 /// service, and is not made again; the next call goes to the new server.
 #[tokio::test]
 async fn a_relayed_call_whose_server_dies_fails_clearly_and_is_not_retried() {
-    let (store, gateway, base, cancel) = fleet(&[]).await;
-    let (tx, _changed) = mpsc::unbounded_channel();
-    let client = attach(Client { changed: tx }, Over::Stream, &gateway, &base).await;
+    let (store, gateway, cancel, client) = fleet_with_client(Over::Stream).await;
     let pid = store.get_service_info("a").await.unwrap().pid.unwrap();
     let peer = client.peer().clone();
     let sleeping = tokio::spawn(async move {
@@ -791,9 +800,7 @@ async fn a_call_made_the_instant_its_server_died_is_held_and_answered_over_a_byt
 /// seen the end: a call made then was never sent, so it is held for the new process and
 /// answered — not failed as one that "may or may not have taken effect".
 async fn a_call_made_the_instant_its_server_died_is_held_and_answered(over: Over) {
-    let (store, gateway, base, cancel) = fleet(&[]).await;
-    let (tx, _changed) = mpsc::unbounded_channel();
-    let client = attach(Client { changed: tx }, over, &gateway, &base).await;
+    let (store, _gateway, cancel, client) = fleet_with_client(over).await;
     assert_eq!(
         text(&call(&client, "a__echo", json!({"text": "up"})).await),
         "up"
