@@ -70,8 +70,8 @@ pub(crate) struct Pending {
     generation: u64,
     pub(crate) writer: LineWriter<ChildStdin>,
     pub(crate) reply: oneshot::Receiver<Reply>,
-    /// Sent, and neither answered nor cancelled yet: dropped so (its caller went away — an
-    /// HTTP client closing its connection mid-call), the server is told it is cancelled.
+    /// Sent, and neither answered nor cancelled yet: dropped so (its caller gave up on the
+    /// future), the server is told it is cancelled.
     pub(crate) outstanding: bool,
 }
 
