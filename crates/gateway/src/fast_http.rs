@@ -4,10 +4,11 @@
 //! answer back the same way: some six task hops per call. Here the session manager
 //! ([`crate::sessions::Sessions`]) hands a `tools/call` it can route at once — a session
 //! initialized on a protocol before 2026-07-28, a tool of the endpoint's cached view whose
-//! service is up, plain params — to [`HttpCalls`], whose answer is the response's one
-//! event, made on the connection's own task with [`crate::fast::answer`]; the server's result
-//! goes back as it came. rmcp has already checked everything about the request by then (Host,
-//! Origin, Accept, the session, the protocol version header).
+//! service is up, plain params — to [`HttpCalls`], which makes it in a task of its own with
+//! [`crate::fast::answer`] (a dropped connection is not a cancellation) and sends its events on
+//! the response stream; the server's result goes back as it came. rmcp has already checked
+//! everything about the request by then (Host, Origin, Accept, the session, the protocol
+//! version header).
 //!
 //! What such a call keeps of the session's: the in-flight bound, `gateway.hold`, the client's
 //! `notifications/cancelled` (and a closed session) cancelling it at the server, the server's
