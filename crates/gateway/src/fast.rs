@@ -324,8 +324,9 @@ impl Relay {
     }
 }
 
-/// Makes a relayed `call` for a client (`peer`) of `endpoint`: the server's result as it
-/// came, or what the client is answered instead. The server's progress on it goes to
+/// Makes `call` for a client (`peer`) of `endpoint` — relayed, or a session's through rmcp —
+/// holding once for a service that went down meanwhile: the server's result as it came, or
+/// what the client is answered instead. The server's progress on it goes to
 /// `progress` (the caller's to pass on under the client's token).
 pub(crate) async fn answer(
     core: &Core,

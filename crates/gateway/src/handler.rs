@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use mcpvisor_model::ServiceState;
-use mcpvisor_supervisor::{CallControl, CallError, CallProgress, StoreError};
+use mcpvisor_supervisor::{CallError, CallProgress, StoreError};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
     ContentBlock, ErrorCode, GetPromptRequestParams, GetPromptResponse, Implementation,
@@ -238,7 +238,7 @@ impl ServerHandler for Session {
         };
         let service = routed.service.name.to_string();
         // The cached view says up: call at once (a service that went down meanwhile answers
-        // NotUp without the call being made, and is waited for below). Else ask the Store.
+        // NotUp without the call being made, and is waited for). Else ask the Store.
         if !routed.up {
             let state = store.get_service_status(&service).await.map_err(internal)?;
             if let Some(refusal) = hold(&self.core, &store, &service, state, &context.ct).await? {
@@ -255,52 +255,51 @@ impl ServerHandler for Session {
             }
             None => (None, None),
         };
-        let control = CallControl {
-            cancel: Some(context.ct.clone()),
-            progress,
-        };
-        // While it runs, the server's own requests (sampling, elicitation, roots) come to
-        // this client.
-        let _caller = self
-            .core
-            .callers
-            .enter(routed.service.clone(), context.peer.clone());
-        // Out as JSON (to a stdio server: written from this task, not through the upstream
-        // client's loop), and the result read into rmcp's type here.
         let arguments = request
             .arguments
             .as_ref()
             .map(serde_json::value::to_raw_value)
             .transpose()
             .map_err(|e| McpError::invalid_params(e.to_string(), None))?;
-        let call = || async {
-            let raw = store
-                .call_tool_raw(&routed.name, arguments.as_deref(), None, &control)
-                .await?;
-            serde_json::from_str::<CallToolResult>(raw.get()).map_err(|e| {
-                StoreError::Call(CallError::Transport {
-                    service: service.clone(),
-                    tool: routed.name.clone(),
-                    message: format!("the server's answer is not a tool result: {e}"),
-                })
-            })
+        let call = crate::fast::Call {
+            serial: 0,
+            id: serde_json::value::to_raw_value(&context.id)
+                .map_err(|e| McpError::internal_error(e.to_string(), None))?,
+            routed,
+            arguments,
+            token: None,
+            cancel: context.ct.clone(),
+            _slot,
         };
-        let mut outcome = call().await;
-        if let Err(StoreError::Call(CallError::NotUp { state, .. })) = &outcome {
-            // Not made: safe to make once the service is back (within the hold).
-            match hold(&self.core, &store, &service, *state, &context.ct).await? {
-                Some(refusal) => return Ok(refusal.into()),
-                None => outcome = call().await,
-            }
-        }
-        drop(control);
+        // The same call as a relayed one (a service not up is held for), its result read into
+        // rmcp's type here.
+        let answered = crate::fast::answer(
+            &self.core,
+            &self.endpoint,
+            &call,
+            context.peer.clone(),
+            progress,
+        )
+        .await;
         if let Some(relay) = relay {
             // Every progress notification goes out before the result.
             let _ = relay.await;
         }
-        match outcome {
-            Ok(result) => Ok(result.into()),
-            Err(e) => call_failure(&service, e).map(Into::into),
+        match answered? {
+            crate::fast::Answer::Typed(result) => Ok(result.into()),
+            crate::fast::Answer::Raw(raw) => {
+                match serde_json::from_str::<CallToolResult>(raw.get()) {
+                    Ok(result) => Ok(result.into()),
+                    Err(e) => {
+                        let e = StoreError::Call(CallError::Transport {
+                            service: service.clone(),
+                            tool: call.routed.name.clone(),
+                            message: format!("the server's answer is not a tool result: {e}"),
+                        });
+                        call_failure(&service, e).map(Into::into)
+                    }
+                }
+            }
         }
     }
 
