@@ -156,7 +156,7 @@ impl Relay {
     /// protocol's results are the servers' as they are (before 2026-07-28, which adds
     /// `resultType`).
     pub(crate) fn initialized(&self, peer: Peer<RoleServer>, version: &ProtocolVersion) {
-        if version.as_str() < ProtocolVersion::V_2026_07_28.as_str() {
+        if !crate::era::stateless(Some(version)) {
             let _ = self.peer.set(peer);
         }
     }

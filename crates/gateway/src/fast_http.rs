@@ -112,7 +112,7 @@ impl HttpCalls {
         in_flight: Arc<Semaphore>,
         version: &ProtocolVersion,
     ) {
-        if version.as_str() < ProtocolVersion::V_2026_07_28.as_str() {
+        if !crate::era::stateless(Some(version)) {
             let client = Client {
                 peer,
                 in_flight,

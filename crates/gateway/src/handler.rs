@@ -18,6 +18,7 @@ use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::Semaphore;
 
 use crate::core::{coming_back, tool_of, Core, Endpoint, Routed};
+use crate::era::{name_resource, Complete};
 
 /// The gateway as one client session sees it.
 #[derive(Clone)]
@@ -286,10 +287,10 @@ impl ServerHandler for Session {
             let _ = relay.await;
         }
         match answered? {
-            crate::fast::Answer::Typed(result) => Ok(result.into()),
+            crate::fast::Answer::Typed(result) => Ok(result.completed().into()),
             crate::fast::Answer::Raw(raw) => {
                 match serde_json::from_str::<CallToolResult>(raw.get()) {
-                    Ok(result) => Ok(result.into()),
+                    Ok(result) => Ok(result.completed().into()),
                     Err(e) => {
                         let e = StoreError::Call(CallError::Transport {
                             service: service.clone(),
@@ -356,9 +357,9 @@ impl ServerHandler for Session {
                         }
                     }
                 }
-                Ok(read.into())
+                Ok(read.completed().into())
             }
-            Err(e) => Err(surface_error(e)),
+            Err(e) => Err(name_resource(surface_error(e), &request.uri)),
         }
     }
 
@@ -466,7 +467,7 @@ impl ServerHandler for Session {
         store
             .get_prompt(&name, request.arguments)
             .await
-            .map(Into::into)
+            .map(|p| p.completed().into())
             .map_err(surface_error)
     }
 
@@ -480,7 +481,11 @@ impl ServerHandler for Session {
         if let rmcp::model::Reference::Prompt(p) = &mut request.r#ref {
             p.name = self.core.prompt_name(&self.endpoint, &p.name);
         }
-        store.complete(request).await.map_err(surface_error)
+        store
+            .complete(request)
+            .await
+            .map(Complete::completed)
+            .map_err(surface_error)
     }
 
     // Logging is deprecated from protocol 2026-07-28 (SEP-2577); clients of earlier revisions

@@ -147,8 +147,16 @@ async fn forward(svc: Service, request: Request) -> Response {
         Ok(r) => r,
         Err(refusal) => return refusal,
     };
+    let delete = request.method() == http::Method::DELETE;
     match svc.oneshot(request).await {
-        Ok(response) => response.map(axum::body::Body::new),
+        Ok(mut response) => {
+            // A session ended by DELETE is answered 200, as the SDKs' own servers do (rmcp
+            // says 202, which the Python SDK reports as a failed termination).
+            if delete && response.status() == StatusCode::ACCEPTED {
+                *response.status_mut() = StatusCode::OK;
+            }
+            response.map(axum::body::Body::new)
+        }
         Err(never) => match never {},
     }
 }

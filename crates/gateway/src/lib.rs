@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod core;
+mod era;
 mod fast;
 mod fast_http;
 mod handler;

@@ -1,0 +1,96 @@
+//! The protocol eras at the client edge (DESIGN §17): what a client of one revision must get
+//! that the upstreams' answers, of either era, may lack. rmcp applies the rest of each
+//! revision's rules on the way out (cache hints on a 2026-07-28 result, `resultType` stripped
+//! for older clients, -32002 → -32602 for 2026-07-28, the inline `_meta` checks), so what is
+//! written here holds for every transport.
+//!
+//! - Every result the gateway passes on from a server carries `resultType` (`"complete"`
+//!   unless the server said otherwise): a handshake-era upstream's result has none, and the
+//!   official SDKs of the new era refuse a result without it. rmcp takes it off again for a
+//!   client before 2026-07-28.
+//! - A resource that is not there is an error whose `data.uri` names it (SEP-2164).
+
+use rmcp::model::{
+    CallToolResult, CompleteResult, ErrorCode, GetPromptResult, ProtocolVersion,
+    ReadResourceResult, ResultType,
+};
+use rmcp::ErrorData as McpError;
+
+/// Whether `version` is the stateless era (2026-07-28 and later). ISO dates compare as
+/// strings.
+pub(crate) fn stateless(version: Option<&ProtocolVersion>) -> bool {
+    version.is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// A server's result as the gateway answers it: `resultType` set where it is missing.
+pub(crate) trait Complete {
+    /// `self` with `resultType: "complete"` unless it names one.
+    fn completed(self) -> Self;
+}
+
+macro_rules! complete {
+    ($($t:ty),*) => {$(
+        impl Complete for $t {
+            fn completed(mut self) -> Self {
+                if self.result_type.is_none() {
+                    self.result_type = Some(ResultType::COMPLETE);
+                }
+                self
+            }
+        }
+    )*};
+}
+complete!(CallToolResult, ReadResourceResult, GetPromptResult, CompleteResult);
+
+/// A resource error names the resource (SEP-2164: `data.uri`).
+pub(crate) fn name_resource(mut error: McpError, uri: &str) -> McpError {
+    let unknown =
+        error.code == ErrorCode::RESOURCE_NOT_FOUND || error.code == ErrorCode::INVALID_PARAMS;
+    if unknown && error.data.is_none() {
+        error.data = Some(serde_json::json!({ "uri": uri }));
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::ContentBlock;
+
+    #[test]
+    fn a_result_without_result_type_is_complete() {
+        let raw: CallToolResult =
+            serde_json::from_str(r#"{"content":[{"type":"text","text":"hi"}]}"#).unwrap();
+        assert!(raw.result_type.is_none());
+        let json = serde_json::to_value(raw.completed()).unwrap();
+        assert_eq!(json["resultType"], "complete");
+        let read: ReadResourceResult = serde_json::from_str(r#"{"contents":[]}"#).unwrap();
+        let json = serde_json::to_value(read.completed()).unwrap();
+        assert_eq!(json["resultType"], "complete");
+    }
+
+    #[test]
+    fn a_result_type_given_is_kept() {
+        let mut given = CallToolResult::success(vec![ContentBlock::text("x")]);
+        given.result_type = Some(ResultType::TASK);
+        assert_eq!(given.completed().result_type, Some(ResultType::TASK));
+    }
+
+    #[test]
+    fn an_unknown_resource_names_its_uri() {
+        let e = name_resource(
+            McpError::new(ErrorCode::RESOURCE_NOT_FOUND, "no such resource", None),
+            "test://nope",
+        );
+        assert_eq!(e.data.unwrap()["uri"], "test://nope");
+        let other = name_resource(McpError::internal_error("boom", None), "test://x");
+        assert!(other.data.is_none());
+    }
+
+    #[test]
+    fn only_2026_and_later_is_the_stateless_era() {
+        assert!(stateless(Some(&ProtocolVersion::V_2026_07_28)));
+        assert!(!stateless(Some(&ProtocolVersion::V_2025_11_25)));
+        assert!(!stateless(None));
+    }
+}
