@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real MCP servers the integration tests run against, into .test-servers/ of the
 # workspace (idempotent; nothing global): npm @modelcontextprotocol/server-everything and
-# server-memory, PyPI mcp-server-time in a virtualenv, and the MCP conformance suite with Node 22.
+# server-memory, PyPI mcp-server-time in a virtualenv, the official Python SDK 2.x (a client of
+# the 2026-07-28 era) in another, and the MCP conformance suite with Node 22.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/.test-servers"
@@ -25,6 +26,22 @@ if [ ! -x "$dir/conformance/node_modules/.bin/conformance" ] ||
   else
     echo "install-test-servers: npm not found; the conformance tests will fail" >&2
   fi
+fi
+# The suite's 2026-07-28 requirements (server scenarios of both eras) come with 0.2.0; the
+# client scenarios stay on the 0.1 line above, whose scenarios they were written against.
+if [ ! -f "$dir/conformance-next/node_modules/@modelcontextprotocol/conformance/dist/index.js" ] ||
+   [ ! -x "$dir/conformance-next/node_modules/.bin/node" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p "$dir/conformance-next"
+    npm install --prefix "$dir/conformance-next" --no-audit --no-fund --loglevel=error --save-exact \
+      @modelcontextprotocol/conformance@0.2.0-alpha.12 node@22
+  else
+    echo "install-test-servers: npm not found; the conformance tests will fail" >&2
+  fi
+fi
+if [ ! -x "$dir/pysdk/bin/python" ] || ! "$dir/pysdk/bin/python" -c 'import mcp.client.client' 2>/dev/null; then
+  python3 -m venv "$dir/pysdk"
+  "$dir/pysdk/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.0'
 fi
 if [ ! -x "$dir/venv/bin/mcp-server-time" ]; then
   python3 -m venv "$dir/venv"

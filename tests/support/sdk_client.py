@@ -1,0 +1,56 @@
+"""A client of the official Python MCP SDK (mcp 2.x) through the gateway, for the suite.
+
+    python sdk_client.py MODE URL
+    python sdk_client.py MODE COMMAND [ARGS...]      # a stdio server: `mcpvisor serve --stdio ...`
+
+MODE is the SDK's `mode`: "auto" (probes `server/discover`, speaks 2026-07-28 when answered)
+or "legacy" (the initialize handshake). Against server-everything behind the gateway as
+`every`, it lists tools, calls `every__echo`, calls a tool that reports progress, reads a
+resource and gets a prompt, then prints one JSON object of what it saw; any failure is an
+exception and a non-zero exit.
+"""
+
+import asyncio
+import json
+import sys
+
+from mcp.client.client import Client
+from mcp.client.stdio import StdioServerParameters
+
+
+async def main() -> None:
+    mode, target = sys.argv[1], sys.argv[2:]
+    if target[0].startswith("http"):
+        server = target[0]
+    else:
+        server = StdioServerParameters(command=target[0], args=target[1:])
+    seen: dict = {}
+    progress: list = []
+
+    async def on_progress(value, total, message):
+        progress.append(value)
+
+    async with Client(server, mode=mode, read_timeout_seconds=30) as client:
+        seen["version"] = client.protocol_version
+        tools = await client.list_tools()
+        seen["tools"] = sorted(t.name for t in tools.tools)
+        echo = await client.call_tool("every__echo", {"message": "hi"})
+        seen["echo"] = echo.content[0].text
+        seen["echo_is_error"] = bool(echo.is_error)
+        long = await client.call_tool(
+            "every__trigger-long-running-operation",
+            {"duration": 0.3, "steps": 3},
+            progress_callback=on_progress,
+        )
+        seen["long_is_error"] = bool(long.is_error)
+        seen["progress"] = progress
+        resources = await client.list_resources()
+        static = [r for r in resources.resources if "static" in str(r.uri)]
+        read = await client.read_resource(static[0].uri)
+        seen["read_uri"] = str(read.contents[0].uri)
+        prompt = await client.get_prompt("every__simple-prompt", {})
+        seen["prompt_messages"] = len(prompt.messages)
+    print(json.dumps(seen), flush=True)
+
+
+asyncio.run(main())

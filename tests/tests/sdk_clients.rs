@@ -1,0 +1,177 @@
+//! Real SDK clients of both protocol eras through the gateway (DESIGN §17): the official Python
+//! SDK 2.x (`tests/support/sdk_client.py`, installed by `scripts/install-test-servers.sh`) in
+//! its default mode, which probes `server/discover` and speaks 2026-07-28, and in its legacy
+//! mode (the initialize handshake), over streamable HTTP (`run --serve`) and over
+//! `serve --stdio` attached to that instance, in front of server-everything (a handshake-era
+//! server) over stdio. Each lists tools, calls one, calls one with progress, reads a resource
+//! and gets a prompt; the SDK validates every result against its era's schema (a 2026-07-28
+//! result without `resultType` is an error there).
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn python() -> PathBuf {
+    let python = mcpvisor_tests::servers_dir().join("pysdk/bin/python");
+    assert!(
+        python.exists(),
+        "the Python SDK is missing at {}: run `bash scripts/install-test-servers.sh`",
+        python.display()
+    );
+    python
+}
+
+fn client_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/sdk_client.py")
+}
+
+/// `mcpvisor run --serve` with server-everything as `every`, stopped (SIGTERM, then SIGKILL)
+/// on drop.
+struct Instance {
+    child: Child,
+    url: String,
+    state: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = mcpvisor_tests::send_signal(self.child.id(), libc::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn instance() -> Instance {
+    let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
+    let config = dir.path().join("mcp.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"mcpServers": {"every": {"command": "node", "args": [
+            "-r", mcpvisor_tests::loopback_preload(),
+            mcpvisor_tests::node_server("server-everything"), "stdio"]}}})
+        .to_string(),
+    )
+    .unwrap();
+    let state = dir.path().join("state");
+    let mut child = Command::new(mcpvisor_tests::mcpvisor_bin())
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .args(["--serve", "127.0.0.1:0"])
+        .env_remove("MCPVISOR_STATE_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mcpvisor run --serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut url = None;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.strip_prefix("gateway: ") {
+                url = rest.split_whitespace().next().map(str::to_owned);
+            }
+            if line.starts_with("ready: ") {
+                let _ = tx.send(url.clone());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .ok()
+        .flatten()
+        .expect("mcpvisor run --serve printed its gateway and became ready");
+    Instance {
+        child,
+        url,
+        state,
+        _dir: dir,
+    }
+}
+
+/// The Python client in `mode` against `target`: what it saw (it fails on any error).
+fn run_client(mode: &str, target: &[&str]) -> Value {
+    let out = Command::new(python())
+        .arg(client_script())
+        .arg(mode)
+        .args(target)
+        .env_remove("MCPVISOR_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the Python SDK client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Python SDK client ({mode}, {target:?}) failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not the client's JSON ({e}): {stdout}"))
+}
+
+fn assert_served(seen: &Value, version: &str) {
+    assert_eq!(seen["version"], version, "{seen}");
+    let tools: Vec<&str> = seen["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(tools.contains(&"every__echo"), "{seen}");
+    assert_eq!(seen["echo"], "Echo: hi", "{seen}");
+    assert_eq!(seen["echo_is_error"], false, "{seen}");
+    assert_eq!(seen["long_is_error"], false, "{seen}");
+    // Every step of the server's progress, under the client's own token, before the result.
+    assert_eq!(seen["progress"], serde_json::json!([1.0, 2.0, 3.0]), "{seen}");
+    assert_eq!(
+        seen["read_uri"], "demo://resource/static/document/architecture.md",
+        "{seen}"
+    );
+    assert_eq!(seen["prompt_messages"], 1, "{seen}");
+}
+
+fn stdio_target<'a>(bin: &'a str, state: &'a Path) -> Vec<&'a str> {
+    vec![
+        bin,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "serve",
+        "--stdio",
+    ]
+}
+
+#[test]
+fn python_sdk_of_both_eras_lists_calls_reads_and_prompts_over_http_and_stdio() {
+    let instance = instance();
+    let bin = mcpvisor_tests::mcpvisor_bin().to_str().unwrap().to_owned();
+    // The new era: server/discover, then self-contained requests.
+    assert_served(&run_client("auto", &[&instance.url]), "2026-07-28");
+    assert_served(
+        &run_client("auto", &stdio_target(&bin, &instance.state)),
+        "2026-07-28",
+    );
+    // The handshake era, forced.
+    assert_served(&run_client("legacy", &[&instance.url]), "2025-11-25");
+    assert_served(
+        &run_client("legacy", &stdio_target(&bin, &instance.state)),
+        "2025-11-25",
+    );
+}
