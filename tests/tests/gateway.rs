@@ -359,6 +359,137 @@ async fn foreign_origins_unknown_sessions_and_garbage_are_refused_and_the_gatewa
     store.shutdown().await;
 }
 
+/// The SSE events of one answer, each as its fields (`data`, `id`, `retry`, ...).
+fn sse_events(body: &str) -> Vec<Vec<(String, String)>> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            e.lines()
+                .filter(|l| !l.starts_with(':'))
+                .map(|l| match l.split_once(':') {
+                    Some((k, v)) => (k.to_owned(), v.strip_prefix(' ').unwrap_or(v).to_owned()),
+                    None => (l.to_owned(), String::new()),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Raw SSE bytes of a list and a call, per revision (DESIGN §17): a client before 2025-11-25
+/// never gets an event without data (a priming event) nor a `retry` field — Gemini CLI, on
+/// 2025-06-18, fails at the first one; every event's data is one JSON-RPC message; a
+/// 2026-07-28 result carries `resultType`, an older one does not.
+#[tokio::test]
+async fn every_sse_event_is_what_the_clients_revision_defines() {
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    let http = reqwest::Client::new();
+    let post = |body: Value, version: &str, session: Option<&str>| {
+        let mut r = http
+            .post(format!("{base}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", version)
+            .body(body.to_string());
+        if let Some(id) = session {
+            r = r.header("mcp-session-id", id);
+        }
+        r
+    };
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "a__echo", "arguments": {"text": "hi"}}});
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    for version in ["2025-03-26", "2025-06-18", "2025-11-25"] {
+        let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"}}});
+        let r = post(init, version, None).send().await.unwrap();
+        let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let _ = r.text().await.unwrap();
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        post(initialized, version, Some(&session))
+            .send()
+            .await
+            .unwrap();
+        for request in [&list, &call] {
+            let r = post(request.clone(), version, Some(&session))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{version} {request}");
+            let body = r.text().await.unwrap();
+            let events = sse_events(&body);
+            assert!(!events.is_empty(), "{version}: no event in {body:?}");
+            let mut answered = false;
+            for event in &events {
+                let data: String = event
+                    .iter()
+                    .filter(|(k, _)| k == "data")
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                let primes = data.is_empty();
+                let retry = event.iter().any(|(k, _)| k == "retry");
+                if version < "2025-11-25" {
+                    assert!(!primes, "{version}: an event without data: {body:?}");
+                    assert!(!retry, "{version}: a retry field: {body:?}");
+                }
+                if primes {
+                    continue;
+                }
+                let message: Value = serde_json::from_str(&data)
+                    .unwrap_or_else(|e| panic!("{version}: data not JSON ({e}): {body:?}"));
+                assert_eq!(message["jsonrpc"], "2.0", "{body:?}");
+                if message["id"] == request["id"] {
+                    answered = true;
+                    assert!(
+                        message["result"]["resultType"].is_null(),
+                        "{version}: {body}"
+                    );
+                }
+            }
+            assert!(answered, "{version}: no answer in {body:?}");
+        }
+    }
+    // 2026-07-28: no session, every request says who asks.
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    for (method, name, params) in [
+        ("tools/list", None, json!({"_meta": meta})),
+        (
+            "tools/call",
+            Some("a__echo"),
+            json!({"_meta": meta, "name": "a__echo", "arguments": {"text": "hi"}}),
+        ),
+    ] {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params});
+        let mut r = post(body, "2026-07-28", None).header("mcp-method", method);
+        if let Some(name) = name {
+            r = r.header("mcp-name", name);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "2026-07-28 {method}");
+        let text = r.text().await.unwrap();
+        let answers: Vec<Value> = if text.trim_start().starts_with('{') {
+            vec![serde_json::from_str(&text).unwrap()]
+        } else {
+            sse_events(&text)
+                .iter()
+                .filter_map(|e| e.iter().find(|(k, _)| k == "data").map(|(_, v)| v.clone()))
+                .filter(|d| !d.is_empty())
+                .map(|d| serde_json::from_str(&d).unwrap())
+                .collect()
+        };
+        let answer = answers
+            .iter()
+            .find(|m| m["id"] == 7)
+            .unwrap_or_else(|| panic!("2026-07-28 {method}: no answer in {text}"));
+        assert_eq!(answer["result"]["resultType"], "complete", "{text}");
+    }
+    cancel.cancel();
+    store.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_token_is_required_off_loopback_and_checked_when_set() {
     let store = Store::open(StoreOptions::new()).await.unwrap();

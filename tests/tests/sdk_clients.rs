@@ -140,7 +140,11 @@ fn assert_served(seen: &Value, version: &str) {
     assert_eq!(seen["echo_is_error"], false, "{seen}");
     assert_eq!(seen["long_is_error"], false, "{seen}");
     // Every step of the server's progress, under the client's own token, before the result.
-    assert_eq!(seen["progress"], serde_json::json!([1.0, 2.0, 3.0]), "{seen}");
+    assert_eq!(
+        seen["progress"],
+        serde_json::json!([1.0, 2.0, 3.0]),
+        "{seen}"
+    );
     assert_eq!(
         seen["read_uri"], "demo://resource/static/document/architecture.md",
         "{seen}"

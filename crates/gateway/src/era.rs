@@ -16,6 +16,44 @@ use rmcp::model::{
 };
 use rmcp::ErrorData as McpError;
 
+/// What a client's revision defines of the transport: the one place the gateway decides what
+/// an event, header or status may be sent to a client of a revision (ARCHITECTURE.md has the
+/// table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Revision {
+    /// 2024-11-05 (HTTP+SSE), and anything older or unknown.
+    V2024_11_05,
+    /// 2025-03-26: streamable HTTP, `Mcp-Session-Id`, SSE event ids.
+    V2025_03_26,
+    /// 2025-06-18: the `MCP-Protocol-Version` header.
+    V2025_06_18,
+    /// 2025-11-25: SSE priming events and `retry` (SEP-1699).
+    V2025_11_25,
+    /// 2026-07-28: stateless requests, `resultType`, `Mcp-Method`/`Mcp-Name`.
+    V2026_07_28,
+}
+
+impl Revision {
+    /// The newest revision the gateway speaks.
+    pub(crate) const NEWEST: Revision = Revision::V2026_07_28;
+
+    /// The revision `version` names (a later date than any known: the newest).
+    pub(crate) fn of(version: &ProtocolVersion) -> Revision {
+        match version.as_str() {
+            v if v >= "2026-07-28" => Revision::V2026_07_28,
+            v if v >= "2025-11-25" => Revision::V2025_11_25,
+            v if v >= "2025-06-18" => Revision::V2025_06_18,
+            v if v >= "2025-03-26" => Revision::V2025_03_26,
+            _ => Revision::V2024_11_05,
+        }
+    }
+
+    /// SSE priming events (an event id with no data) and the `retry` field.
+    pub(crate) fn sse_priming(self) -> bool {
+        self >= Revision::V2025_11_25
+    }
+}
+
 /// Whether `version` is the stateless era (2026-07-28 and later). ISO dates compare as
 /// strings.
 pub(crate) fn stateless(version: Option<&ProtocolVersion>) -> bool {
@@ -40,7 +78,12 @@ macro_rules! complete {
         }
     )*};
 }
-complete!(CallToolResult, ReadResourceResult, GetPromptResult, CompleteResult);
+complete!(
+    CallToolResult,
+    ReadResourceResult,
+    GetPromptResult,
+    CompleteResult
+);
 
 /// A resource error names the resource (SEP-2164: `data.uri`).
 pub(crate) fn name_resource(mut error: McpError, uri: &str) -> McpError {
@@ -85,6 +128,17 @@ mod tests {
         assert_eq!(e.data.unwrap()["uri"], "test://nope");
         let other = name_resource(McpError::internal_error("boom", None), "test://x");
         assert!(other.data.is_none());
+    }
+
+    #[test]
+    fn priming_events_exist_from_2025_11_25_on() {
+        let of = |v: &str| Revision::of(&serde_json::from_value(v.into()).unwrap());
+        assert!(!of("2024-11-05").sse_priming());
+        assert!(!of("2025-03-26").sse_priming());
+        assert!(!of("2025-06-18").sse_priming());
+        assert!(of("2025-11-25").sse_priming());
+        assert!(of("2026-07-28").sse_priming());
+        assert_eq!(of("2027-01-01"), Revision::NEWEST);
     }
 
     #[test]

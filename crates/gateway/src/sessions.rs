@@ -1,7 +1,12 @@
 //! HTTP sessions: rmcp's local session manager, with ids of 256 random bits (rmcp's own are
-//! UUIDv4, 122 bits; DESIGN §13 asks for at least 128) and a bound on how many live at once.
+//! UUIDv4, 122 bits; DESIGN §13 asks for at least 128), a bound on how many live at once, and
+//! each session's event streams gated by the revision it negotiated ([`crate::era::Revision`]:
+//! no SSE priming event or `retry` field to a client before 2025-11-25).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use futures::Stream;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
@@ -13,6 +18,7 @@ use rmcp::transport::streamable_http_server::session::{
 };
 use rmcp::transport::WorkerTransport;
 
+use crate::era::Revision;
 use crate::fast_http::{HttpCalls, SessionKey};
 
 /// Why a session could not be served.
@@ -32,6 +38,8 @@ pub struct Sessions {
     inner: Arc<LocalSessionManager>,
     max: usize,
     calls: Arc<HttpCalls>,
+    /// The revision each initialized session negotiated.
+    revisions: Mutex<HashMap<SessionId, Revision>>,
 }
 
 impl Sessions {
@@ -39,7 +47,53 @@ impl Sessions {
     pub(crate) fn new(max: usize, calls: Arc<HttpCalls>) -> Sessions {
         let inner = Arc::new(LocalSessionManager::default());
         calls.attach(inner.clone());
-        Sessions { inner, max, calls }
+        Sessions {
+            inner,
+            max,
+            calls,
+            revisions: Mutex::default(),
+        }
+    }
+
+    /// What session `id`'s streams may carry (a session not initialized yet: the newest).
+    fn revision(&self, id: &SessionId) -> Revision {
+        let revisions = self.revisions.lock().unwrap_or_else(|p| p.into_inner());
+        revisions.get(id).copied().unwrap_or(Revision::NEWEST)
+    }
+}
+
+/// A session's event stream as its revision defines it: before 2025-11-25 no priming event
+/// (an event without data, which a client of 2025-06-18 fails to parse) and no `retry`.
+struct Gated<S> {
+    inner: S,
+    priming: bool,
+}
+
+impl<S> Gated<S> {
+    fn new(inner: S, revision: Revision) -> Gated<S> {
+        Gated {
+            inner,
+            priming: revision.sse_priming(),
+        }
+    }
+}
+
+impl<S: Stream<Item = ServerSseMessage> + Unpin> Stream for Gated<S> {
+    type Item = ServerSseMessage;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(mut event)) if !self.priming => {
+                    if event.message.is_none() {
+                        continue;
+                    }
+                    event.retry = None;
+                    return Poll::Ready(Some(event));
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -77,7 +131,14 @@ impl SessionManager for Sessions {
             use rmcp::model::GetExtensions;
             r.request.extensions_mut().insert(SessionKey(id.clone()));
         }
-        Ok(self.inner.initialize_session(id, message).await?)
+        let answer = self.inner.initialize_session(id, message).await?;
+        if let ServerJsonRpcMessage::Response(r) = &answer {
+            if let rmcp::model::ServerResult::InitializeResult(init) = &r.result {
+                let mut revisions = self.revisions.lock().unwrap_or_else(|p| p.into_inner());
+                revisions.insert(id.clone(), Revision::of(&init.protocol_version));
+            }
+        }
+        Ok(answer)
     }
 
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
@@ -86,6 +147,10 @@ impl SessionManager for Sessions {
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         self.calls.closed(id);
+        self.revisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         Ok(self.inner.close_session(id).await?)
     }
 
@@ -94,12 +159,15 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        let revision = self.revision(id);
         if let Some(answering) = self.calls.take(id, &message) {
-            return Ok(futures::future::Either::Left(answering));
+            return Ok(Gated::new(
+                futures::future::Either::Left(answering),
+                revision,
+            ));
         }
-        Ok(futures::future::Either::Right(
-            self.inner.create_stream(id, message).await?,
-        ))
+        let stream = Box::pin(self.inner.create_stream(id, message).await?);
+        Ok(Gated::new(futures::future::Either::Right(stream), revision))
     }
 
     async fn accept_message(
@@ -115,7 +183,8 @@ impl SessionManager for Sessions {
         &self,
         id: &SessionId,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(self.inner.create_standalone_stream(id).await?)
+        let stream = Box::pin(self.inner.create_standalone_stream(id).await?);
+        Ok(Gated::new(stream, self.revision(id)))
     }
 
     async fn resume(
@@ -123,7 +192,8 @@ impl SessionManager for Sessions {
         id: &SessionId,
         last_event_id: String,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        Ok(self.inner.resume(id, last_event_id).await?)
+        let stream = Box::pin(self.inner.resume(id, last_event_id).await?);
+        Ok(Gated::new(stream, self.revision(id)))
     }
 
     async fn restore_session(
