@@ -490,6 +490,65 @@ async fn every_sse_event_is_what_the_clients_revision_defines() {
     store.shutdown().await;
 }
 
+/// A 2026-07-28 client (rmcp, `server/discover`, no session) follows the fleet on one
+/// `subscriptions/listen` stream: acknowledged with the filter it asked for, then told when a
+/// service's tools join the list; a list change it did not ask for is not sent.
+#[tokio::test]
+async fn a_2026_client_listens_for_the_fleets_list_changes() {
+    use rmcp::model::{ProtocolVersion, ServerNotification, SubscriptionFilter};
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+    let (store, _gateway, base, cancel) = fleet(&[]).await;
+    let client = ()
+        .serve_with_lifecycle(
+            StreamableHttpClientTransport::from_uri(format!("{base}/mcp")),
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("discover the gateway");
+    assert_eq!(
+        client
+            .peer()
+            .peer_info()
+            .map(|i| i.protocol_version.clone()),
+        Some(ProtocolVersion::V_2026_07_28)
+    );
+    let mut subscription = deadline(
+        LONG,
+        "the listen acknowledgement",
+        client
+            .peer()
+            .listen(SubscriptionFilter::builder().tools_list_changed().build()),
+    )
+    .await
+    .expect("listen");
+    assert_eq!(subscription.acknowledged().tools_list_changed, Some(true));
+    assert_eq!(subscription.acknowledged().prompts_list_changed, None);
+    store
+        .add_service(chaos("c", &[]), Wait::Auto)
+        .await
+        .unwrap();
+    let note = deadline(
+        LONG,
+        "tools/list_changed on the stream",
+        subscription.next(),
+    )
+    .await
+    .expect("the stream")
+    .expect("a notification");
+    assert!(
+        matches!(note, ServerNotification::ToolListChangedNotification(_)),
+        "{note:?}"
+    );
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.iter().any(|t| t.name == "c__echo"), "{tools:?}");
+    // The client ends it; the gateway's listener goes with it (no error either side).
+    subscription.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_token_is_required_off_loopback_and_checked_when_set() {
     let store = Store::open(StoreOptions::new()).await.unwrap();

@@ -117,6 +117,8 @@ pub(crate) struct Core {
     pub(crate) offered: RwLock<Option<crate::surface::Offered>>,
     /// Resource subscriptions of the clients.
     pub(crate) subscribers: Mutex<Vec<crate::surface::Subscriber>>,
+    /// Open `subscriptions/listen` streams of 2026-07-28 clients.
+    pub(crate) listeners: Mutex<Vec<Arc<crate::listen::Listener>>>,
     /// Which client calls which service now (servers' requests go to that client).
     pub(crate) callers: Arc<crate::relay::Callers>,
     /// Exposed prompt name (per endpoint) → the Store's (`service__prompt`), from the last
@@ -137,6 +139,7 @@ impl Core {
             views: RwLock::new(HashMap::new()),
             offered: RwLock::new(None),
             subscribers: Mutex::new(Vec::new()),
+            listeners: Mutex::new(Vec::new()),
             callers: Arc::default(),
             prompt_names: Mutex::new(HashMap::new()),
             relayed: Default::default(),

@@ -130,7 +130,7 @@ impl Session {
 
 impl Session {
     /// The endpoint's Store and where a subscription to `uri` goes.
-    async fn subscription_target(
+    pub(crate) async fn subscription_target(
         &self,
         uri: &str,
     ) -> Result<
@@ -391,6 +391,19 @@ impl ServerHandler for Session {
         Ok(())
     }
 
+    // 2026-07-28 clients follow lists and resources on one stream (`crate::listen`).
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), McpError> {
+        crate::listen::listen(self, context).await;
+        Ok(())
+    }
+
     #[allow(deprecated)]
     async fn unsubscribe(
         &self,
@@ -411,8 +424,8 @@ impl ServerHandler for Session {
             if let Some(i) = mine {
                 subs.remove(i);
             }
-            subs.iter()
-                .any(|s| s.service == service && s.original == original)
+            drop(subs);
+            crate::listen::followed(&self.core, &service, &original)
         };
         // The server's subscription ends with the last client's.
         if !others {

@@ -18,6 +18,7 @@ mod fast;
 mod fast_http;
 mod handler;
 mod http;
+mod listen;
 pub mod names;
 mod notify;
 mod ops;

@@ -41,7 +41,9 @@ pub(crate) async fn tell(core: &Arc<Core>) {
     let with_clients: BTreeSet<Endpoint> = {
         let mut clients = core.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients.retain(|(_, peer, _)| !peer.is_transport_closed());
-        clients.iter().map(|(e, _, _)| e.clone()).collect()
+        let mut with: BTreeSet<Endpoint> = clients.iter().map(|(e, _, _)| e.clone()).collect();
+        with.extend(crate::listen::endpoints(core));
+        with
     };
     let mut endpoints = with_clients.clone();
     endpoints.extend(core.cached_endpoints());
@@ -66,5 +68,6 @@ pub(crate) async fn tell(core: &Arc<Core>) {
                 tracing::debug!(%endpoint, "list_changed not delivered: {e}");
             }
         }
+        crate::listen::tools_changed(core, &endpoint).await;
     }
 }

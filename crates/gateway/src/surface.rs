@@ -168,6 +168,7 @@ pub(crate) async fn forward(core: &Core, event: &Event) {
                     .notify_resource_updated(ResourceUpdatedNotificationParam::new(exposed))
                     .await;
             }
+            crate::listen::resource_updated(core, service, uri).await;
         }
         Event::ServerLog {
             service,
@@ -202,6 +203,7 @@ pub(crate) async fn forward(core: &Core, event: &Event) {
 }
 
 async fn list_changed(core: &Core, service: &ServiceId, resources: bool, prompts: bool) {
+    crate::listen::lists_changed(core, service, resources, prompts).await;
     for (endpoint, peer, _) in peers(core) {
         if !sees(&endpoint, service) {
             continue;
