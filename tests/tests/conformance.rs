@@ -29,6 +29,10 @@
 //! among them — the gateway answers an unknown tool, prompt or resource with a JSON-RPC
 //! error, as the spec asks). Sampling and elicitation through the gateway are tested with
 //! server-everything's own tools in `gateway_surface.rs`.
+//!
+//! Both eras' requirement sets (suite 0.2.0-alpha.12, `--requirements 2025-11-25` and
+//! `--requirements 2026-07-28`), every scored scenario, through the same gateway, judged
+//! against the committed `tests/conformance/gateway-*.yaml` (the checks that fail, and why).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -258,6 +262,59 @@ fn conformance_server_scenarios_through_the_gateway() {
         );
         if !(out.status.success() && all.contains(", 0 failed")) {
             failed.push(format!("--- {scenario} ({:?})\n{all}", out.status));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// The suite's 2026-07-28 line (0.2.0), on its own Node 22.
+fn suite_next(root: &Path) -> Command {
+    let dir = root.join(".test-servers/conformance-next/node_modules");
+    let entry = dir.join("@modelcontextprotocol/conformance/dist/index.js");
+    let node = dir.join(".bin/node");
+    assert!(
+        entry.exists() && node.exists(),
+        "the conformance suite 0.2 is missing in {}: run `bash scripts/install-test-servers.sh`",
+        dir.display()
+    );
+    let mut c = Command::new(node);
+    c.arg(entry).env("NO_COLOR", "1").current_dir(root);
+    c
+}
+
+/// Every scored server scenario of both requirement sets, 2025-11-25 (the handshake era) and
+/// 2026-07-28 (the stateless era), through the gateway fronting server-everything over stdio
+/// (a handshake-era server: the gateway is the 2026 edge). The suite judges the run against
+/// `tests/conformance/gateway-<requirements>.yaml`, the checks that fail and why (the suite's
+/// fixtures server-everything lacks): any other failure or warning fails the run, and so does
+/// an entry that passes now.
+#[test]
+fn conformance_requirements_of_both_eras_through_the_gateway() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let root = root();
+    let gateway = gateway_to_everything(&root);
+    let mut failed = Vec::new();
+    for requirements in ["2025-11-25", "2026-07-28"] {
+        let baseline = root.join(format!("tests/conformance/gateway-{requirements}.yaml"));
+        let out = suite_next(&root)
+            .args([
+                "server",
+                "--url",
+                &gateway.url,
+                "--requirements",
+                requirements,
+            ])
+            .arg("--expected-failures")
+            .arg(&baseline)
+            .output()
+            .expect("run the conformance suite");
+        if !out.status.success() {
+            failed.push(format!(
+                "--- --requirements {requirements} ({:?})\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
