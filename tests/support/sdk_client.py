@@ -6,14 +6,17 @@
 MODE is the SDK's `mode`: "auto" (probes `server/discover`, speaks 2026-07-28 when answered)
 or "legacy" (the initialize handshake). Against server-everything behind the gateway as
 `every`, it lists tools, calls `every__echo`, calls a tool that reports progress, reads a
-resource and gets a prompt, then prints one JSON object of what it saw; any failure is an
-exception and a non-zero exit.
+resource, gets a prompt, and calls the tools that make the server ask its client mid-call
+(elicitation, sampling: answered by this client's callbacks, which the SDK drives as requests
+in the handshake era and as input-required rounds in 2026-07-28), then prints one JSON object
+of what it saw; any failure is an exception and a non-zero exit.
 """
 
 import asyncio
 import json
 import sys
 
+import mcp_types as types
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -27,10 +30,30 @@ async def main() -> None:
     seen: dict = {}
     progress: list = []
 
+    asked: list = []
+
     async def on_progress(value, total, message):
         progress.append(value)
 
-    async with Client(server, mode=mode, read_timeout_seconds=30) as client:
+    async def on_elicit(context, params):
+        asked.append("elicitation")
+        return types.ElicitResult(action="accept", content={"name": "Ada", "check": True})
+
+    async def on_sample(context, params):
+        asked.append("sampling")
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text="sampled-by-the-client"),
+            model="scripted",
+        )
+
+    async with Client(
+        server,
+        mode=mode,
+        read_timeout_seconds=30,
+        elicitation_callback=on_elicit,
+        sampling_callback=on_sample,
+    ) as client:
         seen["version"] = client.protocol_version
         tools = await client.list_tools()
         seen["tools"] = sorted(t.name for t in tools.tools)
@@ -50,6 +73,13 @@ async def main() -> None:
         seen["read_uri"] = str(read.contents[0].uri)
         prompt = await client.get_prompt("every__simple-prompt", {})
         seen["prompt_messages"] = len(prompt.messages)
+        elicited = await client.call_tool("every__trigger-elicitation-request", {})
+        seen["elicited"] = " ".join(c.text for c in elicited.content if hasattr(c, "text"))
+        sampled = await client.call_tool(
+            "every__trigger-sampling-request", {"prompt": "hi", "maxTokens": 10}
+        )
+        seen["sampled"] = " ".join(c.text for c in sampled.content if hasattr(c, "text"))
+        seen["asked"] = asked
     print(json.dumps(seen), flush=True)
 
 

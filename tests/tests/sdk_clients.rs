@@ -3,8 +3,9 @@
 //! its default mode, which probes `server/discover` and speaks 2026-07-28, and in its legacy
 //! mode (the initialize handshake), over streamable HTTP (`run --serve`) and over
 //! `serve --stdio` attached to that instance, in front of server-everything (a handshake-era
-//! server) over stdio. Each lists tools, calls one, calls one with progress, reads a resource
-//! and gets a prompt; the SDK validates every result against its era's schema (a 2026-07-28
+//! server) over stdio. Each lists tools, calls one, calls one with progress, reads a resource,
+//! gets a prompt, and answers the server's elicitation and sampling during a call (in
+//! 2026-07-28 through the gateway's input-required bridge); the SDK validates every result against its era's schema (a 2026-07-28
 //! result without `resultType` is an error there).
 
 use std::io::BufRead;
@@ -150,6 +151,25 @@ fn assert_served(seen: &Value, version: &str) {
         "{seen}"
     );
     assert_eq!(seen["prompt_messages"], 1, "{seen}");
+    // The server asked its client mid-call: as requests on the session (handshake era) or as
+    // input-required results and a retry (2026-07-28, bridged by the gateway); the server
+    // saw the client's own answers.
+    assert_eq!(
+        seen["asked"],
+        serde_json::json!(["elicitation", "sampling"]),
+        "{seen}"
+    );
+    assert!(
+        seen["elicited"].as_str().unwrap().contains("Name: Ada"),
+        "{seen}"
+    );
+    assert!(
+        seen["sampled"]
+            .as_str()
+            .unwrap()
+            .contains("sampled-by-the-client"),
+        "{seen}"
+    );
 }
 
 fn stdio_target<'a>(bin: &'a str, state: &'a Path) -> Vec<&'a str> {
@@ -163,7 +183,7 @@ fn stdio_target<'a>(bin: &'a str, state: &'a Path) -> Vec<&'a str> {
 }
 
 #[test]
-fn python_sdk_of_both_eras_lists_calls_reads_and_prompts_over_http_and_stdio() {
+fn python_sdk_of_both_eras_lists_calls_reads_prompts_and_answers_servers_over_http_and_stdio() {
     let instance = instance();
     let bin = mcpvisor_tests::mcpvisor_bin().to_str().unwrap().to_owned();
     // The new era: server/discover, then self-contained requests.

@@ -117,6 +117,8 @@ pub(crate) struct Core {
     pub(crate) offered: RwLock<Option<crate::surface::Offered>>,
     /// Resource subscriptions of the clients.
     pub(crate) subscribers: Mutex<Vec<crate::surface::Subscriber>>,
+    /// 2026-07-28 clients' calls parked for their input (`crate::bridge`).
+    pub(crate) bridges: Arc<crate::bridge::Bridges>,
     /// Open `subscriptions/listen` streams of 2026-07-28 clients.
     pub(crate) listeners: Mutex<Vec<Arc<crate::listen::Listener>>>,
     /// Which client calls which service now (servers' requests go to that client).
@@ -140,6 +142,7 @@ impl Core {
             offered: RwLock::new(None),
             subscribers: Mutex::new(Vec::new()),
             listeners: Mutex::new(Vec::new()),
+            bridges: Arc::new(crate::bridge::Bridges::new()),
             callers: Arc::default(),
             prompt_names: Mutex::new(HashMap::new()),
             relayed: Default::default(),

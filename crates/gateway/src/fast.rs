@@ -290,10 +290,10 @@ impl Relay {
     /// before the answer.
     async fn answer(&self, call: &Call, peer: Peer<RoleServer>) -> Result<Answer, McpError> {
         let Some(_) = &call.token else {
-            return answer(&self.core, &self.endpoint, call, peer, None).await;
+            return answer(&self.core, &self.endpoint, call, peer.into(), None).await;
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let made = answer(&self.core, &self.endpoint, call, peer, Some(tx));
+        let made = answer(&self.core, &self.endpoint, call, peer.into(), Some(tx));
         tokio::pin!(made);
         let answered = loop {
             tokio::select! {
@@ -332,7 +332,7 @@ pub(crate) async fn answer(
     core: &Core,
     endpoint: &Endpoint,
     call: &Call,
-    peer: Peer<RoleServer>,
+    caller: crate::relay::Caller,
     progress: Option<UnboundedSender<CallProgress>>,
 ) -> Result<Answer, McpError> {
     let store = core
@@ -345,7 +345,7 @@ pub(crate) async fn answer(
     };
     // While it runs, the server's own requests (sampling, elicitation, roots) come to this
     // client.
-    let _caller = core.callers.enter(call.routed.service.clone(), peer);
+    let _caller = core.callers.enter(call.routed.service.clone(), caller);
     let arguments = call.arguments.as_deref();
     let make = || store.call_tool_raw(&call.routed.name, arguments, None, &control);
     let mut outcome = make().await;

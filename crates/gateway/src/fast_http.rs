@@ -250,7 +250,7 @@ impl HttpCalls {
             &self.core,
             &self.endpoint,
             &call,
-            client.peer.clone(),
+            client.peer.clone().into(),
             progress,
         );
         tokio::pin!(made);

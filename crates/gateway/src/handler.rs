@@ -219,6 +219,14 @@ impl ServerHandler for Session {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        // A 2026-07-28 client's retry of a call its server asked something during
+        // (`crate::bridge`): the answers go to the server, the same call goes on.
+        if let Some(state) = &request.request_state {
+            let responses = request.input_responses.clone().unwrap_or_default();
+            let running = self.core.bridges.resume(state, &request.name, &responses)?;
+            return self.core.bridges.round(running, &context.ct).await;
+        }
+        let stateless = crate::era::stateless(context.protocol_version().as_ref());
         let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
             return Err(McpError::new(
                 ErrorCode::INTERNAL_ERROR,
@@ -262,7 +270,7 @@ impl ServerHandler for Session {
             .map(serde_json::value::to_raw_value)
             .transpose()
             .map_err(|e| McpError::invalid_params(e.to_string(), None))?;
-        let call = crate::fast::Call {
+        let mut call = crate::fast::Call {
             serial: 0,
             id: serde_json::value::to_raw_value(&context.id)
                 .map_err(|e| McpError::internal_error(e.to_string(), None))?,
@@ -272,13 +280,32 @@ impl ServerHandler for Session {
             cancel: context.ct.clone(),
             _slot,
         };
+        if stateless {
+            // No session to ask the client on: what the server asks meanwhile becomes an
+            // input-required result, and the call outlives this request (`crate::bridge`).
+            let capabilities = context.client_capabilities().unwrap_or_default();
+            let cancel = tokio_util::sync::CancellationToken::new();
+            call.cancel = cancel.clone();
+            let (core, endpoint) = (self.core.clone(), self.endpoint.clone());
+            let running =
+                crate::bridge::Running::start(name, capabilities, cancel, |asker| async move {
+                    let caller = crate::relay::Caller::Bridge(asker);
+                    let answered =
+                        crate::fast::answer(&core, &endpoint, &call, caller, progress).await;
+                    if let Some(relay) = relay {
+                        let _ = relay.await;
+                    }
+                    response(answered, &call)
+                });
+            return self.core.bridges.round(running, &context.ct).await;
+        }
         // The same call as a relayed one (a service not up is held for), its result read into
         // rmcp's type here.
         let answered = crate::fast::answer(
             &self.core,
             &self.endpoint,
             &call,
-            context.peer.clone(),
+            context.peer.clone().into(),
             progress,
         )
         .await;
@@ -286,22 +313,7 @@ impl ServerHandler for Session {
             // Every progress notification goes out before the result.
             let _ = relay.await;
         }
-        match answered? {
-            crate::fast::Answer::Typed(result) => Ok(result.completed().into()),
-            crate::fast::Answer::Raw(raw) => {
-                match serde_json::from_str::<CallToolResult>(raw.get()) {
-                    Ok(result) => Ok(result.completed().into()),
-                    Err(e) => {
-                        let e = StoreError::Call(CallError::Transport {
-                            service: service.clone(),
-                            tool: call.routed.name.clone(),
-                            message: format!("the server's answer is not a tool result: {e}"),
-                        });
-                        call_failure(&service, e).map(Into::into)
-                    }
-                }
-            }
-        }
+        response(answered, &call)
     }
 
     async fn list_resources(
@@ -535,6 +547,29 @@ fn surface_error(e: StoreError) -> McpError {
             McpError::new(ErrorCode(code), e.to_string(), None)
         }
         other => McpError::internal_error(other.to_string(), None),
+    }
+}
+
+/// A call's answer as the client's result: the server's result read into rmcp's type (with
+/// `resultType`), or the failure.
+fn response(
+    answered: Result<crate::fast::Answer, McpError>,
+    call: &crate::fast::Call,
+) -> Result<CallToolResponse, McpError> {
+    let service = call.routed.service.name.to_string();
+    match answered? {
+        crate::fast::Answer::Typed(result) => Ok(result.completed().into()),
+        crate::fast::Answer::Raw(raw) => match serde_json::from_str::<CallToolResult>(raw.get()) {
+            Ok(result) => Ok(result.completed().into()),
+            Err(e) => {
+                let e = StoreError::Call(CallError::Transport {
+                    service: service.clone(),
+                    tool: call.routed.name.clone(),
+                    message: format!("the server's answer is not a tool result: {e}"),
+                });
+                call_failure(&service, e).map(Into::into)
+            }
+        },
     }
 }
 

@@ -12,6 +12,7 @@
 //! `gateway.hold`; clients whose view changed get `notifications/tools/list_changed`.
 #![warn(missing_docs)]
 
+mod bridge;
 mod core;
 mod era;
 mod fast;

@@ -1,9 +1,11 @@
 //! Servers' own requests through the gateway (DESIGN §14): `sampling/createMessage`,
 //! `elicitation/create` and `roots/list` of a service go to the client whose call to that
 //! service is in flight (the latest one, if several) — only if that client declared the
-//! capability; otherwise the server gets a JSON-RPC error saying so. `roots/list` outside a
-//! call goes to the most recently connected client of an endpoint that sees the service and
-//! declared roots.
+//! capability; otherwise the server gets a JSON-RPC error saying so. A handshake-era client
+//! is sent the request on its session; a 2026-07-28 client has no session to send it on, so
+//! its call is answered with an input-required result instead (`crate::bridge`), the
+//! capability read from the call's own `_meta`. `roots/list` outside a call goes to the most
+//! recently connected client of an endpoint that sees the service and declared roots.
 // Roots and sampling are deprecated from protocol 2026-07-28 (SEP-2577); the servers behind
 // the gateway speak 2025-11-25 and clients of that revision answer them.
 #![allow(deprecated)]
@@ -13,7 +15,8 @@ use std::sync::{Arc, Mutex, Weak};
 use mcpvisor_model::ServiceId;
 use mcpvisor_supervisor::{Answer, ServerRequests};
 use rmcp::model::{
-    CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult, ErrorCode,
+    ClientCapabilities, CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequest, ElicitRequestParams, ElicitResult, ErrorCode, InputRequest, ListRootsRequest,
     ListRootsResult,
 };
 use rmcp::service::{Peer, RoleServer, ServiceError};
@@ -21,11 +24,43 @@ use rmcp::ErrorData;
 
 use crate::core::Core;
 
+/// Who made a call: where its server's requests go.
+#[derive(Clone)]
+pub(crate) enum Caller {
+    /// A handshake-era client: asked on its session.
+    Session(Peer<RoleServer>),
+    /// A 2026-07-28 client's call: what the server asks becomes an input-required result.
+    Bridge(Arc<crate::bridge::Asker>),
+}
+
+impl From<Peer<RoleServer>> for Caller {
+    fn from(peer: Peer<RoleServer>) -> Caller {
+        Caller::Session(peer)
+    }
+}
+
+impl Caller {
+    fn gone(&self) -> bool {
+        match self {
+            Caller::Session(p) => p.is_transport_closed(),
+            Caller::Bridge(a) => a.gone(),
+        }
+    }
+
+    /// What the client declared it can answer.
+    fn capabilities(&self) -> Option<ClientCapabilities> {
+        match self {
+            Caller::Session(p) => p.peer_info().map(|i| i.capabilities.clone()),
+            Caller::Bridge(a) => Some(a.capabilities.clone()),
+        }
+    }
+}
+
 /// Calls in flight through the gateway: which client called which service.
 #[derive(Default)]
 pub(crate) struct Callers {
     next: std::sync::atomic::AtomicU64,
-    calls: Mutex<Vec<(u64, ServiceId, Peer<RoleServer>)>>,
+    calls: Mutex<Vec<(u64, ServiceId, Caller)>>,
 }
 
 /// Removes its call from [`Callers`] when dropped.
@@ -45,31 +80,27 @@ impl Drop for CallerGuard {
 }
 
 impl Callers {
-    /// `peer` calls `service` until the guard is dropped.
-    pub(crate) fn enter(
-        self: &Arc<Self>,
-        service: ServiceId,
-        peer: Peer<RoleServer>,
-    ) -> CallerGuard {
+    /// `caller` calls `service` until the guard is dropped.
+    pub(crate) fn enter(self: &Arc<Self>, service: ServiceId, caller: Caller) -> CallerGuard {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.calls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((id, service, peer));
+            .push((id, service, caller));
         CallerGuard {
             callers: self.clone(),
             id,
         }
     }
 
-    fn latest(&self, service: &ServiceId) -> Option<Peer<RoleServer>> {
+    fn latest(&self, service: &ServiceId) -> Option<Caller> {
         self.calls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .rev()
-            .find(|(_, s, p)| s == service && !p.is_transport_closed())
-            .map(|(_, _, p)| p.clone())
+            .find(|(_, s, c)| s == service && !c.gone())
+            .map(|(_, _, c)| c.clone())
     }
 }
 
@@ -96,10 +127,10 @@ fn forwarded(e: ServiceError) -> ErrorData {
 impl GatewayRelay {
     /// The client to ask for `service`: the caller of a call in flight, else (roots only)
     /// the latest connected client that sees it.
-    fn client(&self, service: &ServiceId, any_client: bool) -> Option<Peer<RoleServer>> {
+    fn client(&self, service: &ServiceId, any_client: bool) -> Option<Caller> {
         let core = self.core.upgrade()?;
-        if let Some(p) = core.callers.latest(service) {
-            return Some(p);
+        if let Some(c) = core.callers.latest(service) {
+            return Some(c);
         }
         if !any_client {
             return None;
@@ -113,14 +144,16 @@ impl GatewayRelay {
                 p.peer_info()
                     .is_some_and(|i| i.capabilities.roots.is_some())
             })
-            .map(|(_, p, _)| p.clone())
+            .map(|(_, p, _)| Caller::Session(p.clone()))
     }
 }
 
 impl GatewayRelay {
-    /// Asks the client chosen for `service` with `ask` if it declared the capability `cap`
-    /// names (`has`), else refuses saying what is missing.
-    fn ask<T: Send + 'static, Fut>(
+    /// Asks the client chosen for `service` — with `ask` on its session, or `input` as an
+    /// input-required result — if it declared the capability `cap` names (`has`), else
+    /// refuses saying what is missing.
+    #[allow(clippy::too_many_arguments)]
+    fn ask<T: serde::de::DeserializeOwned + Send + 'static, Fut>(
         &self,
         service: &ServiceId,
         what: &'static str,
@@ -128,14 +161,15 @@ impl GatewayRelay {
         has: fn(&rmcp::model::ClientCapabilities) -> bool,
         any_client: bool,
         ask: impl FnOnce(Peer<RoleServer>) -> Fut + Send + 'static,
+        input: InputRequest,
     ) -> Answer<T>
     where
         Fut: std::future::Future<Output = Result<T, ServiceError>> + Send,
     {
-        let peer = self.client(service, any_client);
+        let caller = self.client(service, any_client);
         let service = service.clone();
         Box::pin(async move {
-            let Some(peer) = peer else {
+            let Some(caller) = caller else {
                 let why = if any_client {
                     format!("no connected client declared {cap}")
                 } else {
@@ -143,11 +177,22 @@ impl GatewayRelay {
                 };
                 return Err(refused(&service, what, &why));
             };
-            if peer.peer_info().is_none_or(|i| !has(&i.capabilities)) {
+            if caller.capabilities().is_none_or(|c| !has(&c)) {
                 let why = format!("the calling client did not declare {cap}");
                 return Err(refused(&service, what, &why));
             }
-            ask(peer).await.map_err(forwarded)
+            match caller {
+                Caller::Session(peer) => ask(peer).await.map_err(forwarded),
+                Caller::Bridge(asker) => {
+                    let answer = asker.ask(input).await?;
+                    serde_json::from_value(answer).map_err(|e| {
+                        ErrorData::invalid_params(
+                            format!("mcpvisor: the client's answer to {what} is not one: {e}"),
+                            None,
+                        )
+                    })
+                }
+            }
         })
     }
 }
@@ -161,6 +206,7 @@ impl ServerRequests for GatewayRelay {
             |c| c.roots.is_some(),
             true,
             |p| async move { p.list_roots().await },
+            InputRequest::ListRoots(ListRootsRequest::default()),
         )
     }
 
@@ -175,7 +221,11 @@ impl ServerRequests for GatewayRelay {
             "sampling",
             |c| c.sampling.is_some(),
             false,
-            |p| async move { p.create_message(params).await },
+            {
+                let params = params.clone();
+                |p| async move { p.create_message(params).await }
+            },
+            InputRequest::CreateMessage(CreateMessageRequest::new(params)),
         )
     }
 
@@ -190,7 +240,11 @@ impl ServerRequests for GatewayRelay {
             "elicitation",
             |c| c.elicitation.is_some(),
             false,
-            |p| async move { p.create_elicitation(params).await },
+            {
+                let params = params.clone();
+                |p| async move { p.create_elicitation(params).await }
+            },
+            InputRequest::Elicitation(ElicitRequest::new(params)),
         )
     }
 }
