@@ -164,6 +164,45 @@ async fn serve_stdio_with_a_config_and_no_instance_runs_the_fleet_itself() {
     );
 }
 
+/// A cold start through `serve --stdio --config` (what a client's entry runs on a fresh
+/// login): the client's first `tools/list` shows every eager server's tools — real servers
+/// that take a while to start — not the empty list of a fleet still starting; the first
+/// prompts and resources lists too.
+#[tokio::test]
+async fn a_cold_start_lists_every_eager_servers_tools_in_the_first_list() {
+    let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
+    let config = dir.path().join("mcp.json");
+    let node = |pkg: &str, extra: &[&str]| {
+        let mut args = vec![
+            mcpvisor_tests::loopback_preload(),
+            mcpvisor_tests::node_server(pkg),
+        ];
+        args.insert(0, "-r".into());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        json!({"command": "node", "args": args})
+    };
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {
+            "every": node("server-everything", &["stdio"]),
+            "memory": node("server-memory", &[]),
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let client = stdio_client(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let first = client.list_tools(None).await.unwrap().tools;
+    let names: Vec<&str> = first.iter().map(|t| t.name.as_ref()).collect();
+    assert!(names.contains(&"every__echo"), "{names:?}");
+    assert!(names.contains(&"memory__read_graph"), "{names:?}");
+    let prompts = client.list_prompts(None).await.unwrap().prompts;
+    assert!(
+        prompts.iter().any(|p| p.name == "every__simple-prompt"),
+        "{prompts:?}"
+    );
+    client.cancel().await.unwrap();
+}
+
 #[tokio::test]
 async fn serve_stdio_with_nothing_running_and_no_config_says_what_to_do() {
     let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();

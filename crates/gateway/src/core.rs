@@ -128,6 +128,8 @@ pub(crate) struct Core {
     pub(crate) prompt_names: Mutex<HashMap<(Endpoint, String), String>>,
     /// Byte-stream clients' tool calls relayed as JSON so far (`crate::fast`).
     pub(crate) relayed: std::sync::atomic::AtomicU64,
+    /// The fleet settled once since the gateway started ([`Core::started`]).
+    settled: std::sync::atomic::AtomicBool,
 }
 
 impl Core {
@@ -146,6 +148,7 @@ impl Core {
             callers: Arc::default(),
             prompt_names: Mutex::new(HashMap::new()),
             relayed: Default::default(),
+            settled: Default::default(),
         }
     }
 
@@ -262,6 +265,23 @@ impl Core {
     /// How long a call waits for a service that is coming back.
     pub(crate) fn hold(&self) -> Duration {
         self.config.hold
+    }
+
+    /// Returns once the fleet has settled since the gateway started — every eager service
+    /// up, or failed at least once — or after `gateway.startup_wait`: a client's first list
+    /// never shows a fleet still starting (in every transport and era; waited for once).
+    pub(crate) async fn started(&self) {
+        use std::sync::atomic::Ordering;
+        if self.settled.load(Ordering::Acquire) {
+            return;
+        }
+        let wait = self.config.startup_wait;
+        let _ = self
+            .store
+            .all_scopes()
+            .wait_settled(None, false, wait, |_, _| {})
+            .await;
+        self.settled.store(true, Ordering::Release);
     }
 }
 

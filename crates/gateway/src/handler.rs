@@ -205,6 +205,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        self.core.started().await;
         let view = self.core.view(&self.endpoint).await.map_err(internal)?;
         self.core.remember(&self.endpoint, &view);
         let tools = view
@@ -321,6 +322,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        self.core.started().await;
         let store = self.core.scoped(&self.endpoint).map_err(internal)?;
         let list = store.list_resources().await.map_err(internal)?;
         Ok(ListResourcesResult::with_all_items(
@@ -333,6 +335,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.core.started().await;
         let store = self.core.scoped(&self.endpoint).map_err(internal)?;
         let list = store.list_resource_templates().await.map_err(internal)?;
         Ok(ListResourceTemplatesResult::with_all_items(
@@ -454,6 +457,7 @@ impl ServerHandler for Session {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, McpError> {
+        self.core.started().await;
         let store = self.core.scoped(&self.endpoint).map_err(internal)?;
         let list = store.list_prompts().await.map_err(internal)?;
         // Prompt names follow the tools' rules (charset, budget, collisions; DESIGN §13).

@@ -360,6 +360,9 @@ pub(crate) fn glob(pattern: &str, name: &str) -> bool {
 pub struct GatewayConfig {
     /// How long a call to a service that is coming back waits for it.
     pub hold: Duration,
+    /// How long a client's first list waits for the eager services to settle (up, or failed
+    /// at least once), so it does not show a fleet still starting.
+    pub startup_wait: Duration,
     /// What a down service's tools do in `tools/list`.
     pub down_tools: DownTools,
     /// Characters of the 64-character name budget left to the client's own prefix (Claude Code
@@ -375,6 +378,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             hold: d::GATEWAY_HOLD,
+            startup_wait: d::GATEWAY_STARTUP_WAIT,
             down_tools: DownTools::default(),
             client_prefix: d::GATEWAY_CLIENT_PREFIX,
             unprefixed: false,

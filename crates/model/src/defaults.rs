@@ -98,6 +98,10 @@ pub const PATH_HINT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const SSE_POST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Gateway: how long a call to a service that is coming back (reconnecting) waits for it.
 pub const GATEWAY_HOLD: Duration = Duration::from_secs(5);
+/// `gateway.startup_wait`: a client's first list waits at most this long for the eager
+/// services to settle (a `npx` server's first start can take seconds; clients' own connect
+/// timeouts are 30–60 s).
+pub const GATEWAY_STARTUP_WAIT: Duration = Duration::from_secs(10);
 /// Gateway: characters of the 64-character tool-name budget left to the client's own prefix
 /// (`mcp__mcpvisor__`, as Claude Code writes it, is 15).
 pub const GATEWAY_CLIENT_PREFIX: u32 = 15;

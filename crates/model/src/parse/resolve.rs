@@ -548,10 +548,12 @@ pub(super) fn parse_supervisor(v: &Value, errors: &mut Vec<ConfigError>) -> Supe
     })
 }
 
-/// The `gateway` section: `hold`, `down_tools`, `client_prefix`, `unprefixed`, `endpoints`.
+/// The `gateway` section: `hold`, `startup_wait`, `down_tools`, `client_prefix`, `unprefixed`,
+/// `endpoints`.
 pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> GatewayConfig {
     let known = [
         "hold",
+        "startup_wait",
         "down_tools",
         "client_prefix",
         "unprefixed",
@@ -560,6 +562,7 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
     top_section("gateway", v, errors, &known, |s| {
         let dflt = GatewayConfig::default();
         let hold = s.duration("hold", dflt.hold, true);
+        let startup_wait = s.duration("startup_wait", dflt.startup_wait, true);
         let down_tools = match s.obj.get("down_tools").cloned() {
             None | Some(Value::Null) => dflt.down_tools,
             Some(Value::String(t)) if t == "hide" => DownTools::Hide,
@@ -629,6 +632,7 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
         }
         GatewayConfig {
             hold,
+            startup_wait,
             down_tools,
             client_prefix,
             unprefixed,
