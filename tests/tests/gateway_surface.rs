@@ -3,6 +3,7 @@
 //! declared as its services offer them, resources, templates, reads, subscriptions and their
 //! updates, prompts, completions, and the server's log messages.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcpvisor_gateway::{Gateway, HttpOptions};
@@ -215,6 +216,20 @@ async fn an_http_client_gets_resources_prompts_completions_updates_and_logs_thro
 #[derive(Clone)]
 struct Answering {
     answers: bool,
+    /// How many elicitations it was asked.
+    asked: Arc<std::sync::atomic::AtomicUsize>,
+    /// Told of each progress notification.
+    progress: Option<tokio::sync::mpsc::UnboundedSender<()>>,
+}
+
+impl Answering {
+    fn new(answers: bool) -> Answering {
+        Answering {
+            answers,
+            asked: Arc::default(),
+            progress: None,
+        }
+    }
 }
 
 #[allow(deprecated)]
@@ -236,6 +251,7 @@ impl ClientHandler for Answering {
         _request: rmcp::model::ElicitRequestParams,
         _context: rmcp::service::RequestContext<RoleClient>,
     ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(
             serde_json::from_value(json!({"action": "accept", "content": {"name": "Ada"}}))
                 .unwrap(),
@@ -250,6 +266,16 @@ impl ClientHandler for Answering {
             json!({"roots": [{"uri": "file:///client-root", "name": "root"}]}),
         )
         .unwrap())
+    }
+
+    async fn on_progress(
+        &self,
+        _params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        if let Some(tx) = &self.progress {
+            let _ = tx.send(());
+        }
     }
 
     fn get_info(&self) -> rmcp::model::ClientInfo {
@@ -275,11 +301,11 @@ fn result_text(r: &rmcp::model::CallToolResult) -> String {
 async fn servers_requests_go_to_the_calling_client_only_if_it_declared_the_capability() {
     let (store, url, cancel, gateway) =
         everything_behind_a_gateway(StoreOptions::new().relay_server_requests()).await;
-    let able = Answering { answers: true }
+    let able = Answering::new(true)
         .serve(StreamableHttpClientTransport::from_uri(url.clone()))
         .await
         .unwrap();
-    let unable = Answering { answers: false }
+    let unable = Answering::new(false)
         .serve(StreamableHttpClientTransport::from_uri(url))
         .await
         .unwrap();
@@ -338,6 +364,62 @@ async fn servers_requests_go_to_the_calling_client_only_if_it_declared_the_capab
 
     able.cancel().await.unwrap();
     unable.cancel().await.unwrap();
+    cancel.cancel();
+    store.shutdown().await;
+}
+
+/// Two clients' calls to one server in flight: a request the server makes meanwhile cannot be
+/// told to be either's (a stdio server's request names no call), so it is refused saying
+/// why — never sent to the other client. Once only one client's call is in flight, it goes to
+/// that client.
+#[tokio::test]
+async fn a_servers_request_while_two_clients_call_it_is_sent_to_neither() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (store, url, cancel, _gateway) =
+        everything_behind_a_gateway(StoreOptions::new().relay_server_requests()).await;
+    let (tx, mut a_progress) = tokio::sync::mpsc::unbounded_channel();
+    let mut a_handler = Answering::new(true);
+    a_handler.progress = Some(tx);
+    let a_asked = a_handler.asked.clone();
+    let a = a_handler
+        .serve(StreamableHttpClientTransport::from_uri(url.clone()))
+        .await
+        .unwrap();
+    let b_handler = Answering::new(true);
+    let b_asked = b_handler.asked.clone();
+    let b = b_handler
+        .serve(StreamableHttpClientTransport::from_uri(url))
+        .await
+        .unwrap();
+    // a's long call is in flight (its first progress came).
+    let long = CallToolRequestParams::new("ev__trigger-long-running-operation").with_arguments(
+        json!({"duration": 3, "steps": 6})
+            .as_object()
+            .cloned()
+            .unwrap(),
+    );
+    let request =
+        rmcp::model::ClientRequest::CallToolRequest(rmcp::model::CallToolRequest::new(long));
+    let in_flight = a
+        .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    deadline(LONG, "a's call in flight", a_progress.recv()).await;
+    let elicit = || CallToolRequestParams::new("ev__trigger-elicitation-request");
+    let refused = b.peer().call_tool(elicit()).await;
+    let said = match &refused {
+        Ok(r) => result_text(r),
+        Err(e) => e.to_string(),
+    };
+    assert!(said.contains("cannot be told"), "{said}");
+    assert_eq!((a_asked.load(SeqCst), b_asked.load(SeqCst)), (0, 0));
+    in_flight.await_response().await.unwrap();
+    // Only b's call now: b is asked, a is not.
+    let got = b.peer().call_tool(elicit()).await.unwrap();
+    assert!(result_text(&got).contains("Ada"), "{got:?}");
+    assert_eq!((a_asked.load(SeqCst), b_asked.load(SeqCst)), (0, 1));
+    a.cancel().await.unwrap();
+    b.cancel().await.unwrap();
     cancel.cancel();
     store.shutdown().await;
 }

@@ -88,6 +88,8 @@ struct Meta<'a> {
 #[derive(Deserialize)]
 struct CancelPeek<'a> {
     #[serde(borrow)]
+    method: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
     params: CancelParams<'a>,
 }
 
@@ -95,6 +97,13 @@ struct CancelPeek<'a> {
 struct CancelParams<'a> {
     #[serde(rename = "requestId", borrow)]
     request_id: &'a RawValue,
+}
+
+/// The request a `notifications/cancelled` line cancels (its id as written); nothing for any
+/// other line, whatever it holds.
+fn cancelled_request(line: &[u8]) -> Option<&str> {
+    let c = serde_json::from_slice::<CancelPeek>(line).ok()?;
+    (c.method == "notifications/cancelled").then(|| c.params.request_id.get())
 }
 
 /// A relayed call's parts, owned.
@@ -222,13 +231,19 @@ impl Relay {
         true
     }
 
-    /// The client's `notifications/cancelled` for a relayed call cancels it.
+    /// The client's `notifications/cancelled` for a relayed call cancels it (that method only:
+    /// another message naming a `requestId` cancels nothing).
     fn cancel(&self, line: &[u8]) {
-        if let Ok(c) = serde_json::from_slice::<CancelPeek>(line) {
-            if let Some((_, token)) = self.lock_calls().get(c.params.request_id.get()) {
+        if let Some(id) = cancelled_request(line) {
+            if let Some((_, token)) = self.lock_calls().get(id) {
                 token.cancel();
             }
         }
+    }
+
+    /// This session's client as the caller of a call.
+    fn caller(&self, peer: Peer<RoleServer>) -> crate::relay::Caller {
+        crate::relay::Caller::session(peer, &self.in_flight)
     }
 
     fn lock_calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, CancellationToken)>> {
@@ -290,10 +305,16 @@ impl Relay {
     /// before the answer.
     async fn answer(&self, call: &Call, peer: Peer<RoleServer>) -> Result<Answer, McpError> {
         let Some(_) = &call.token else {
-            return answer(&self.core, &self.endpoint, call, peer.into(), None).await;
+            return answer(&self.core, &self.endpoint, call, self.caller(peer), None).await;
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let made = answer(&self.core, &self.endpoint, call, peer.into(), Some(tx));
+        let made = answer(
+            &self.core,
+            &self.endpoint,
+            call,
+            self.caller(peer),
+            Some(tx),
+        );
         tokio::pin!(made);
         let answered = loop {
             tokio::select! {
@@ -368,4 +389,19 @@ pub(crate) enum Answer {
     Raw(Box<RawValue>),
     /// Ours (a failure, or a refusal after the hold).
     Typed(CallToolResult),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cancelled_request;
+
+    #[test]
+    fn only_a_cancellation_cancels() {
+        let cancel =
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}"#;
+        assert_eq!(cancelled_request(cancel), Some("7"));
+        let other = br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"requestId":7,"data":"notifications/cancelled"}}"#;
+        assert_eq!(cancelled_request(other), None);
+        assert_eq!(cancelled_request(b"not json"), None);
+    }
 }

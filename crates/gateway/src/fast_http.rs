@@ -250,7 +250,7 @@ impl HttpCalls {
             &self.core,
             &self.endpoint,
             &call,
-            client.peer.clone().into(),
+            crate::relay::Caller::session(client.peer.clone(), &client.in_flight),
             progress,
         );
         tokio::pin!(made);

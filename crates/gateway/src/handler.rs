@@ -306,7 +306,7 @@ impl ServerHandler for Session {
             &self.core,
             &self.endpoint,
             &call,
-            context.peer.clone().into(),
+            crate::relay::Caller::session(context.peer.clone(), &self.in_flight),
             progress,
         )
         .await;

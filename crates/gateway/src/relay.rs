@@ -1,7 +1,9 @@
 //! Servers' own requests through the gateway (DESIGN §14): `sampling/createMessage`,
 //! `elicitation/create` and `roots/list` of a service go to the client whose call to that
-//! service is in flight (the latest one, if several) — only if that client declared the
-//! capability; otherwise the server gets a JSON-RPC error saying so. A handshake-era client
+//! service is in flight — only if that client declared the capability; otherwise the server
+//! gets a JSON-RPC error saying so. When calls of two different clients to one service are in
+//! flight, whose call asks cannot be told (a stdio server's request names no call): the
+//! request is refused, saying why, never sent to either client. A handshake-era client
 //! is sent the request on its session; a 2026-07-28 client has no session to send it on, so
 //! its call is answered with an input-required result instead (`crate::bridge`), the
 //! capability read from the call's own `_meta`. `roots/list` outside a call goes to the most
@@ -27,22 +29,39 @@ use crate::core::Core;
 /// Who made a call: where its server's requests go.
 #[derive(Clone)]
 pub(crate) enum Caller {
-    /// A handshake-era client: asked on its session.
-    Session(Peer<RoleServer>),
+    /// A handshake-era client: asked on its session. `client` tells sessions apart.
+    Session {
+        peer: Peer<RoleServer>,
+        client: usize,
+    },
     /// A 2026-07-28 client's call: what the server asks becomes an input-required result.
     Bridge(Arc<crate::bridge::Asker>),
 }
 
-impl From<Peer<RoleServer>> for Caller {
-    fn from(peer: Peer<RoleServer>) -> Caller {
-        Caller::Session(peer)
-    }
-}
-
 impl Caller {
+    /// A session's client, known by its session's in-flight bound (one per session, shared
+    /// by every way its calls are made: relayed, answered outside rmcp, through rmcp).
+    pub(crate) fn session(
+        peer: Peer<RoleServer>,
+        in_flight: &Arc<tokio::sync::Semaphore>,
+    ) -> Caller {
+        Caller::Session {
+            peer,
+            client: Arc::as_ptr(in_flight) as usize,
+        }
+    }
+
+    /// Which client this is (two callers of one client are the same).
+    fn client(&self) -> usize {
+        match self {
+            Caller::Session { client, .. } => *client,
+            Caller::Bridge(a) => Arc::as_ptr(a) as usize,
+        }
+    }
+
     fn gone(&self) -> bool {
         match self {
-            Caller::Session(p) => p.is_transport_closed(),
+            Caller::Session { peer, .. } => peer.is_transport_closed(),
             Caller::Bridge(a) => a.gone(),
         }
     }
@@ -50,7 +69,7 @@ impl Caller {
     /// What the client declared it can answer.
     fn capabilities(&self) -> Option<ClientCapabilities> {
         match self {
-            Caller::Session(p) => p.peer_info().map(|i| i.capabilities.clone()),
+            Caller::Session { peer, .. } => peer.peer_info().map(|i| i.capabilities.clone()),
             Caller::Bridge(a) => Some(a.capabilities.clone()),
         }
     }
@@ -93,16 +112,30 @@ impl Callers {
         }
     }
 
-    fn latest(&self, service: &ServiceId) -> Option<Caller> {
-        self.calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    /// The client whose call to `service` is in flight: `Ok(None)` if none is, `Err` if
+    /// calls of more than one client are (whose call asks cannot be told).
+    pub(crate) fn caller_of(&self, service: &ServiceId) -> Result<Option<Caller>, Ambiguous> {
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = calls
             .iter()
             .rev()
-            .find(|(_, s, c)| s == service && !c.gone())
-            .map(|(_, _, c)| c.clone())
+            .filter(|(_, s, c)| s == service && !c.gone())
+            .map(|(_, _, c)| c);
+        let Some(latest) = live.next() else {
+            return Ok(None);
+        };
+        if live.any(|c| c.client() != latest.client()) {
+            return Err(Ambiguous);
+        }
+        Ok(Some(latest.clone()))
     }
 }
+
+/// Calls of several clients to one service are in flight.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Ambiguous;
+
+impl Callers {}
 
 /// The gateway as the Store's answerer of servers' requests.
 pub(crate) struct GatewayRelay {
@@ -127,16 +160,18 @@ fn forwarded(e: ServiceError) -> ErrorData {
 impl GatewayRelay {
     /// The client to ask for `service`: the caller of a call in flight, else (roots only)
     /// the latest connected client that sees it.
-    fn client(&self, service: &ServiceId, any_client: bool) -> Option<Caller> {
-        let core = self.core.upgrade()?;
-        if let Some(c) = core.callers.latest(service) {
-            return Some(c);
+    fn client(&self, service: &ServiceId, any_client: bool) -> Result<Option<Caller>, Ambiguous> {
+        let Some(core) = self.core.upgrade() else {
+            return Ok(None);
+        };
+        if let Some(c) = core.callers.caller_of(service)? {
+            return Ok(Some(c));
         }
         if !any_client {
-            return None;
+            return Ok(None);
         }
         let clients = core.clients.lock().unwrap_or_else(|p| p.into_inner());
-        clients
+        let found = clients
             .iter()
             .rev()
             .filter(|(e, p, _)| !p.is_transport_closed() && crate::surface::sees(e, service))
@@ -144,7 +179,11 @@ impl GatewayRelay {
                 p.peer_info()
                     .is_some_and(|i| i.capabilities.roots.is_some())
             })
-            .map(|(_, p, _)| Caller::Session(p.clone()))
+            .map(|(_, p, _)| Caller::Session {
+                peer: p.clone(),
+                client: 0,
+            });
+        Ok(found)
     }
 }
 
@@ -169,6 +208,11 @@ impl GatewayRelay {
         let caller = self.client(service, any_client);
         let service = service.clone();
         Box::pin(async move {
+            let Ok(caller) = caller else {
+                let why = "calls of more than one client to it are in flight, and which of \
+                           them asks cannot be told: it is asked of none";
+                return Err(refused(&service, what, why));
+            };
             let Some(caller) = caller else {
                 let why = if any_client {
                     format!("no connected client declared {cap}")
@@ -182,7 +226,7 @@ impl GatewayRelay {
                 return Err(refused(&service, what, &why));
             }
             match caller {
-                Caller::Session(peer) => ask(peer).await.map_err(forwarded),
+                Caller::Session { peer, .. } => ask(peer).await.map_err(forwarded),
                 Caller::Bridge(asker) => {
                     let answer = asker.ask(input).await?;
                     serde_json::from_value(answer).map_err(|e| {
