@@ -19,6 +19,7 @@ import sys
 import mcp_types as types
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.shared.exceptions import MCPError
 
 
 async def main() -> None:
@@ -80,6 +81,15 @@ async def main() -> None:
         )
         seen["sampled"] = " ".join(c.text for c in sampled.content if hasattr(c, "text"))
         seen["asked"] = asked
+    if mode == "auto":
+        # A client that declares no elicitation: the server's question cannot reach it, and a
+        # 2026-07-28 request is told which capability it lacks.
+        async with Client(server, mode=mode, read_timeout_seconds=30) as bare:
+            try:
+                r = await bare.call_tool("every__trigger-elicitation-request", {})
+                seen["undeclared"] = {"answered": str(r)[:300]}
+            except MCPError as e:
+                seen["undeclared"] = {"code": e.code, "data": e.data}
     print(json.dumps(seen), flush=True)
 
 

@@ -12,6 +12,10 @@
 //! The retry opens it ([`Bridges::resume`]), hands each answer to the question waiting for it,
 //! and runs the next round on the same call — as many rounds as the server asks.
 //!
+//! A question the request's `_meta` did not declare it can answer ends the request with
+//! MissingRequiredClientCapability (-32021, HTTP 400) naming the capability, and the call with
+//! it (the server's request is refused too).
+//!
 //! A tampered state, one of another tool, one used before (its call is no longer parked) or
 //! one past its time is refused (invalid params) and changes nothing. A call never resumed is
 //! cancelled at the server when its state expires (the server's own request deadline,
@@ -37,10 +41,13 @@ pub(crate) const INPUT_TTL: Duration = mcpvisor_model::defaults::SERVER_REQUEST_
 
 type Reply = oneshot::Sender<Result<Value, McpError>>;
 
-/// One question of the server's, and where its answer goes.
-struct Ask {
-    request: InputRequest,
-    reply: Reply,
+/// What the server wants of the client mid-call.
+enum Ask {
+    /// A question, and where its answer goes.
+    Input { request: InputRequest, reply: Reply },
+    /// Something this request's client did not declare it can answer: the request ends with
+    /// MissingRequiredClientCapability (-32021, HTTP 400), naming what to declare.
+    Missing(McpError),
 }
 
 /// The caller of a bridged call: takes the server's questions to the call's rounds.
@@ -61,9 +68,24 @@ impl Asker {
         let (reply, answer) = oneshot::channel();
         let ended = || McpError::internal_error("mcpvisor: the client's call ended", None);
         self.asks
-            .send(Ask { request, reply })
+            .send(Ask::Input { request, reply })
             .map_err(|_| ended())?;
         answer.await.map_err(|_| ended())?
+    }
+
+    /// `service` asks for `capability` (`"elicitation"`, `"sampling"`, `"roots"`), which the
+    /// request did not declare: the client's request ends saying so, and the call with it.
+    pub(crate) fn missing(&self, service: &str, capability: &str) {
+        let required = serde_json::json!({ capability: {} });
+        let error = McpError::new(
+            rmcp::model::ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
+            format!(
+                "service '{service}' asks its client for {capability} during this call, and \
+                 the request's client capabilities do not declare it"
+            ),
+            Some(serde_json::json!({ "requiredCapabilities": required })),
+        );
+        let _ = self.asks.send(Ask::Missing(error));
     }
 }
 
@@ -183,10 +205,17 @@ impl Bridges {
         let mut requests = BTreeMap::new();
         let mut replies = BTreeMap::new();
         for ask in asks {
+            let (request, reply) = match ask {
+                Ask::Input { request, reply } => (request, reply),
+                Ask::Missing(error) => {
+                    running.cancel.cancel();
+                    return Err(error);
+                }
+            };
             let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let key = format!("mcpvisor-{n}");
-            requests.insert(key.clone(), ask.request);
-            replies.insert(key, ask.reply);
+            requests.insert(key.clone(), request);
+            replies.insert(key, reply);
         }
         let id = random_hex(16);
         let options = SealOptions::new()
@@ -326,6 +355,32 @@ mod tests {
         // Still parked, still resumable by the real state.
         assert_eq!(bridges.parked(), 1);
         assert!(bridges.resume(&state, "t", &none).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_question_the_client_did_not_declare_ends_the_request_with_32021() {
+        let bridges = Arc::new(Bridges::new());
+        let cancel = CancellationToken::new();
+        let never = CancellationToken::new();
+        let running = Running::start(
+            "t",
+            ClientCapabilities::default(),
+            cancel.clone(),
+            |a| async move {
+                a.missing("svc", "elicitation");
+                std::future::pending::<Result<CallToolResponse, McpError>>().await
+            },
+        );
+        let Err(e) = bridges.round(running, &never).await else {
+            panic!("answered");
+        };
+        assert_eq!(
+            e.code,
+            rmcp::model::ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY
+        );
+        assert!(e.data.unwrap()["requiredCapabilities"]["elicitation"].is_object());
+        assert!(cancel.is_cancelled());
+        assert_eq!(bridges.parked(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -222,6 +222,9 @@ impl GatewayRelay {
                 return Err(refused(&service, what, &why));
             };
             if caller.capabilities().is_none_or(|c| !has(&c)) {
+                if let Caller::Bridge(asker) = &caller {
+                    asker.missing(&service.to_string(), cap);
+                }
                 let why = format!("the calling client did not declare {cap}");
                 return Err(refused(&service, what, &why));
             }

@@ -217,6 +217,124 @@ pub async fn gateway(s: &Server) {
     store.shutdown().await;
 }
 
+/// An rmcp client of the 2026-07-28 era (`server/discover`, self-contained requests) on
+/// `transport`.
+async fn discovering<T, E, A>(transport: T) -> Client
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+    ().serve_with_lifecycle(
+        transport,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await
+    .expect("discover the gateway")
+}
+
+/// Both protocol eras through the gateway in one run (DESIGN §12: 2026-07-28 calls within
+/// 10 % of the handshake era's): a pooled HTTP client and a byte-stream client of each era,
+/// calls interleaved, then 16 in flight for each in turn. The "bare" column is the handshake
+/// client on the same transport.
+pub async fn gateway_eras(s: &Server) {
+    const N: usize = 1000;
+    const WARM_UP: usize = 200;
+    let store = open().await;
+    store
+        .add_service(service_json(s, "svc"), Wait::Auto)
+        .await
+        .expect("add");
+    let gw = Gateway::new(store.clone()).await.expect("gateway");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let options = HttpOptions::new(addr);
+    let cancel = options.cancel.clone();
+    let served = gw.clone();
+    tokio::spawn(async move { served.serve_http(listener, options).await });
+    let url = format!("http://{addr}/mcp");
+    let pooled = |url: &str| {
+        StreamableHttpClientTransport::with_client(
+            reqwest::Client::new(),
+            rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                url.to_owned(),
+            ),
+        )
+    };
+    let old_http = ().serve(pooled(&url)).await.expect("connect over HTTP");
+    let new_http = discovering(pooled(&url)).await;
+    let stream = |gw: &Gateway| {
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let (r, w) = tokio::io::split(server_io);
+        let streamed = gw.clone();
+        tokio::spawn(async move { streamed.serve_stream(Endpoint::Default, r, w).await });
+        client_io
+    };
+    let old_stream = ().serve(stream(&gw)).await.expect("connect over a byte stream");
+    let new_stream = discovering(stream(&gw)).await;
+
+    let tool = format!("svc__{}", s.tool);
+    let clients = [&old_http, &new_http, &old_stream, &new_stream];
+    for _ in 0..WARM_UP {
+        for c in clients {
+            call_ms(c, &tool, &s.arguments).await;
+        }
+    }
+    let mut ms: [Vec<f64>; 4] = Default::default();
+    for _ in 0..N {
+        for (i, c) in clients.iter().enumerate() {
+            ms[i].push(call_ms(c, &tool, &s.arguments).await);
+        }
+    }
+    let [oh, nh, os, ns] = &mut ms;
+    let (oh50, os50) = (pct(oh, 0.5), pct(os, 0.5));
+    row(
+        "2026-07-28 over HTTP (pooled): call p50",
+        pct(nh, 0.5),
+        Some(oh50),
+        "ms",
+        "within 10 % of the handshake era (the 'bare' column)",
+    );
+    row(
+        "2026-07-28 over a byte stream: call p50",
+        pct(ns, 0.5),
+        Some(os50),
+        "ms",
+        "within 10 % of the handshake era",
+    );
+    let (old_http, new_http) = (Arc::new(old_http), Arc::new(new_http));
+    let (old_stream, new_stream) = (Arc::new(old_stream), Arc::new(new_stream));
+    let (oh, _) = in_flight(old_http.clone(), tool.clone(), s.arguments.clone()).await;
+    let (nh, _) = in_flight(new_http.clone(), tool.clone(), s.arguments.clone()).await;
+    let (os, _) = in_flight(old_stream.clone(), tool.clone(), s.arguments.clone()).await;
+    let (ns, _) = in_flight(new_stream.clone(), tool.clone(), s.arguments.clone()).await;
+    row(
+        "2026-07-28 over HTTP (pooled): 16 in flight",
+        nh,
+        Some(oh),
+        "/s",
+        "within 10 % of the handshake era",
+    );
+    row(
+        "2026-07-28 over a byte stream: 16 in flight",
+        ns,
+        Some(os),
+        "/s",
+        "within 10 % of the handshake era",
+    );
+    for c in [old_http, new_http, old_stream, new_stream] {
+        if let Ok(c) = Arc::try_unwrap(c) {
+            let _ = c.cancel().await;
+        }
+    }
+    cancel.cancel();
+    store.shutdown().await;
+}
+
 /// server-everything in its `streamableHttp` mode on a free loopback port, and an rmcp client
 /// connected to it; `None` for other servers.
 async fn direct_http(s: &Server) -> Option<(Client, tokio::process::Child)> {

@@ -6,7 +6,7 @@
 //! cargo run --release -p mcpvisor-tests --bin mcpvisor-bench -- all
 //! ```
 //! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli`,
-//! `gateway`, `gateway-rss` (the real `mcpvisor run --serve`), `lazy` (or `all`), and `scale` (not in `all`: N = 100, 300, 1,000 — `BENCH_SCALE=100,300`
+//! `gateway` (with `gateway-eras`, also alone: 2026-07-28 clients beside handshake-era ones), `gateway-rss` (the real `mcpvisor run --serve`), `lazy` (or `all`), and `scale` (not in `all`: N = 100, 300, 1,000 — `BENCH_SCALE=100,300`
 //! to choose; meant for `--server chaos`).
 //! The MCP server is npm server-everything over stdio (`--server chaos` uses the workspace's
 //! chaos server instead). `rss-cli` measures the real `mcpvisor run` process (the release
@@ -739,7 +739,10 @@ async fn main() {
     }
     if want("gateway") {
         gateway::gateway(&s).await;
+        gateway::gateway_eras(&s).await;
         gateway::kill_same_session(&s).await;
+    } else if want("gateway-eras") {
+        gateway::gateway_eras(&s).await;
     }
     if want("gateway-rss") {
         gateway::process_rss(&s).await;
