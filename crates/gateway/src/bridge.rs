@@ -44,7 +44,10 @@ type Reply = oneshot::Sender<Result<Value, McpError>>;
 /// What the server wants of the client mid-call.
 enum Ask {
     /// A question, and where its answer goes.
-    Input { request: InputRequest, reply: Reply },
+    Input {
+        request: Box<InputRequest>,
+        reply: Reply,
+    },
     /// Something this request's client did not declare it can answer: the request ends with
     /// MissingRequiredClientCapability (-32021, HTTP 400), naming what to declare.
     Missing(McpError),
@@ -68,7 +71,10 @@ impl Asker {
         let (reply, answer) = oneshot::channel();
         let ended = || McpError::internal_error("mcpvisor: the client's call ended", None);
         self.asks
-            .send(Ask::Input { request, reply })
+            .send(Ask::Input {
+                request: Box::new(request),
+                reply,
+            })
             .map_err(|_| ended())?;
         answer.await.map_err(|_| ended())?
     }
@@ -206,7 +212,7 @@ impl Bridges {
         let mut replies = BTreeMap::new();
         for ask in asks {
             let (request, reply) = match ask {
-                Ask::Input { request, reply } => (request, reply),
+                Ask::Input { request, reply } => (*request, reply),
                 Ask::Missing(error) => {
                     running.cancel.cancel();
                     return Err(error);
