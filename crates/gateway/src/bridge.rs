@@ -26,9 +26,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolResponse, ClientCapabilities, InputRequest, InputRequiredResult, InputResponses,
-    RequestStateCodec, SealOptions,
+    ClientCapabilities, InputRequest, InputRequiredResult, InputResponses, RequestStateCodec,
+    SealOptions,
 };
+
+use crate::fast::Answer;
 use rmcp::ErrorData as McpError;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -97,23 +99,33 @@ impl Asker {
 
 /// A bridged call in flight: the task making it, its questions, what cancels it.
 pub(crate) struct Running {
-    call: JoinHandle<Result<CallToolResponse, McpError>>,
+    call: JoinHandle<Result<Answer, McpError>>,
     asks: mpsc::UnboundedReceiver<Ask>,
     cancel: CancellationToken,
     tool: String,
+    service: String,
+}
+
+/// What a round ends with.
+pub(crate) enum Round {
+    /// The call's answer.
+    Done(Answer),
+    /// The server's questions: the client answers them and retries.
+    Input(InputRequiredResult),
 }
 
 impl Running {
-    /// Starts `make` (the call, with the [`Asker`] this gives it as its caller) in a task.
+    /// Starts `make` (the call of `tool` of `service`, with the [`Asker`] this gives it as
+    /// its caller) in a task.
     pub(crate) fn start<F, Fut>(
-        tool: &str,
+        (service, tool): (&str, &str),
         capabilities: ClientCapabilities,
         cancel: CancellationToken,
         make: F,
     ) -> Running
     where
         F: FnOnce(Arc<Asker>) -> Fut,
-        Fut: std::future::Future<Output = Result<CallToolResponse, McpError>> + Send + 'static,
+        Fut: std::future::Future<Output = Result<Answer, McpError>> + Send + 'static,
     {
         let (tx, asks) = mpsc::unbounded_channel();
         let asker = Arc::new(Asker {
@@ -125,7 +137,13 @@ impl Running {
             asks,
             cancel,
             tool: tool.to_owned(),
+            service: service.to_owned(),
         }
+    }
+
+    /// The service and the tool (its own name) called.
+    pub(crate) fn named(&self) -> (String, String) {
+        (self.service.clone(), self.tool.clone())
     }
 }
 
@@ -190,13 +208,15 @@ impl Bridges {
         self: &Arc<Self>,
         mut running: Running,
         cancel: &CancellationToken,
-    ) -> Result<CallToolResponse, McpError> {
+    ) -> Result<Round, McpError> {
         let first = tokio::select! {
             biased;
             done = &mut running.call => {
-                return done.unwrap_or_else(|e| {
-                    Err(McpError::internal_error(format!("the call failed: {e}"), None))
-                });
+                return done
+                    .unwrap_or_else(|e| {
+                        Err(McpError::internal_error(format!("the call failed: {e}"), None))
+                    })
+                    .map(Round::Done);
             }
             Some(ask) = running.asks.recv() => ask,
             _ = cancel.cancelled() => {
@@ -247,7 +267,7 @@ impl Bridges {
                 }
             }
         });
-        Ok(CallToolResponse::InputRequired(InputRequiredResult::new(
+        Ok(Round::Input(InputRequiredResult::new(
             Some(requests),
             Some(state),
         )))
@@ -302,20 +322,20 @@ mod tests {
     /// A call that asks once and answers with what it was told.
     fn asking(cancel: CancellationToken) -> Running {
         Running::start(
-            "t",
+            ("svc", "t"),
             ClientCapabilities::default(),
             cancel,
             |asker| async move {
                 let said = asker.ask(question()).await?;
-                Ok(CallToolResponse::Complete(CallToolResult::success(vec![
+                Ok(Answer::Typed(CallToolResult::success(vec![
                     ContentBlock::text(said.to_string()),
                 ])))
             },
         )
     }
 
-    fn parked_state(r: CallToolResponse) -> (Vec<String>, String) {
-        let CallToolResponse::InputRequired(i) = r else {
+    fn parked_state(r: Round) -> (Vec<String>, String) {
+        let Round::Input(i) = r else {
             panic!("not input required");
         };
         (
@@ -335,7 +355,7 @@ mod tests {
         let responses: InputResponses = [(keys[0].clone(), serde_json::json!({"ok": 1}))].into();
         let running = bridges.resume(&state, "t", &responses).unwrap();
         let done = bridges.round(running, &never).await.unwrap();
-        let CallToolResponse::Complete(result) = done else {
+        let Round::Done(Answer::Typed(result)) = done else {
             panic!("not complete");
         };
         assert!(format!("{:?}", result.content).contains("ok"));
@@ -369,12 +389,12 @@ mod tests {
         let cancel = CancellationToken::new();
         let never = CancellationToken::new();
         let running = Running::start(
-            "t",
+            ("svc", "t"),
             ClientCapabilities::default(),
             cancel.clone(),
             |a| async move {
                 a.missing("svc", "elicitation");
-                std::future::pending::<Result<CallToolResponse, McpError>>().await
+                std::future::pending::<Result<Answer, McpError>>().await
             },
         );
         let Err(e) = bridges.round(running, &never).await else {

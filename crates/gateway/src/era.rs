@@ -85,6 +85,25 @@ complete!(
     CompleteResult
 );
 
+/// Writes a server's raw `result` (a JSON object) to `out` with `resultType: "complete"` first
+/// unless it names one — without parsing its members' values.
+pub(crate) fn complete_raw(out: &mut Vec<u8>, result: &serde_json::value::RawValue) {
+    let text = result.get().trim_start();
+    let named =
+        serde_json::from_str::<std::collections::HashMap<&str, &serde_json::value::RawValue>>(text)
+            .is_ok_and(|m| m.contains_key("resultType"));
+    match text.strip_prefix('{') {
+        Some(rest) if !named => {
+            out.extend_from_slice(br#"{"resultType":"complete""#);
+            if !rest.trim_start().starts_with('}') {
+                out.push(b',');
+            }
+            out.extend_from_slice(rest.as_bytes());
+        }
+        _ => out.extend_from_slice(text.as_bytes()),
+    }
+}
+
 /// A resource error names the resource (SEP-2164: `data.uri`).
 pub(crate) fn name_resource(mut error: McpError, uri: &str) -> McpError {
     let unknown =
@@ -110,6 +129,21 @@ mod tests {
         let read: ReadResourceResult = serde_json::from_str(r#"{"contents":[]}"#).unwrap();
         let json = serde_json::to_value(read.completed()).unwrap();
         assert_eq!(json["resultType"], "complete");
+    }
+
+    #[test]
+    fn a_raw_result_gets_result_type_unless_it_has_one() {
+        let raw = |s: &str| serde_json::value::RawValue::from_string(s.to_owned()).unwrap();
+        let done = |s: &str| {
+            let mut out = Vec::new();
+            complete_raw(&mut out, &raw(s));
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+        };
+        let v = done(r#"{"content":[{"type":"text","text":"a \"resultType\": x"}]}"#);
+        assert_eq!(v["resultType"], "complete");
+        assert_eq!(v["content"][0]["type"], "text");
+        assert_eq!(done("{}")["resultType"], "complete");
+        assert_eq!(done(r#"{"resultType":"task","x":1}"#)["resultType"], "task");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::bridge::Round;
 use crate::core::{Core, Endpoint, Routed};
 use crate::handler::{call_failure, hold};
 
@@ -83,6 +84,24 @@ struct CallParams<'a> {
 struct Meta<'a> {
     #[serde(rename = "progressToken", borrow, default)]
     progress_token: Option<&'a RawValue>,
+    /// A 2026-07-28 request says who asks, in every request.
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion", borrow, default)]
+    protocol_version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "io.modelcontextprotocol/clientInfo", borrow, default)]
+    client_info: Option<&'a RawValue>,
+    #[serde(rename = "io.modelcontextprotocol/clientCapabilities", borrow, default)]
+    client_capabilities: Option<&'a RawValue>,
+    #[serde(rename = "io.modelcontextprotocol/logLevel", borrow, default)]
+    _log_level: Option<&'a RawValue>,
+}
+
+/// Whom a relayed call answers, by era.
+enum Era {
+    /// A handshake-era client, on its session.
+    Session(Peer<RoleServer>),
+    /// A 2026-07-28 request: what its server asks becomes an input-required result
+    /// (`crate::bridge`), and its result carries `resultType`.
+    Stateless(rmcp::model::ClientCapabilities),
 }
 
 #[derive(Deserialize)]
@@ -180,11 +199,31 @@ impl Relay {
 
     /// Takes `line` if it is a call that can be relayed now, and starts it.
     fn start(self: &Arc<Self>, line: &[u8]) -> bool {
-        let Some(peer) = self.peer.get() else {
-            return false;
-        };
         let Ok(call) = serde_json::from_slice::<CallPeek>(line) else {
             return false;
+        };
+        // A request naming its own revision is of 2026-07-28 (complete, or rmcp's to answer);
+        // any other, of an initialized handshake-era session.
+        let era = match call
+            .params
+            .meta
+            .as_ref()
+            .map(|m| (&m.protocol_version, m.client_info, m.client_capabilities))
+        {
+            Some((Some(version), Some(_), Some(caps))) => {
+                if version.as_ref() != ProtocolVersion::V_2026_07_28.as_str() {
+                    return false;
+                }
+                match serde_json::from_str(caps.get()) {
+                    Ok(caps) => Era::Stateless(caps),
+                    Err(_) => return false,
+                }
+            }
+            Some((Some(_), _, _)) => return false,
+            _ => match self.peer.get() {
+                Some(peer) => Era::Session(peer.clone()),
+                None => return false,
+            },
         };
         let id = call.id.get().as_bytes();
         let plain_id = matches!(id.first(), Some(b'"' | b'-' | b'0'..=b'9'));
@@ -195,7 +234,7 @@ impl Relay {
         if call.jsonrpc != "2.0" || call.method != "tools/call" || !plain_id || !object_args {
             return false;
         }
-        let token = match call.params.meta.and_then(|m| m.progress_token) {
+        let token = match call.params.meta.as_ref().and_then(|m| m.progress_token) {
             Some(t) => match serde_json::from_str::<ProgressToken>(t.get()) {
                 Ok(t) => Some(t),
                 Err(_) => return false,
@@ -227,7 +266,7 @@ impl Relay {
         self.core
             .relayed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tokio::spawn(self.clone().relay(call, peer.clone()));
+        tokio::spawn(self.clone().relay(call, era));
         true
     }
 
@@ -250,36 +289,76 @@ impl Relay {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn relay(self: Arc<Self>, call: Call, peer: Peer<RoleServer>) {
-        let answer = self.answer(&call, peer).await;
+    async fn relay(self: Arc<Self>, call: Call, era: Era) {
+        let (id, serial, cancel) = (call.id.clone(), call.serial, call.cancel.clone());
+        let stateless = matches!(era, Era::Stateless(_));
+        let answer = match era {
+            Era::Session(peer) => {
+                let caller = self.caller(peer);
+                self.answer(&call, caller).await.map(Round::Done)
+            }
+            Era::Stateless(capabilities) => {
+                let (service, tool) = (
+                    call.routed.service.name.to_string(),
+                    call.routed.name.clone(),
+                );
+                let me = self.clone();
+                // The bridge may end the call itself (a capability the request lacks): on a
+                // token of its own, under the client's.
+                let mut call = call;
+                call.cancel = cancel.child_token();
+                let running = crate::bridge::Running::start(
+                    (&service, &tool),
+                    capabilities,
+                    call.cancel.clone(),
+                    move |asker| async move {
+                        me.answer(&call, crate::relay::Caller::Bridge(asker)).await
+                    },
+                );
+                // The client's `notifications/cancelled` cancels the call itself.
+                let round = CancellationToken::new();
+                self.core.bridges.round(running, &round).await
+            }
+        };
         {
             let mut calls = self.lock_calls();
-            if calls
-                .get(call.id.get())
-                .is_some_and(|(n, _)| *n == call.serial)
-            {
-                calls.remove(call.id.get());
+            if calls.get(id.get()).is_some_and(|(n, _)| *n == serial) {
+                calls.remove(id.get());
             }
         }
-        if answer.is_err() && call.cancel.is_cancelled() {
+        if answer.is_err() && cancel.is_cancelled() {
             // Cancelled by the client (or its session ended): a cancelled request is not
             // answered (as rmcp drops its handler's answer to one).
             return;
         }
         let mut line = Vec::with_capacity(64);
         line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-        line.extend_from_slice(call.id.get().as_bytes());
+        line.extend_from_slice(id.get().as_bytes());
         let encoded = match answer {
-            Ok(Answer::Raw(result)) => {
+            Ok(Round::Done(Answer::Raw(result))) => {
                 line.extend_from_slice(br#","result":"#);
-                line.extend_from_slice(result.get().as_bytes());
+                if stateless {
+                    crate::era::complete_raw(&mut line, &result);
+                } else {
+                    line.extend_from_slice(result.get().as_bytes());
+                }
                 Ok(())
             }
-            Ok(Answer::Typed(mut result)) => {
-                // A client before 2026-07-28 gets results without `resultType`.
-                result.result_type = None;
+            Ok(Round::Done(Answer::Typed(mut result))) => {
+                // A client before 2026-07-28 gets results without `resultType`, a 2026 one
+                // with it.
+                use crate::era::Complete;
+                if stateless {
+                    result = result.completed();
+                } else {
+                    result.result_type = None;
+                }
                 line.extend_from_slice(br#","result":"#);
                 serde_json::to_writer(&mut line, &result)
+            }
+            Ok(Round::Input(input)) => {
+                line.extend_from_slice(br#","result":"#);
+                serde_json::to_writer(&mut line, &input)
             }
             Err(e) => {
                 line.extend_from_slice(br#","error":"#);
@@ -290,7 +369,7 @@ impl Relay {
             tracing::warn!("a relayed call's answer could not be encoded");
             line.clear();
             line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
-            line.extend_from_slice(call.id.get().as_bytes());
+            line.extend_from_slice(id.get().as_bytes());
             line.extend_from_slice(
                 br#","error":{"code":-32603,"message":"the answer could not be encoded"}"#,
             );
@@ -303,18 +382,12 @@ impl Relay {
 
     /// [`answer`], the server's progress written to the client meanwhile, and all of it
     /// before the answer.
-    async fn answer(&self, call: &Call, peer: Peer<RoleServer>) -> Result<Answer, McpError> {
+    async fn answer(&self, call: &Call, caller: crate::relay::Caller) -> Result<Answer, McpError> {
         let Some(_) = &call.token else {
-            return answer(&self.core, &self.endpoint, call, self.caller(peer), None).await;
+            return answer(&self.core, &self.endpoint, call, caller, None).await;
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let made = answer(
-            &self.core,
-            &self.endpoint,
-            call,
-            self.caller(peer),
-            Some(tx),
-        );
+        let made = answer(&self.core, &self.endpoint, call, caller, Some(tx));
         tokio::pin!(made);
         let answered = loop {
             tokio::select! {

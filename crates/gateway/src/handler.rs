@@ -225,7 +225,9 @@ impl ServerHandler for Session {
         if let Some(state) = &request.request_state {
             let responses = request.input_responses.clone().unwrap_or_default();
             let running = self.core.bridges.resume(state, &request.name, &responses)?;
-            return self.core.bridges.round(running, &context.ct).await;
+            let (service, tool) = running.named();
+            let round = self.core.bridges.round(running, &context.ct).await;
+            return rounded(round, &service, &tool);
         }
         let stateless = crate::era::stateless(context.protocol_version().as_ref());
         let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
@@ -288,17 +290,20 @@ impl ServerHandler for Session {
             let cancel = tokio_util::sync::CancellationToken::new();
             call.cancel = cancel.clone();
             let (core, endpoint) = (self.core.clone(), self.endpoint.clone());
+            let tool = call.routed.name.clone();
+            let named = (service.as_str(), tool.as_str());
             let running =
-                crate::bridge::Running::start(name, capabilities, cancel, |asker| async move {
+                crate::bridge::Running::start(named, capabilities, cancel, |asker| async move {
                     let caller = crate::relay::Caller::Bridge(asker);
                     let answered =
                         crate::fast::answer(&core, &endpoint, &call, caller, progress).await;
                     if let Some(relay) = relay {
                         let _ = relay.await;
                     }
-                    response(answered, &call)
+                    answered
                 });
-            return self.core.bridges.round(running, &context.ct).await;
+            let round = self.core.bridges.round(running, &context.ct).await;
+            return rounded(round, &service, name);
         }
         // The same call as a relayed one (a service not up is held for), its result read into
         // rmcp's type here.
@@ -314,7 +319,7 @@ impl ServerHandler for Session {
             // Every progress notification goes out before the result.
             let _ = relay.await;
         }
-        response(answered, &call)
+        response(answered, &service, &call.routed.name)
     }
 
     async fn list_resources(
@@ -558,9 +563,10 @@ fn surface_error(e: StoreError) -> McpError {
 /// `resultType`), or the failure.
 fn response(
     answered: Result<crate::fast::Answer, McpError>,
-    call: &crate::fast::Call,
+    service: &str,
+    tool: &str,
 ) -> Result<CallToolResponse, McpError> {
-    let service = call.routed.service.name.to_string();
+    let service = service.to_owned();
     match answered? {
         crate::fast::Answer::Typed(result) => Ok(result.completed().into()),
         crate::fast::Answer::Raw(raw) => match serde_json::from_str::<CallToolResult>(raw.get()) {
@@ -568,12 +574,24 @@ fn response(
             Err(e) => {
                 let e = StoreError::Call(CallError::Transport {
                     service: service.clone(),
-                    tool: call.routed.name.clone(),
+                    tool: tool.to_owned(),
                     message: format!("the server's answer is not a tool result: {e}"),
                 });
                 call_failure(&service, e).map(Into::into)
             }
         },
+    }
+}
+
+/// A bridged call's round as the client's result.
+fn rounded(
+    round: Result<crate::bridge::Round, McpError>,
+    service: &str,
+    tool: &str,
+) -> Result<CallToolResponse, McpError> {
+    match round? {
+        crate::bridge::Round::Done(answer) => response(Ok(answer), service, tool),
+        crate::bridge::Round::Input(input) => Ok(CallToolResponse::InputRequired(input)),
     }
 }
 
