@@ -318,3 +318,79 @@ pub async fn open_store_in(dir: &Path, config: &serde_json::Value) -> mcpvisor_s
     .await
     .expect("open the store")
 }
+
+/// `mcpvisor run --serve 127.0.0.1:0` on `config` in a state dir of its own, ready (its
+/// `ready:` line printed); stopped on drop (SIGTERM, then SIGKILL after 20 s).
+pub struct RunServe {
+    child: std::process::Child,
+    /// The gateway's URL (`http://127.0.0.1:PORT/mcp`).
+    pub url: String,
+    /// The instance's state dir (`serve --stdio --state-dir` attaches to it).
+    pub state: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl RunServe {
+    pub fn start(config: &serde_json::Value) -> RunServe {
+        use std::io::BufRead;
+        let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
+        let file = dir.path().join("mcp.json");
+        std::fs::write(&file, config.to_string()).unwrap();
+        let state = dir.path().join("state");
+        let mut child = std::process::Command::new(mcpvisor_bin())
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("run")
+            .arg("--config")
+            .arg(&file)
+            .args(["--serve", "127.0.0.1:0"])
+            .env_remove("MCPVISOR_STATE_DIR")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn mcpvisor run --serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut url = None;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.strip_prefix("gateway: ") {
+                    url = rest.split_whitespace().next().map(str::to_owned);
+                }
+                if line.starts_with("ready: ") {
+                    let _ = tx.send(url.clone());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .ok()
+            .flatten()
+            .expect("mcpvisor run --serve printed its gateway and became ready");
+        RunServe {
+            child,
+            url,
+            state,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RunServe {
+    fn drop(&mut self) {
+        let _ = send_signal(self.child.id(), libc::SIGTERM);
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

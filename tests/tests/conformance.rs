@@ -152,85 +152,17 @@ fn conformance_client_auth() {
     }
 }
 
-/// `mcpvisor run --serve` fronting server-everything (stdio); stopped (SIGTERM) on drop.
-struct Gateway {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = mcpvisor_tests::send_signal(self.child.id(), libc::SIGTERM);
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn gateway_to_everything(root: &Path) -> Gateway {
-    use std::io::BufRead;
-    let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
+/// `mcpvisor run --serve` fronting server-everything (stdio).
+fn gateway_to_everything(root: &Path) -> mcpvisor_tests::RunServe {
     let everything = root
         .join(".test-servers/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     let loopback = root.join("tests/support/loopback.cjs");
-    let config = dir.path().join("mcp.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({
-            "mcpServers": {"everything": {"command": "node", "args": [
-                "-r", loopback, everything, "stdio"]}},
-            // The suite calls tools by the server's own names.
-            "gateway": {"unprefixed": true}
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let mut child = Command::new(mcpvisor_tests::mcpvisor_bin())
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .args(["--serve", "127.0.0.1:0"])
-        .env_remove("MCPVISOR_STATE_DIR")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn mcpvisor run --serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut url = None;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.strip_prefix("gateway: ") {
-                url = rest.split_whitespace().next().map(str::to_owned);
-            }
-            if line.starts_with("ready: ") {
-                let _ = tx.send(url.clone());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .ok()
-        .flatten()
-        .expect("mcpvisor run --serve printed its gateway and became ready");
-    Gateway {
-        child,
-        url,
-        _dir: dir,
-    }
+    mcpvisor_tests::RunServe::start(&serde_json::json!({
+        "mcpServers": {"everything": {"command": "node", "args": [
+            "-r", loopback, everything, "stdio"]}},
+        // The suite calls tools by the server's own names.
+        "gateway": {"unprefixed": true}
+    }))
 }
 
 #[test]

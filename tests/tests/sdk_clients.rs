@@ -8,10 +8,8 @@
 //! 2026-07-28 through the gateway's input-required bridge); the SDK validates every result against its era's schema (a 2026-07-28
 //! result without `resultType` is an error there).
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -29,82 +27,12 @@ fn client_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/sdk_client.py")
 }
 
-/// `mcpvisor run --serve` with server-everything as `every`, stopped (SIGTERM, then SIGKILL)
-/// on drop.
-struct Instance {
-    child: Child,
-    url: String,
-    state: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = mcpvisor_tests::send_signal(self.child.id(), libc::SIGTERM);
-        let end = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn instance() -> Instance {
-    let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
-    let config = dir.path().join("mcp.json");
-    std::fs::write(
-        &config,
-        serde_json::json!({"mcpServers": {"every": {"command": "node", "args": [
+/// `mcpvisor run --serve` with server-everything as `every`.
+fn instance() -> mcpvisor_tests::RunServe {
+    mcpvisor_tests::RunServe::start(&serde_json::json!({"mcpServers": {"every": {
+        "command": "node", "args": [
             "-r", mcpvisor_tests::loopback_preload(),
-            mcpvisor_tests::node_server("server-everything"), "stdio"]}}})
-        .to_string(),
-    )
-    .unwrap();
-    let state = dir.path().join("state");
-    let mut child = Command::new(mcpvisor_tests::mcpvisor_bin())
-        .arg("--state-dir")
-        .arg(&state)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .args(["--serve", "127.0.0.1:0"])
-        .env_remove("MCPVISOR_STATE_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn mcpvisor run --serve");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut url = None;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.strip_prefix("gateway: ") {
-                url = rest.split_whitespace().next().map(str::to_owned);
-            }
-            if line.starts_with("ready: ") {
-                let _ = tx.send(url.clone());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .ok()
-        .flatten()
-        .expect("mcpvisor run --serve printed its gateway and became ready");
-    Instance {
-        child,
-        url,
-        state,
-        _dir: dir,
-    }
+            mcpvisor_tests::node_server("server-everything"), "stdio"]}}}))
 }
 
 /// The Python client in `mode` against `target`: what it saw (it fails on any error).
