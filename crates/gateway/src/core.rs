@@ -48,8 +48,11 @@ pub struct Offered {
     pub exposed: String,
     /// The Store's entry (its `name` is what the Store calls).
     pub entry: ToolEntry,
-    /// Whether its service is up now.
+    /// Whether its service is up now (a call is made at once).
     pub up: bool,
+    /// Whether `tools/list` shows it under `down_tools: "hide"`: its service is up, or on its
+    /// way back by itself (see [`coming_back`]).
+    pub listed: bool,
 }
 
 /// Where a call to an offered tool goes: what the gateway keeps of an [`Offered`] for one
@@ -88,7 +91,7 @@ impl View {
     pub fn listed(&self, down: DownTools) -> impl Iterator<Item = &Offered> {
         self.all
             .iter()
-            .filter(move |o| o.up || down == DownTools::Keep)
+            .filter(move |o| o.listed || down == DownTools::Keep)
     }
 
     /// The tool a client calls by `name`.
@@ -168,9 +171,12 @@ impl Core {
     pub(crate) async fn view(&self, endpoint: &Endpoint) -> Result<Arc<View>, StoreError> {
         let store = self.scoped(endpoint)?;
         let (tools, services) = tokio::try_join!(store.list_tools(), store.list_services())?;
-        let up: HashMap<String, bool> = services
+        let up: HashMap<String, (bool, bool)> = services
             .iter()
-            .map(|s| (s.name.clone(), listed(s)))
+            .map(|s| {
+                let up = callable(s);
+                (s.name.clone(), (up, up || coming_back(s.state)))
+            })
             .collect();
         let filter = self.filter(endpoint);
         let tools: Vec<ToolEntry> = tools
@@ -188,13 +194,17 @@ impl Core {
         let mut all: Vec<Offered> = tools
             .into_iter()
             .zip(names)
-            .map(|(entry, exposed)| Offered {
-                up: up
+            .map(|(entry, exposed)| {
+                let (up, listed) = up
                     .get(entry.service.name.as_str())
                     .copied()
-                    .unwrap_or(false),
-                exposed,
-                entry,
+                    .unwrap_or((false, false));
+                Offered {
+                    up,
+                    listed,
+                    exposed,
+                    entry,
+                }
             })
             .collect();
         all.sort_by(|a, b| a.exposed.cmp(&b.exposed));
@@ -306,10 +316,10 @@ pub(crate) fn tool_of(o: &Offered) -> Option<Tool> {
     serde_json::from_value(serde_json::Value::Object(v)).ok()
 }
 
-/// Whether a service's tools are offered as callable: it is up, or calls start it and it is
+/// Whether a call to a service's tools is made at once: it is up, or calls start it and it is
 /// idle or on its way up or down between calls (so lazy and idle services cause no
 /// `list_changed` churn).
-fn listed(s: &mcpvisor_supervisor::ServiceView) -> bool {
+fn callable(s: &mcpvisor_supervisor::ServiceView) -> bool {
     s.state.is_up()
         || (s.on_demand
             && matches!(
@@ -318,7 +328,10 @@ fn listed(s: &mcpvisor_supervisor::ServiceView) -> bool {
             ))
 }
 
-/// Whether a service in `state` may come back within the hold (so a call waits for it).
+/// Whether a service in `state` may come back within the hold (so a call waits for it). Its
+/// tools stay listed meanwhile, `down_tools: "hide"` or not: an agent that lists again on
+/// `list_changed` in the middle of a run (Gemini CLI does) would otherwise lose the tool its
+/// model is about to call, for a restart that takes a second; the call is held instead.
 pub(crate) fn coming_back(state: ServiceState) -> bool {
     matches!(
         state,

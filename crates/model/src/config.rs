@@ -308,8 +308,10 @@ impl Default for SupervisorConfig {
 /// What the gateway lists for a service that is not up (DESIGN §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DownTools {
-    /// Its tools leave the list while it is down (clients get `list_changed` both ways); a call
-    /// by name is still held up to `gateway.hold` for a reconnecting service.
+    /// Its tools leave the list while it is down and not on its way back by itself (failed,
+    /// stopped; a reconnecting or starting service keeps them listed), and clients get
+    /// `list_changed` both ways; a call by name is still held up to `gateway.hold` for a
+    /// reconnecting service.
     #[default]
     Hide,
     /// Its last-known tools stay listed; calls are held up to `gateway.hold`, then fail with a
