@@ -2,7 +2,8 @@
 # Installs the real MCP servers the integration tests run against, into .test-servers/ of the
 # workspace (idempotent; nothing global): npm @modelcontextprotocol/server-everything and
 # server-memory, PyPI mcp-server-time in a virtualenv, the official Python SDK 2.x (a client of
-# the 2026-07-28 era) in another, and the MCP conformance suite with Node 22.
+# the 2026-07-28 era) in another, the MCP conformance suite with Node 22, and three real agents
+# (Claude Code, Codex, Gemini CLI).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/.test-servers"
@@ -37,6 +38,18 @@ if [ ! -f "$dir/conformance-next/node_modules/@modelcontextprotocol/conformance/
       @modelcontextprotocol/conformance@0.2.0-alpha.12 node@22
   else
     echo "install-test-servers: npm not found; the conformance tests will fail" >&2
+  fi
+fi
+# Real agents for the end-to-end tests (tests/tests/agents.rs), pinned: each runs against a
+# scripted model API on loopback (tests/support/model_api.py), never a real model.
+if [ ! -x "$dir/agents/node_modules/.bin/claude" ] || [ ! -x "$dir/agents/node_modules/.bin/codex" ] ||
+   [ ! -x "$dir/agents/node_modules/.bin/gemini" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p "$dir/agents"
+    npm install --prefix "$dir/agents" --no-audit --no-fund --loglevel=error --save-exact \
+      @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0 @google/gemini-cli@0.61.0
+  else
+    echo "install-test-servers: npm not found; the agent tests will fail" >&2
   fi
 fi
 if [ ! -x "$dir/pysdk/bin/python" ] || ! "$dir/pysdk/bin/python" -c 'import mcp.client.client' 2>/dev/null; then
