@@ -1,6 +1,7 @@
 //! The gateway through the real `mcpvisor` binary: `run --serve` over HTTP, `serve --stdio`
 //! attaching to a running instance (many clients, one fleet), and `serve --stdio --config`
-//! running a fleet of its own when none runs.
+//! starting the background instance when none runs (it outlives its clients; `shutdown` stops
+//! it).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -142,25 +143,137 @@ async fn run_serves_http_and_stdio_clients_attach_to_the_one_fleet() {
     assert!(!dir.path().join("state/gateway.sock").exists());
 }
 
+/// The background instance a first `serve --stdio --config` started: stopped by `mcpvisor
+/// shutdown` when the test ends, however it ends.
+struct Background<'a>(&'a Path);
+
+impl Background<'_> {
+    /// `mcpvisor ARGS` on the test's state dir, to its end: (exit code, stdout, stderr).
+    fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = std::process::Command::new(mcpvisor_bin())
+            .arg("--state-dir")
+            .arg(self.0.join("state"))
+            .args(args)
+            .env_remove("MCPVISOR_STATE_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Pids of the background instances on this state dir, from the process table.
+    fn instances(&self) -> Vec<u32> {
+        let state = self.0.join("state");
+        let state = state.to_str().unwrap();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.contains(&b"--background".as_slice())
+                    && args.contains(&state.as_bytes())
+                    && pid_alive(*pid)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Background<'_> {
+    fn drop(&mut self) {
+        let _ = self.cli(&["shutdown"]);
+    }
+}
+
 #[tokio::test]
-async fn serve_stdio_with_a_config_and_no_instance_runs_the_fleet_itself() {
+async fn serve_stdio_with_a_config_starts_a_background_instance_that_outlives_its_client() {
     let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
     let config = write_config(dir.path());
-    let client = stdio_client(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let background = Background(dir.path());
+    let first = stdio_client(dir.path(), &["--config", config.to_str().unwrap()]).await;
     assert_eq!(
-        text(&call(&client, "a__echo", json!({"text": "embedded"})).await),
-        "embedded"
+        text(&call(&first, "a__echo", json!({"text": "first"})).await),
+        "first"
     );
-    let pid = u32::try_from(pid_via(&client, "a__pids").await).unwrap();
-    // A second client attaches to this one instead of starting another fleet.
+    let pid = u32::try_from(pid_via(&first, "a__pids").await).unwrap();
+    let instances = background.instances();
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    // Its own session and process group, apart from the client that started it.
+    let instance = instances[0];
+    assert_eq!(mcpvisor_tests::process_group(instance), Some(instance));
+    // A second client attaches to it.
     let second = stdio_client(dir.path(), &[]).await;
     assert_eq!(pid_via(&second, "a__pids").await, u64::from(pid));
-    second.cancel().await.unwrap();
-    client.cancel().await.unwrap();
-    let gone = mcpvisor_tests::wait_for_pid_exit(pid, LONG).await;
+    // The client that started the fleet quits: the fleet stays, the second client goes on.
+    first.cancel().await.unwrap();
+    assert_eq!(
+        text(&call(&second, "a__echo", json!({"text": "still here"})).await),
+        "still here"
+    );
+    assert_eq!(pid_via(&second, "a__pids").await, u64::from(pid));
+    assert!(pid_alive(instance));
+    let (code, out, err) = background.cli(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
     assert!(
-        gone,
-        "the embedded fleet's server {pid} outlived its client"
+        out.contains("started in the background by `serve --stdio`"),
+        "{out}"
+    );
+    assert!(out.contains("mcpvisor.log"), "{out}");
+    // `shutdown` stops it: its servers, itself, its sockets.
+    let (code, out, err) = background.cli(&["shutdown"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("stopped"), "{out}");
+    assert!(
+        !pid_alive(pid),
+        "the fleet's server {pid} outlived shutdown"
+    );
+    assert!(
+        mcpvisor_tests::wait_for_pid_exit(instance, LONG).await,
+        "the instance {instance} outlived shutdown"
+    );
+    assert!(!dir.path().join("state/gateway.sock").exists());
+    assert!(!dir.path().join("state/mcpvisor.sock").exists());
+    second.cancel().await.unwrap();
+    // With nothing running, `shutdown` says so.
+    let (code, _, err) = background.cli(&["shutdown"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no mcpvisor is running"), "{err}");
+}
+
+#[tokio::test]
+async fn four_first_clients_at_once_make_one_instance_and_leave_no_orphan() {
+    let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
+    let config = write_config(dir.path());
+    let background = Background(dir.path());
+    let with_config = ["--config", config.to_str().unwrap()];
+    let (a, b, c, d) = tokio::join!(
+        stdio_client(dir.path(), &with_config),
+        stdio_client(dir.path(), &with_config),
+        stdio_client(dir.path(), &with_config),
+        stdio_client(dir.path(), &with_config),
+    );
+    let mut pids = Vec::new();
+    for client in [&a, &b, &c, &d] {
+        pids.push(pid_via(client, "a__pids").await);
+    }
+    assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
+    let instances = background.instances();
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    for client in [a, b, c, d] {
+        client.cancel().await.unwrap();
+    }
+    let (code, out, err) = background.cli(&["shutdown"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let server = u32::try_from(pids[0]).unwrap();
+    assert!(!pid_alive(server), "the server {server} outlived shutdown");
+    assert!(
+        mcpvisor_tests::wait_until(LONG, || background.instances().is_empty()).await,
+        "{:?}",
+        background.instances()
     );
 }
 
@@ -190,6 +303,7 @@ async fn a_cold_start_lists_every_eager_servers_tools_in_the_first_list() {
         .to_string(),
     )
     .unwrap();
+    let _background = Background(dir.path());
     let client = stdio_client(dir.path(), &["--config", config.to_str().unwrap()]).await;
     let first = client.list_tools(None).await.unwrap().tools;
     let names: Vec<&str> = first.iter().map(|t| t.name.as_ref()).collect();

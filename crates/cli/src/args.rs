@@ -93,6 +93,8 @@ pub enum Command {
     /// restarts, tools, call p50/p95, availability and history; keys to start (s), stop (x),
     /// restart (r) and show logs (l); q quits
     Top(TopArgs),
+    /// Stop the running instance: every service stopped (dependents first), then it exits
+    Shutdown,
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -126,6 +128,9 @@ pub struct RunArgs {
     /// messages) and on stderr (warnings)
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
     pub log_format: LogFormat,
+    /// Started by `serve --stdio` as the state dir's background instance (`status` says so)
+    #[arg(long, hide = true)]
+    pub background: bool,
 }
 
 /// How `run` writes its log.

@@ -107,11 +107,48 @@ pub async fn status(g: &GlobalArgs, a: StatusArgs) -> CliResult<Exit> {
             output::color_stdout(),
         ));
     } else {
+        // Who keeps the fleet, when an instance does (a one-shot answer has none).
+        let dir = paths::state_dir(g.state_dir.as_deref())?;
+        if let Some(mut c) = running(&dir).await {
+            if let Ok(ping) = c.request_value(&Request::Ping).await {
+                println(&format!(
+                    "mcpvisor {} (pid {}), started {}",
+                    ping["version"].as_str().unwrap_or("?"),
+                    ping["pid"],
+                    ping["started"].as_str().unwrap_or("by `mcpvisor run`")
+                ));
+            }
+        }
         println(&output::status_table(
             &decode::<Vec<ServiceView>>(&v)?,
             output::color_stdout(),
         ));
     }
+    Ok(Exit::Ok)
+}
+
+/// How long `shutdown` waits for the instance to stop every service and exit.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(600);
+
+/// `shutdown`: the running instance stops every service (dependents first) and exits; this
+/// returns once it has (its lock on the state dir is free), or fails after [`SHUTDOWN_WAIT`].
+pub async fn shutdown(g: &GlobalArgs) -> CliResult<Exit> {
+    let dir = paths::state_dir(g.state_dir.as_deref())?;
+    let (mut client, _) = instance(g, "nothing to shut down").await?;
+    let pid = client.request_value(&Request::Shutdown).await?["pid"].clone();
+    drop(client);
+    let end = std::time::Instant::now() + SHUTDOWN_WAIT;
+    while crate::server::claimed(&dir) {
+        if std::time::Instant::now() > end {
+            return Err(CliError::failed(format!(
+                "mcpvisor (pid {pid}) is still stopping its services after {}s; see its log, or \
+                 signal it again to kill them at once",
+                SHUTDOWN_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println(&format!("mcpvisor (pid {pid}) stopped"));
     Ok(Exit::Ok)
 }
 

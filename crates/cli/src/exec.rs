@@ -14,13 +14,17 @@ use crate::settle;
 /// The longest `add`, `start` or `restart` waits for services to come up.
 pub const MAX_START_WAIT: Duration = Duration::from_secs(600);
 
-/// What `ping` tells about the instance.
+/// What `ping` tells about the instance, and how `shutdown` stops it.
 #[derive(Debug, Clone, Default)]
 pub struct Instance {
     /// The config file it keeps.
     pub config: Option<PathBuf>,
     /// Its state dir.
     pub state_dir: Option<PathBuf>,
+    /// How it was started, in words (`status` shows it).
+    pub started: Option<String>,
+    /// Fired by `shutdown` (none in one-shot mode: nothing outlives the command there).
+    pub stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// Carries out `req` (anything but `events`, which is a stream) and returns its result, encoded
@@ -33,7 +37,17 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
             "version": env!("CARGO_PKG_VERSION"),
             "config": instance.config.as_ref().map(|p| p.display().to_string()),
             "state_dir": instance.state_dir.as_ref().map(|p| p.display().to_string()),
+            "started": instance.started,
         })),
+        Request::Shutdown => match &instance.stop {
+            Some(stop) => {
+                stop.cancel();
+                answer_of(&json!({"pid": std::process::id()}))
+            }
+            None => Err(CliError::bad_input(
+                "no mcpvisor instance runs here to shut down (a one-shot command ends by itself)",
+            )),
+        },
         Request::Status { name: None } => answer_of(&all.list_services().await?),
         Request::Status { name: Some(n) } => answer_of(&all.get_service_info(&n).await?),
         Request::Tools { service, agent } => {

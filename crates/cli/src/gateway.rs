@@ -1,7 +1,10 @@
 //! Wiring of the gateway (crate `mcpvisor-gateway`): `run` serves it on a Unix socket in the
 //! state dir (and over HTTP with `--serve`); `serve --stdio` is what an MCP client's
-//! `mcpServers` entry runs — it attaches to that socket, so every client shares one fleet, and
-//! runs a fleet of its own only when given `--config` with no instance running.
+//! `mcpServers` entry runs — it attaches to that socket, so every client shares one fleet. Given
+//! `--config` with no instance running, it starts `mcpvisor run` as the state dir's background
+//! instance (detached: its own session, its log in the state dir) and attaches to it like every
+//! later client, so the fleet outlives the client that started it (`mcpvisor shutdown` stops
+//! it).
 //!
 //! The socket speaks MCP's stdio framing (newline-delimited JSON-RPC) after one preamble line,
 //! `mcpvisor-gateway <endpoint>`, naming the endpoint (`default` or `agent:<id>`). Only the
@@ -120,7 +123,8 @@ pub fn http_options(
     Ok(options)
 }
 
-/// `serve --stdio`: attach to the instance on `state_dir`, else (with `config`) run one here.
+/// `serve --stdio`: attach to the instance on `state_dir`, else (with `config`) start one there
+/// in the background and attach to it.
 pub async fn serve_stdio(
     state_dir: PathBuf,
     config: Option<PathBuf>,
@@ -131,17 +135,106 @@ pub async fn serve_stdio(
         None => Endpoint::Default,
     };
     let socket = paths::gateway_socket_path(&state_dir)?;
-    match UnixStream::connect(&socket).await {
-        Ok(stream) => attach(stream, &endpoint).await,
-        Err(_) => match config {
-            Some(config) => embedded(config, state_dir, endpoint).await,
-            None => Err(CliError::failed(format!(
-                "no mcpvisor instance runs on {}: start `mcpvisor run --config FILE` there, or \
-                 give `serve --stdio` a --config to run the fleet in this process",
-                state_dir.display()
-            ))),
-        },
+    if let Ok(stream) = UnixStream::connect(&socket).await {
+        return attach(stream, &endpoint).await;
     }
+    let Some(config) = config else {
+        return Err(CliError::failed(format!(
+            "no mcpvisor instance runs on {}: start `mcpvisor run --config FILE` there, or \
+             give `serve --stdio` a --config to start one in the background",
+            state_dir.display()
+        )));
+    };
+    let stream = start_background(&config, &state_dir, &socket).await?;
+    attach(stream, &endpoint).await
+}
+
+/// How long a first client waits for the background instance to listen.
+const BACKGROUND_WAIT: Duration = Duration::from_secs(60);
+
+/// No instance runs on `state_dir`: starts `mcpvisor run --config CONFIG --background` there —
+/// its own session and process group, stdin closed, its output appended to the state dir's
+/// log — and connects once it listens. First clients starting at once each start one: the
+/// state dir's lock lets one run and the others exit at once, and every client attaches to
+/// the one that runs.
+async fn start_background(config: &Path, state_dir: &Path, socket: &Path) -> CliResult<UnixStream> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::process::CommandExt;
+    let cannot = |what: &str, e: std::io::Error| {
+        CliError::failed(format!(
+            "cannot start the background instance ({what}): {e}"
+        ))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir)
+        .map_err(|e| cannot(&format!("create {}", state_dir.display()), e))?;
+    let log_path = paths::log_path(state_dir);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .map_err(|e| cannot(&format!("open {}", log_path.display()), e))?;
+    let exe = std::env::current_exe().map_err(|e| cannot("find mcpvisor's own binary", e))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--state-dir")
+        .arg(std::path::absolute(state_dir).map_err(|e| cannot("the state dir", e))?)
+        .arg("--config")
+        .arg(std::path::absolute(config).map_err(|e| cannot("the config path", e))?)
+        .args(["run", "--background"])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| cannot("its log", e))?)
+        .stderr(log);
+    // SAFETY: only setsid(2), which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| cannot("spawn", e))?;
+    // Reaped here if it ends while this client runs (it lost the state dir to another first
+    // client's, or failed); if this client ends first, init adopts it.
+    let (exited_tx, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = exited_tx.send(child.wait());
+    });
+    let end = std::time::Instant::now() + BACKGROUND_WAIT;
+    let mut ours_exited = None;
+    loop {
+        if let Ok(stream) = UnixStream::connect(socket).await {
+            return Ok(stream);
+        }
+        if let Ok(status) = exited.try_recv() {
+            ours_exited = Some(status);
+        }
+        // Ours ended and no other instance holds the state dir: none is coming.
+        let gave_up = ours_exited.is_some() && !crate::server::claimed(state_dir);
+        if gave_up || std::time::Instant::now() > end {
+            let how = match ours_exited {
+                Some(Ok(status)) => format!("it exited ({status})"),
+                Some(Err(e)) => format!("it could not be waited for: {e}"),
+                None => format!("it did not listen within {}s", BACKGROUND_WAIT.as_secs()),
+            };
+            return Err(CliError::failed(format!(
+                "the background instance for {} did not start: {how}; its log, {}, ends:\n{}",
+                state_dir.display(),
+                log_path.display(),
+                log_tail(&log_path, 20)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The last `lines` lines of the file at `path` (empty if it cannot be read).
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Pipes stdin → the instance and the instance → stdout until either side ends.
@@ -169,38 +262,6 @@ async fn attach(stream: UnixStream, endpoint: &Endpoint) -> CliResult<()> {
             Err(e) => Err(CliError::failed(format!("the connection to the mcpvisor instance failed: {e}"))),
         },
     }
-}
-
-/// No instance runs: this process supervises `config` (claiming the state dir, so later
-/// `serve --stdio` clients attach here) and serves its stdin/stdout.
-async fn embedded(config: PathBuf, state_dir: PathBuf, endpoint: Endpoint) -> CliResult<()> {
-    let (lock, control) = crate::server::bind(&state_dir)?;
-    let store = crate::run::open_store(&config, &state_dir).await?;
-    let gateway = Gateway::new(store.clone())
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
-    let cancel = CancellationToken::new();
-    let (_socket, listener) = bind_socket(&state_dir)?;
-    let instance = crate::exec::Instance {
-        config: std::path::absolute(&config).ok(),
-        state_dir: std::path::absolute(&state_dir).ok(),
-    };
-    let control = tokio::spawn(crate::server::serve(
-        control,
-        store.clone(),
-        instance,
-        cancel.clone(),
-    ));
-    let shared = tokio::spawn(serve_socket(listener, gateway.clone(), cancel.clone()));
-    let served = gateway
-        .serve_stream(endpoint, tokio::io::stdin(), tokio::io::stdout())
-        .await;
-    cancel.cancel();
-    let _ = control.await;
-    let _ = shared.await;
-    store.shutdown().await;
-    drop(lock);
-    served.map_err(|e| CliError::failed(e.to_string()))
 }
 
 #[cfg(test)]

@@ -116,6 +116,7 @@ async fn dispatch(cli: Cli) -> CliResult<Exit> {
                 a.watch,
                 a.serve.map(|addr| (addr, a.token_file)),
                 a.metrics,
+                a.background,
             )
             .await?;
             Ok(Exit::Ok)
@@ -146,6 +147,7 @@ async fn dispatch(cli: Cli) -> CliResult<Exit> {
         Command::Logs(a) => commands::logs(&g, a).await,
         Command::Events(a) => commands::events(&g, a).await,
         Command::Top(a) => top::top(&g, a).await,
+        Command::Shutdown => commands::shutdown(&g).await,
         Command::Completions(a) => {
             let mut cmd = Cli::command();
             let mut out = std::io::stdout();

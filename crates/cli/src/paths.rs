@@ -11,8 +11,15 @@ pub const SOCKET_FILE: &str = "mcpvisor.sock";
 pub const GATEWAY_SOCKET_FILE: &str = "gateway.sock";
 /// File name of the instance lock inside the state dir (holds the owner's pid).
 pub const LOCK_FILE: &str = "mcpvisor.lock";
+/// The background instance's log (its stdout and stderr) inside the state dir.
+pub const LOG_FILE: &str = "mcpvisor.log";
 /// Longest path a Unix socket address can hold (`sun_path` minus the terminating NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
+
+/// The background instance's log file in `state_dir`.
+pub fn log_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(LOG_FILE)
+}
 
 /// The state dir: `--state-dir`/`MCPVISOR_STATE_DIR` if given, else `$XDG_STATE_HOME/mcpvisor`,
 /// else `$HOME/.local/state/mcpvisor`.

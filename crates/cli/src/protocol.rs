@@ -17,7 +17,7 @@
 //! Requests (`cmd`): `ping`, `status` (`name`?), `tools` (`service`?), `call` (`tool`, `args`?,
 //! `timeout_ms`?), `add` (`config`: any accepted config JSON, `wait`), `remove` (`name`),
 //! `start` / `restart` (`name`, `wait`), `stop` (`name`, `force`), `check`, `logs` (`name`,
-//! `lines`?), `events`. See [`Request`] for each result.
+//! `lines`?), `events`, `shutdown`. See [`Request`] for each result.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -34,7 +34,8 @@ pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// Is anybody there? Result: `{"pid", "version", "config", "state_dir"}`.
+    /// Is anybody there? Result: `{"pid", "version", "config", "state_dir", "started"}`
+    /// (`started`: how the instance was started, in words).
     Ping,
     /// Result: an array of service views, or one view (with its stderr tail) when `name` is
     /// given.
@@ -146,6 +147,9 @@ pub enum Request {
     },
     /// Streams events (see the module docs).
     Events,
+    /// Stop every service and exit, as on SIGTERM. Result: `{"pid"}` of the instance, once
+    /// the stop has begun.
+    Shutdown,
 }
 
 /// A result as JSON text: encoded once where it is made and decoded once where it is used,

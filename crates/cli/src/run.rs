@@ -32,6 +32,7 @@ pub async fn run(
     watch_file: bool,
     serve: Option<(std::net::SocketAddr, Option<PathBuf>)>,
     metrics: Option<std::net::SocketAddr>,
+    background: bool,
 ) -> CliResult<()> {
     let mut signals = Signals::new()?;
     let http = match &serve {
@@ -112,9 +113,12 @@ pub async fn run(
         }
         tasks
     };
+    let stop = CancellationToken::new();
     let instance = Instance {
         config: Some(absolute(&config)),
         state_dir: Some(absolute(&state_dir)),
+        started: Some(started_by(background, &state_dir)),
+        stop: Some(stop.clone()),
     };
     let server = tokio::spawn(server::serve(
         listener,
@@ -134,7 +138,10 @@ pub async fn run(
         shutting_down.clone(),
         done.clone(),
     ));
-    let stopped_by = signals.next().await;
+    let stopped_by = tokio::select! {
+        signal = signals.next() => signal,
+        _ = stop.cancelled() => "mcpvisor shutdown",
+    };
     // Under systemd (Type=notify): stopping now.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     shutting_down.cancel();
@@ -164,6 +171,21 @@ pub async fn run(
     drop(lock);
     log("stopped");
     Ok(())
+}
+
+/// How this instance was started, in words.
+fn started_by(background: bool, state_dir: &Path) -> String {
+    if background {
+        format!(
+            "in the background by `serve --stdio` (log: {})",
+            crate::paths::log_path(state_dir).display()
+        )
+    } else if std::env::var_os("INVOCATION_ID").is_some() {
+        // systemd sets it for every unit it starts.
+        "by systemd".to_owned()
+    } else {
+        "by `mcpvisor run`".to_owned()
+    }
 }
 
 /// The start-up view (cut short by `shutting_down`), then one line per event until `done`.

@@ -55,6 +55,15 @@ impl Drop for InstanceLock {
     }
 }
 
+/// Whether a live instance holds `state_dir` (its lock is taken; an instance holds it until
+/// its very end, after every service stopped).
+pub fn claimed(state_dir: &Path) -> bool {
+    let Ok(file) = File::open(state_dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
+}
+
 /// Claims `state_dir` for this process and binds its control socket (mode 0600). Refuses when
 /// another live instance holds it; removes a socket left by a dead one.
 pub fn bind(state_dir: &Path) -> CliResult<(InstanceLock, UnixListener)> {
