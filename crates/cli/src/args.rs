@@ -95,6 +95,20 @@ pub enum Command {
     Top(TopArgs),
     /// Stop the running instance: every service stopped (dependents first), then it exits
     Shutdown,
+    /// The MCP clients whose config files are here (claude-desktop, claude-code, cursor,
+    /// vscode, windsurf, gemini, codex, zed), the servers each has, and whether each points at
+    /// mcpvisor
+    Clients(JsonArgs),
+    /// Copy clients' servers (a client's name, or a config FILE of any client) into
+    /// mcpvisor's config (--config, else the running instance's, else ./mcp.json): names kept,
+    /// the same server twice made one, a name clash reported (exit 1), never guessed
+    Import(ImportArgs),
+    /// Write mcpvisor's entry into each client's per-user config file, every other byte kept (the
+    /// previous version in FILE.bak); --move also takes out the servers mcpvisor now runs
+    Connect(ConnectArgs),
+    /// Take mcpvisor's entry out of a client's config file and put back what `connect --move`
+    /// took out
+    Disconnect(ClientArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -329,6 +343,38 @@ pub struct AddArgs {
     /// The command of a local server and its arguments, after `--`
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Clients (claude-desktop, claude-code, cursor, vscode, windsurf, gemini, codex, zed) or
+    /// config files
+    #[arg(required = true)]
+    pub sources: Vec<String>,
+    /// Print what was done as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The clients (claude-desktop, claude-code, cursor, vscode, windsurf, gemini, codex, zed)
+    #[arg(required = true)]
+    pub clients: Vec<String>,
+    /// Also take out of the client's file the servers mcpvisor's config has (`disconnect` puts
+    /// them back)
+    #[arg(long = "move")]
+    pub move_servers: bool,
+}
+
+/// A client's name alone.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The clients (claude-desktop, claude-code, cursor, vscode, windsurf, gemini, codex, zed)
+    #[arg(required = true)]
+    pub clients: Vec<String>,
 }
 
 /// A service name alone.

@@ -172,7 +172,7 @@ pub async fn tools(g: &GlobalArgs, a: ToolsArgs) -> CliResult<Exit> {
 }
 
 /// The instance running on `state_dir`, if any.
-async fn running(state_dir: &std::path::Path) -> Option<Client> {
+pub(crate) async fn running(state_dir: &std::path::Path) -> Option<Client> {
     Client::connect(&paths::socket_path(state_dir).ok()?)
         .await
         .ok()

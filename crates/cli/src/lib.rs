@@ -22,7 +22,9 @@
 
 pub mod args;
 pub mod client;
+pub mod clients;
 pub mod commands;
+pub mod connect;
 pub mod error;
 pub mod exec;
 pub mod gateway;
@@ -148,6 +150,10 @@ async fn dispatch(cli: Cli) -> CliResult<Exit> {
         Command::Events(a) => commands::events(&g, a).await,
         Command::Top(a) => top::top(&g, a).await,
         Command::Shutdown => commands::shutdown(&g).await,
+        Command::Clients(a) => connect::clients(a.json),
+        Command::Import(a) => connect::import(&g, a).await,
+        Command::Connect(a) => connect::connect(&g, a).await,
+        Command::Disconnect(a) => connect::disconnect(&g, a),
         Command::Completions(a) => {
             let mut cmd = Cli::command();
             let mut out = std::io::stdout();
