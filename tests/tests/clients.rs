@@ -62,6 +62,9 @@ impl Home {
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("CODEX_HOME")
             .env_remove("MCPVISOR_STATE_DIR")
+            // `service` must never reach the user manager of whoever runs the tests.
+            .env("XDG_RUNTIME_DIR", self.path("run"))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -111,6 +114,15 @@ impl Home {
             }))
             .unwrap(),
         );
+    }
+}
+
+/// Whatever a test started on its state dir (a background instance) stops with it.
+impl Drop for Home {
+    fn drop(&mut self) {
+        if self.path("state/mcpvisor.sock").exists() {
+            let _ = self.mcpvisor(&["shutdown"]);
+        }
     }
 }
 
@@ -530,4 +542,64 @@ async fn claude_desktop_and_cursor_move_to_one_fleet_with_import_and_connect() {
     let (_, shut, _) = home.mcpvisor(&["shutdown"]);
     assert_eq!(pids[0], pids[1], "one fleet: {pids:?}");
     assert!(shut.contains("stopped"), "{shut}");
+}
+
+/// `service install` writes a systemd user unit whose command runs this fleet (here, with no
+/// user bus, it says how to enable it); the unit's own command line, started as systemd would,
+/// keeps the fleet and `status` says systemd started it; `uninstall` removes the unit.
+#[tokio::test]
+async fn service_install_writes_a_unit_that_runs_the_fleet() {
+    let home = Home::new();
+    let chaos = mcpvisor_tests::chaos_bin();
+    std::fs::write(
+        home.project().join("mcp.json"),
+        json!({"mcpServers": {"a": {"command": chaos}}}).to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = home.mcpvisor(&["service", "install", "--serve", "127.0.0.1:0"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let unit_path = home.path(".config/systemd/user/mcpvisor.service");
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    assert!(unit.contains("Type=notify\n"), "{unit}");
+    assert!(
+        out.contains("enabled") || err.contains("systemctl --user daemon-reload"),
+        "{out}{err}"
+    );
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let words: Vec<&str> = exec.split(' ').collect();
+    assert_eq!(words[0], mcpvisor_bin().to_str().unwrap(), "{exec}");
+    let config = home.project().join("mcp.json");
+    assert!(
+        exec.contains(&format!("--config {}", config.display())),
+        "{exec}"
+    );
+    assert!(exec.ends_with("run --watch --serve 127.0.0.1:0"), "{exec}");
+    // Its command, as systemd starts it (INVOCATION_ID is systemd's).
+    let mut run = std::process::Command::new(words[0])
+        .args(&words[1..])
+        .env("INVOCATION_ID", "0123")
+        .env_remove("MCPVISOR_STATE_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = mcpvisor_tests::wait_until(std::time::Duration::from_secs(30), || {
+        let (code, out, _) = home.mcpvisor(&["status"]);
+        code == Some(0) && out.contains("healthy")
+    })
+    .await;
+    let (_, status, _) = home.mcpvisor(&["status"]);
+    let (_, shut, _) = home.mcpvisor(&["shutdown"]);
+    let _ = run.kill();
+    let _ = run.wait();
+    assert!(up, "{status}");
+    assert!(status.contains("started by systemd"), "{status}");
+    assert!(shut.contains("stopped"), "{shut}");
+    let (code, out, err) = home.mcpvisor(&["service", "uninstall"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!unit_path.exists());
 }

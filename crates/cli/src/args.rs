@@ -109,6 +109,9 @@ pub enum Command {
     /// Take mcpvisor's entry out of a client's config file and put back what `connect --move`
     /// took out
     Disconnect(ClientArgs),
+    /// Start the fleet at login: a systemd user unit (a launchd agent on macOS) running
+    /// `mcpvisor run` on this config and state dir
+    Service(ServiceArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -426,6 +429,27 @@ pub struct LogsArgs {
     /// Print JSON: {"service", "lines": [...]}
     #[arg(long)]
     pub json: bool,
+}
+
+/// `service`.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// What to do
+    #[command(subcommand)]
+    pub action: ServiceAction,
+}
+
+/// `service install` and `service uninstall`.
+#[derive(Debug, Subcommand)]
+pub enum ServiceAction {
+    /// Write the unit (or agent) and enable it, so the fleet starts now and at every login
+    Install {
+        /// Also serve the gateway over HTTP at ADDR (e.g. 127.0.0.1:8931)
+        #[arg(long, value_name = "ADDR")]
+        serve: Option<std::net::SocketAddr>,
+    },
+    /// Disable the unit (or agent) and remove it
+    Uninstall,
 }
 
 /// `completions`.

@@ -34,6 +34,7 @@ pub mod paths;
 pub mod protocol;
 pub mod run;
 pub mod server;
+pub mod service;
 pub mod settle;
 pub mod signals;
 pub mod top;
@@ -154,6 +155,7 @@ async fn dispatch(cli: Cli) -> CliResult<Exit> {
         Command::Import(a) => connect::import(&g, a).await,
         Command::Connect(a) => connect::connect(&g, a).await,
         Command::Disconnect(a) => connect::disconnect(&g, a),
+        Command::Service(a) => service::service(&g, a.action),
         Command::Completions(a) => {
             let mut cmd = Cli::command();
             let mut out = std::io::stdout();
