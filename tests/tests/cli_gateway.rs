@@ -277,6 +277,35 @@ async fn four_first_clients_at_once_make_one_instance_and_leave_no_orphan() {
     );
 }
 
+/// `gateway.idle_exit`: a background instance whose last client left stops by itself (its
+/// servers too), saying why in its log.
+#[tokio::test]
+async fn a_background_instance_with_idle_exit_stops_once_its_last_client_left() {
+    let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();
+    let config = dir.path().join("mcp.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"a": {"command": chaos_bin().to_string_lossy(),
+                                    "timeouts": {"shutdown": "300ms"}}},
+               "gateway": {"idle_exit": "1s"}})
+        .to_string(),
+    )
+    .unwrap();
+    let background = Background(dir.path());
+    let client = stdio_client(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let pid = u32::try_from(pid_via(&client, "a__pids").await).unwrap();
+    let instances = background.instances();
+    assert_eq!(instances.len(), 1, "{instances:?}");
+    client.cancel().await.unwrap();
+    assert!(
+        mcpvisor_tests::wait_until(LONG, || background.instances().is_empty()).await,
+        "the idle instance did not stop"
+    );
+    assert!(!pid_alive(pid), "its server {pid} outlived it");
+    let log = std::fs::read_to_string(dir.path().join("state/mcpvisor.log")).unwrap();
+    assert!(log.contains("no client attached for 1s"), "{log}");
+}
+
 /// A cold start through `serve --stdio --config` (what a client's entry runs on a fresh
 /// login): the client's first `tools/list` shows every eager server's tools — real servers
 /// that take a while to start — not the empty list of a fleet still starting; the first

@@ -11,6 +11,8 @@
 //! socket's owner can connect (mode 0600).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mcpvisor_gateway::{Endpoint, Gateway, HttpOptions};
@@ -53,8 +55,21 @@ pub fn bind_socket(state_dir: &Path) -> CliResult<(PathBuf, UnixListener)> {
     Ok((path, listener))
 }
 
-/// Serves the gateway on `listener` until `cancel` fires: one MCP session per connection.
-pub async fn serve_socket(listener: UnixListener, gateway: Gateway, cancel: CancellationToken) {
+/// Serves the gateway on `listener` until `cancel` fires: one MCP session per connection,
+/// counted in `attached` while it lasts.
+pub async fn serve_socket(
+    listener: UnixListener,
+    gateway: Gateway,
+    cancel: CancellationToken,
+    attached: Arc<AtomicUsize>,
+) {
+    /// One attached client, counted until its connection ends.
+    struct Attached(Arc<AtomicUsize>);
+    impl Drop for Attached {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
     loop {
         let stream = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -68,7 +83,10 @@ pub async fn serve_socket(listener: UnixListener, gateway: Gateway, cancel: Canc
         };
         let gateway = gateway.clone();
         let cancel = cancel.clone();
+        attached.fetch_add(1, Ordering::SeqCst);
+        let counted = Attached(attached.clone());
         tokio::spawn(async move {
+            let _counted = counted;
             let (read, write) = stream.into_split();
             let mut read = BufReader::new(read);
             let mut line = String::new();
@@ -90,6 +108,29 @@ pub async fn serve_socket(listener: UnixListener, gateway: Gateway, cancel: Canc
                 }
             }
         });
+    }
+}
+
+/// Fires `stop` once no client has been attached for `after` (`gateway.idle_exit` of a
+/// background instance).
+pub async fn exit_when_idle(attached: Arc<AtomicUsize>, after: Duration, stop: CancellationToken) {
+    let tick = (after / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut idle_since = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        if attached.load(Ordering::SeqCst) > 0 {
+            idle_since = tokio::time::Instant::now();
+        } else if idle_since.elapsed() >= after {
+            crate::output::log(&format!(
+                "no client attached for {}: stopping (gateway.idle_exit)",
+                humantime::format_duration(after)
+            ));
+            stop.cancel();
+            return;
+        }
     }
 }
 
@@ -267,6 +308,28 @@ async fn attach(stream: UnixStream, endpoint: &Endpoint) -> CliResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_background_instance_stops_after_idle_exit_and_not_while_a_client_is_attached()
+    {
+        let attached = Arc::new(AtomicUsize::new(1));
+        let stop = CancellationToken::new();
+        let watch = tokio::spawn(exit_when_idle(
+            attached.clone(),
+            Duration::from_secs(60),
+            stop.clone(),
+        ));
+        // Attached for ten minutes: never.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(!stop.is_cancelled());
+        // Detached: not before a minute, then at once.
+        attached.store(0, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(50)).await;
+        assert!(!stop.is_cancelled());
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        assert!(stop.is_cancelled());
+        watch.await.unwrap();
+    }
 
     #[test]
     fn the_preamble_names_the_endpoint() {

@@ -74,6 +74,7 @@ pub async fn run(
     ));
 
     let cancel = CancellationToken::new();
+    let attached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let gateway = mcpvisor_gateway::Gateway::new(store.clone())
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
@@ -82,6 +83,7 @@ pub async fn run(
             gateway_listener,
             gateway.clone(),
             cancel.clone(),
+            attached.clone(),
         ))];
         if let Some(listener) = metrics_listener {
             if let Ok(addr) = listener.local_addr() {
@@ -114,6 +116,15 @@ pub async fn run(
         tasks
     };
     let stop = CancellationToken::new();
+    if background {
+        if let Some(after) = store.config().await.ok().and_then(|c| c.gateway.idle_exit) {
+            tokio::spawn(crate::gateway::exit_when_idle(
+                attached.clone(),
+                after,
+                stop.clone(),
+            ));
+        }
+    }
     let instance = Instance {
         config: Some(absolute(&config)),
         state_dir: Some(absolute(&state_dir)),

@@ -374,6 +374,9 @@ pub struct GatewayConfig {
     pub unprefixed: bool,
     /// Tool filters per endpoint: `"default"` for `/mcp`, an agent id for `/agents/<id>/mcp`.
     pub endpoints: BTreeMap<String, ToolFilter>,
+    /// A background instance (started by `serve --stdio`) exits after this long with no
+    /// client attached; `None` (default, `"never"`): it runs until stopped.
+    pub idle_exit: Option<Duration>,
 }
 
 impl Default for GatewayConfig {
@@ -385,6 +388,7 @@ impl Default for GatewayConfig {
             client_prefix: d::GATEWAY_CLIENT_PREFIX,
             unprefixed: false,
             endpoints: BTreeMap::new(),
+            idle_exit: None,
         }
     }
 }

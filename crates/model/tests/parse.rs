@@ -706,12 +706,19 @@ fn gateway_section_is_resolved_with_defaults() {
         ok(r#"{"mcpServers": {}}"#).gateway,
         GatewayConfig::default()
     );
+    assert_eq!(g.idle_exit, None);
+    let c = ok(r#"{"mcpServers": {}, "gateway": {"idle_exit": "30m"}}"#);
+    assert_eq!(c.gateway.idle_exit, Some(Duration::from_secs(1800)));
+    let c = ok(r#"{"mcpServers": {}, "gateway": {"idle_exit": "never"}}"#);
+    assert_eq!(c.gateway.idle_exit, None);
 }
 
 #[test]
 fn gateway_errors_name_the_field() {
     let e = one_err(json!({"mcpServers": {}, "gateway": {"down_tools": "maybe"}}));
     assert!(e.to_string().contains("gateway.down_tools"), "{e}");
+    let e = one_err(json!({"mcpServers": {}, "gateway": {"idle_exit": "0s"}}));
+    assert!(e.to_string().contains("gateway.idle_exit"), "{e}");
     let e = one_err(json!({"mcpServers": {}, "gateway": {"hodl": "1s"}}));
     assert!(e.to_string().contains("did you mean 'hold'"), "{e}");
     let e =

@@ -549,7 +549,7 @@ pub(super) fn parse_supervisor(v: &Value, errors: &mut Vec<ConfigError>) -> Supe
 }
 
 /// The `gateway` section: `hold`, `startup_wait`, `down_tools`, `client_prefix`, `unprefixed`,
-/// `endpoints`.
+/// `endpoints`, `idle_exit`.
 pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> GatewayConfig {
     let known = [
         "hold",
@@ -558,6 +558,7 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
         "client_prefix",
         "unprefixed",
         "endpoints",
+        "idle_exit",
     ];
     top_section("gateway", v, errors, &known, |s| {
         let dflt = GatewayConfig::default();
@@ -581,6 +582,21 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
             );
         }
         let unprefixed = s.bool("unprefixed", dflt.unprefixed);
+        let idle_exit = match s.obj.get("idle_exit").cloned() {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) if t.trim() == "never" => None,
+            Some(v) => match v.as_str().map(|t| humantime::parse_duration(t.trim())) {
+                Some(Ok(d)) if !d.is_zero() => Some(d),
+                _ => {
+                    s.f.invalid(
+                        "gateway.idle_exit",
+                        "a duration greater than zero such as \"30m\", or \"never\"",
+                        &v,
+                    );
+                    None
+                }
+            },
+        };
         let mut endpoints = BTreeMap::new();
         match s.obj.get("endpoints").cloned() {
             None | Some(Value::Null) => {}
@@ -637,6 +653,7 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
             client_prefix,
             unprefixed,
             endpoints,
+            idle_exit,
         }
     })
 }
