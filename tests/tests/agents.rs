@@ -258,6 +258,14 @@ fn start_agent(agent: Agent, model: &Model, link: Link, prompt: &str) -> Run {
     Run { agent, child, home }
 }
 
+/// A run the test gave up on (it panicked before `finish`) ends with its process group.
+impl Drop for Run {
+    fn drop(&mut self) {
+        mcpvisor_tests::kill_process_group(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
 impl Run {
     /// Waits for the run to end (bounded), then ends whatever it left in its process group (its
     /// `serve --stdio`). Returns what it printed; fails the test if it failed or overran.

@@ -577,10 +577,12 @@ async fn service_install_writes_a_unit_that_runs_the_fleet() {
         "{exec}"
     );
     assert!(exec.ends_with("run --watch --serve 127.0.0.1:0"), "{exec}");
-    // Its command, as systemd starts it (INVOCATION_ID is systemd's).
+    // Its command, as systemd starts a Type=notify unit (INVOCATION_ID and NOTIFY_SOCKET are
+    // systemd's; nothing listens on this one).
     let mut run = std::process::Command::new(words[0])
         .args(&words[1..])
         .env("INVOCATION_ID", "0123")
+        .env("NOTIFY_SOCKET", home.path("notify.sock"))
         .env_remove("MCPVISOR_STATE_DIR")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -50,8 +50,8 @@ pub enum Command {
     /// control socket; SIGINT/SIGTERM stops everything cleanly
     Run(RunArgs),
     /// Serve the fleet as one MCP server on stdin/stdout: attaches to the instance running on
-    /// the state dir (every client shares its fleet), or with --config and none running, runs
-    /// one in this process
+    /// the state dir (every client shares its fleet); with --config and none running, starts
+    /// one there in the background first (it outlives this client; `shutdown` stops it)
     Serve(ServeArgs),
     /// Check a config file: print each error (service, field, message); exit 2 on errors
     Validate(ValidateArgs),

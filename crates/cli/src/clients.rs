@@ -689,9 +689,12 @@ pub fn edited(place: &Place, text: &str, edit: &Edit) -> CliResult<String> {
 }
 
 /// Writes `new` over `path` if the file still holds `read_as` (else refuses, changing
-/// nothing): the previous version copied to `PATH.bak`, the new one written to a temporary file
-/// beside it and renamed over it.
+/// nothing): the previous version kept as `PATH.bak`, the new one written to a temporary file
+/// beside it and renamed over it, both with the file's own permissions (0600 for a new file). A
+/// symlinked file is written where the link points (the link stays).
 pub fn write_if_unchanged(path: &Path, read_as: Option<&str>, new: &str) -> CliResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let now = match std::fs::read_to_string(path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -714,26 +717,29 @@ pub fn write_if_unchanged(path: &Path, read_as: Option<&str>, new: &str) -> CliR
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0o600);
+    // Both through a temporary file renamed into place: a `.bak` that is a symlink is
+    // replaced, never written through.
+    let put = |target: &Path, bytes: &str| -> CliResult<()> {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .map_err(|e| CliError::failed(format!("cannot write in {}: {e}", dir.display())))?;
+        std::io::Write::write_all(&mut tmp, bytes.as_bytes())
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", target.display())))?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+            .map_err(|e| CliError::failed(format!("cannot write {}: {e}", target.display())))?;
+        tmp.persist(target).map_err(|e| {
+            CliError::failed(format!("cannot write {}: {}", target.display(), e.error))
+        })?;
+        Ok(())
+    };
     if let Some(old) = &now {
         let mut bak = path.as_os_str().to_owned();
         bak.push(".bak");
-        std::fs::write(&bak, old).map_err(|e| {
-            CliError::failed(format!(
-                "cannot keep the previous version of {}: {e}",
-                path.display()
-            ))
-        })?;
+        put(Path::new(&bak), old)?;
     }
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| CliError::failed(format!("cannot write in {}: {e}", dir.display())))?;
-    std::io::Write::write_all(&mut tmp, new.as_bytes())
-        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
-    }
-    tmp.persist(path)
-        .map_err(|e| CliError::failed(format!("cannot write {}: {}", path.display(), e.error)))?;
-    Ok(())
+    put(path, new)
 }
 
 #[cfg(test)]

@@ -313,11 +313,17 @@ pub async fn import(g: &GlobalArgs, a: ImportArgs) -> CliResult<Exit> {
     Ok(if clashes > 0 { Exit::Failed } else { Exit::Ok })
 }
 
-/// Where `connect --move` keeps what it took out of a client's file, for `disconnect`.
+/// Where `connect --move` keeps what it took out of a client's file, for `disconnect` (its
+/// folder made private, as the state dir is).
 fn moved_record(g: &GlobalArgs, client: cl::Client) -> CliResult<std::path::PathBuf> {
-    Ok(paths::state_dir(g.state_dir.as_deref())?
-        .join("clients")
-        .join(format!("{}.json", client.name())))
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = paths::state_dir(g.state_dir.as_deref())?.join("clients");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir.join(format!("{}.json", client.name())))
 }
 
 /// `connect CLIENT... [--move]`.
@@ -345,16 +351,11 @@ async fn connect_one(g: &GlobalArgs, client: cl::Client, move_servers: bool) -> 
     // What the client runs: this binary, attached to the fleet, starting it if none runs.
     let exe = std::env::current_exe()
         .map_err(|e| CliError::failed(format!("cannot find mcpvisor's own binary: {e}")))?;
-    let mut args = Vec::new();
-    if let Some(dir) = &g.state_dir {
-        args.push("--state-dir".to_owned());
-        args.push(
-            std::path::absolute(dir)
-                .unwrap_or_else(|_| dir.clone())
-                .display()
-                .to_string(),
-        );
-    }
+    // The state dir as resolved here, always: a client started from a desktop may lack the
+    // shell's XDG_STATE_HOME, and would look for (and start) a fleet elsewhere.
+    let state = paths::state_dir(g.state_dir.as_deref())?;
+    let state = std::path::absolute(&state).unwrap_or(state);
+    let mut args = vec!["--state-dir".to_owned(), state.display().to_string()];
     args.extend([
         "serve".to_owned(),
         "--stdio".to_owned(),
@@ -463,10 +464,13 @@ fn disconnect_one(g: &GlobalArgs, client: cl::Client) -> CliResult<()> {
     if table.get(cl::ENTRY).is_some() {
         edit.remove.push(cl::ENTRY.to_owned());
     }
+    let mut left = Map::new();
     for (name, value) in &moved {
-        // A server of that name added since stays as it is.
+        // A server of that name added since stays as it is; the moved one stays recorded.
         if table.get(name).is_none() {
             edit.put.push((name.clone(), value.clone()));
+        } else {
+            left.insert(name.clone(), value.clone());
         }
     }
     if edit.remove.is_empty() && edit.put.is_empty() {
@@ -475,7 +479,19 @@ fn disconnect_one(g: &GlobalArgs, client: cl::Client) -> CliResult<()> {
     }
     let new = cl::edited(&place, &read.text, &edit)?;
     cl::write_if_unchanged(&place.path, Some(&read.text), &new)?;
-    let _ = std::fs::remove_file(&record);
+    if left.is_empty() {
+        let _ = std::fs::remove_file(&record);
+    } else {
+        let before = std::fs::read_to_string(&record).ok();
+        let body = json!({"path": place.path, "moved": left});
+        cl::write_if_unchanged(&record, before.as_deref(), &format!("{body:#}\n"))?;
+        let names: Vec<&str> = left.keys().map(String::as_str).collect();
+        eprintln!(
+            "mcpvisor: not put back, the file has another server of the same name: {} (kept in {})",
+            names.join(", "),
+            record.display()
+        );
+    }
     println(&format!(
         "{}: mcpvisor's entry taken out of {}{}",
         client.name(),

@@ -219,30 +219,50 @@ async fn start_background(config: &Path, state_dir: &Path, socket: &Path) -> Cli
         .open(&log_path)
         .map_err(|e| cannot(&format!("open {}", log_path.display()), e))?;
     let exe = std::env::current_exe().map_err(|e| cannot("find mcpvisor's own binary", e))?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("--state-dir")
-        .arg(std::path::absolute(state_dir).map_err(|e| cannot("the state dir", e))?)
-        .arg("--config")
-        .arg(std::path::absolute(config).map_err(|e| cannot("the config path", e))?)
-        .args(["run", "--background"])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().map_err(|e| cannot("its log", e))?)
-        .stderr(log);
-    // SAFETY: only setsid(2), which is async-signal-safe, runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = cmd.spawn().map_err(|e| cannot("spawn", e))?;
-    // Reaped here if it ends while this client runs (it lost the state dir to another first
-    // client's, or failed); if this client ends first, init adopts it.
-    let (exited_tx, exited) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = exited_tx.send(child.wait());
-    });
+    let config = std::path::absolute(config).map_err(|e| cannot("the config path", e))?;
+    let state = std::path::absolute(state_dir).map_err(|e| cannot("the state dir", e))?;
+    // The fleet is every client's: it runs in its config's folder (relative paths in the config
+    // mean the same for every client), not in the first client's.
+    let home = config
+        .parent()
+        .filter(|p| p.is_dir())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| state.clone());
+    let spawn =
+        || -> CliResult<std::sync::mpsc::Receiver<std::io::Result<std::process::ExitStatus>>> {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.arg("--state-dir")
+                .arg(&state)
+                .arg("--config")
+                .arg(&config)
+                .args(["run", "--background"])
+                .current_dir(&home)
+                // The first client's service manager is not the fleet's.
+                .env_remove("NOTIFY_SOCKET")
+                .stdin(std::process::Stdio::null())
+                .stdout(log.try_clone().map_err(|e| cannot("its log", e))?)
+                .stderr(log.try_clone().map_err(|e| cannot("its log", e))?);
+            // SAFETY: only setsid(2), which is async-signal-safe, runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::unistd::setsid()
+                        .map(|_| ())
+                        .map_err(std::io::Error::from)
+                });
+            }
+            let mut child = cmd.spawn().map_err(|e| cannot("spawn", e))?;
+            // Reaped here if it ends while this client runs (it lost the state dir to another
+            // first client's, or failed); if this client ends first, init adopts it.
+            let (exited_tx, exited) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = exited_tx.send(child.wait());
+            });
+            Ok(exited)
+        };
+    let mut exited = spawn()?;
+    // An instance that was stopping (its socket gone, its lock still held) makes ours exit at
+    // once; once the lock is free, another is started, a few times at most.
+    let mut respawns = 0;
     let end = std::time::Instant::now() + BACKGROUND_WAIT;
     let mut ours_exited = None;
     loop {
@@ -253,8 +273,14 @@ async fn start_background(config: &Path, state_dir: &Path, socket: &Path) -> Cli
             ours_exited = Some(status);
         }
         // Ours ended and no other instance holds the state dir: none is coming.
-        let gave_up = ours_exited.is_some() && !crate::server::claimed(state_dir);
-        if gave_up || std::time::Instant::now() > end {
+        let nobody = ours_exited.is_some() && !crate::server::claimed(state_dir);
+        if nobody && respawns < 3 {
+            respawns += 1;
+            ours_exited = None;
+            exited = spawn()?;
+            continue;
+        }
+        if nobody || std::time::Instant::now() > end {
             let how = match ours_exited {
                 Some(Ok(status)) => format!("it exited ({status})"),
                 Some(Err(e)) => format!("it could not be waited for: {e}"),

@@ -191,8 +191,11 @@ fn started_by(background: bool, state_dir: &Path) -> String {
             "in the background by `serve --stdio` (log: {})",
             crate::paths::log_path(state_dir).display()
         )
-    } else if std::env::var_os("INVOCATION_ID").is_some() {
-        // systemd sets it for every unit it starts.
+    } else if std::env::var_os("INVOCATION_ID").is_some()
+        && std::env::var_os("NOTIFY_SOCKET").is_some()
+    {
+        // systemd sets both for a Type=notify unit's main process (INVOCATION_ID alone is
+        // inherited by everything a unit spawns, a terminal's shell included).
         "by systemd".to_owned()
     } else {
         "by `mcpvisor run`".to_owned()

@@ -52,16 +52,35 @@ impl InstanceLock {
 impl Drop for InstanceLock {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.socket);
+        // No pid: nobody holds the state dir (`claimed`); then the lock itself goes.
+        let _ = self._lock.set_len(0);
     }
 }
 
-/// Whether a live instance holds `state_dir` (its lock is taken; an instance holds it until
-/// its very end, after every service stopped).
+/// Whether a live instance holds `state_dir`: the lock file names a live process (an instance
+/// writes its pid there when it takes the lock and empties it at its very end, after every
+/// service stopped). Read, never locked: a probe that took the lock, even for an instant,
+/// would make an instance starting then fail.
 pub fn claimed(state_dir: &Path) -> bool {
-    let Ok(file) = File::open(state_dir.join(LOCK_FILE)) else {
+    let Ok(text) = std::fs::read_to_string(state_dir.join(LOCK_FILE)) else {
         return false;
     };
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
+    match text.trim().parse::<i32>() {
+        Ok(pid) if pid > 1 => {
+            let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+            // A zombie's pid answers too: it is no instance.
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    st.rsplit(')')
+                        .next()
+                        .map(|r| r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(false);
+            alive && !zombie
+        }
+        _ => false,
+    }
 }
 
 /// Claims `state_dir` for this process and binds its control socket (mode 0600). Refuses when
@@ -87,7 +106,8 @@ pub fn bind(state_dir: &Path) -> CliResult<(InstanceLock, UnixListener)> {
         .mode(0o600)
         .open(&lock_path)
         .map_err(|e| CliError::failed(format!("cannot open {}: {e}", lock_path.display())))?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+    let locked = Flock::lock(file, FlockArg::LockExclusiveNonblock);
+    let mut lock = match locked {
         Ok(l) => l,
         Err((mut file, _)) => {
             let mut pid = String::new();

@@ -38,19 +38,22 @@ fn run_args(g: &GlobalArgs, serve: Option<std::net::SocketAddr>) -> CliResult<Ve
     Ok(args)
 }
 
-/// A systemd `ExecStart=` word: quoted when it holds a space, `%` doubled.
+/// A systemd `ExecStart=` word: `%` and `$` doubled (specifiers and variables), quoted when it
+/// holds a space, a quote, a backslash or `;`.
 fn systemd_word(w: &str) -> String {
-    let w = w.replace('%', "%%");
-    if w.contains([' ', '"', '\\', '\t']) {
+    let w = w.replace('%', "%%").replace('$', "$$");
+    if w.contains([' ', '"', '\'', '\\', '\t', ';']) {
         format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
         w
     }
 }
 
-/// The systemd user unit running `args`.
-pub fn systemd_unit(args: &[String]) -> String {
+/// The systemd user unit running `args` with `path` as its `PATH` (a user manager's own lacks
+/// `~/.local/bin`, nvm's and Homebrew's folders, where `npx`, `uvx` and `node` often are).
+pub fn systemd_unit(args: &[String], path: &str) -> String {
     let exec: Vec<String> = args.iter().map(|a| systemd_word(a)).collect();
+    let path = systemd_word(&format!("PATH={path}"));
     format!(
         "# Written by `mcpvisor service install`; `mcpvisor service uninstall` removes it.\n\
          [Unit]\n\
@@ -60,6 +63,7 @@ pub fn systemd_unit(args: &[String]) -> String {
          [Service]\n\
          Type=notify\n\
          NotifyAccess=main\n\
+         Environment={path}\n\
          ExecStart={}\n\
          LimitNOFILE=8192\n\
          Restart=on-failure\n\
@@ -79,13 +83,15 @@ fn xml(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The launchd agent running `args`, its output appended to `log`.
-pub fn launchd_agent(args: &[String], log: &Path) -> String {
+/// The launchd agent running `args` with `path` as its `PATH` (launchd's is
+/// `/usr/bin:/bin:/usr/sbin:/sbin`), its output appended to `log`.
+pub fn launchd_agent(args: &[String], path: &str, log: &Path) -> String {
     let program: String = args
         .iter()
         .map(|a| format!("    <string>{}</string>\n", xml(a)))
         .collect();
     let log = xml(&log.display().to_string());
+    let path = xml(path);
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \
@@ -93,6 +99,8 @@ pub fn launchd_agent(args: &[String], log: &Path) -> String {
          <plist version=\"1.0\">\n<dict>\n\
          \x20 <key>Label</key>\n  <string>{LABEL}</string>\n\
          \x20 <key>ProgramArguments</key>\n  <array>\n{program}  </array>\n\
+         \x20 <key>EnvironmentVariables</key>\n  <dict>\n    <key>PATH</key>\n    \
+         <string>{path}</string>\n  </dict>\n\
          \x20 <key>RunAtLoad</key>\n  <true/>\n\
          \x20 <key>KeepAlive</key>\n  <dict>\n    <key>SuccessfulExit</key>\n    <false/>\n  </dict>\n\
          \x20 <key>StandardOutPath</key>\n  <string>{log}</string>\n\
@@ -142,11 +150,14 @@ pub fn service(g: &GlobalArgs, action: ServiceAction) -> CliResult<Exit> {
         ServiceAction::Install { serve } => {
             let args = run_args(g, serve)?;
             let state = paths::state_dir(g.state_dir.as_deref())?;
+            let path_var = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
             let text = if macos {
-                launchd_agent(&args, &paths::log_path(&state))
+                launchd_agent(&args, &path_var, &paths::log_path(&state))
             } else {
-                systemd_unit(&args)
+                systemd_unit(&args, &path_var)
             };
+            // Asked before the service starts: afterwards its own instance holds the lock.
+            let running = crate::server::claimed(&state);
             let before = std::fs::read_to_string(&path).ok();
             crate::clients::write_if_unchanged(&path, before.as_deref(), &text)?;
             println(&format!("wrote {}", path.display()));
@@ -155,14 +166,19 @@ pub fn service(g: &GlobalArgs, action: ServiceAction) -> CliResult<Exit> {
                 let _ = manager("launchctl", &["bootout", &domain, &p]);
                 manager("launchctl", &["bootstrap", &domain, &p])
             } else {
-                manager("systemctl", &["--user", "daemon-reload"]).and_then(|()| {
-                    manager(
-                        "systemctl",
-                        &["--user", "enable", "--now", &format!("{NAME}.service")],
-                    )
-                })
+                let unit = format!("{NAME}.service");
+                // With an instance running, enabled only: started at the next login, or once
+                // that instance is shut down and the unit started.
+                let enable: &[&str] = if running {
+                    &["--user", "enable", &unit]
+                } else {
+                    &["--user", "enable", "--now", &unit]
+                };
+                manager("systemctl", &["--user", "daemon-reload"])
+                    .and_then(|()| manager("systemctl", enable))
             };
             match enabled {
+                Ok(()) if running => println("enabled: the fleet starts at every login"),
                 Ok(()) => println("enabled: the fleet runs now and starts at every login"),
                 Err(why) => {
                     let how = if macos {
@@ -174,10 +190,10 @@ pub fn service(g: &GlobalArgs, action: ServiceAction) -> CliResult<Exit> {
                     eprintln!("mcpvisor: not enabled: {why}; in your login session, run: {how}");
                 }
             }
-            if crate::server::claimed(&state) {
+            if running {
                 eprintln!(
-                    "mcpvisor: an instance already runs on {}: `mcpvisor shutdown` it so the \
-                     service's takes over",
+                    "mcpvisor: an instance already runs on {}: the service starts at the next \
+                     login, or now after `mcpvisor shutdown` and `systemctl --user start mcpvisor`",
                     state.display()
                 );
             }
@@ -225,13 +241,23 @@ mod tests {
         let args: Vec<String> = ["/opt/my tools/mcpvisor", "--state-dir", "/s", "run", "100%"]
             .map(String::from)
             .to_vec();
-        let unit = systemd_unit(&args);
+        let unit = systemd_unit(&args, "/home/me/.local/bin:/usr/bin");
         assert!(
             unit.contains("ExecStart=\"/opt/my tools/mcpvisor\" --state-dir /s run 100%%\n"),
             "{unit}"
         );
+        assert!(
+            unit.contains("Environment=PATH=/home/me/.local/bin:/usr/bin\n"),
+            "{unit}"
+        );
+        assert_eq!(systemd_word("a$b"), "a$$b");
+        assert_eq!(systemd_word("o'brien"), "\"o'brien\"");
         assert!(unit.contains("Type=notify\n") && unit.contains("WantedBy=default.target\n"));
-        let plist = launchd_agent(&args, Path::new("/s/mcpvisor.log"));
+        let plist = launchd_agent(&args, "/usr/bin", Path::new("/s/mcpvisor.log"));
+        assert!(
+            plist.contains("<key>PATH</key>\n    <string>/usr/bin</string>"),
+            "{plist}"
+        );
         assert!(
             plist.contains("<string>/opt/my tools/mcpvisor</string>"),
             "{plist}"

@@ -51,7 +51,7 @@ pub struct Offered {
     /// Whether its service is up now (a call is made at once).
     pub up: bool,
     /// Whether `tools/list` shows it under `down_tools: "hide"`: its service is up, or on its
-    /// way back by itself (see [`coming_back`]).
+    /// way back by itself (see [`on_its_way_back`]).
     pub listed: bool,
 }
 
@@ -175,7 +175,7 @@ impl Core {
             .iter()
             .map(|s| {
                 let up = callable(s);
-                (s.name.clone(), (up, up || coming_back(s.state)))
+                (s.name.clone(), (up, up || on_its_way_back(s.state)))
             })
             .collect();
         let filter = self.filter(endpoint);
@@ -328,10 +328,16 @@ fn callable(s: &mcpvisor_supervisor::ServiceView) -> bool {
             ))
 }
 
-/// Whether a service in `state` may come back within the hold (so a call waits for it). Its
-/// tools stay listed meanwhile, `down_tools: "hide"` or not: an agent that lists again on
-/// `list_changed` in the middle of a run (Gemini CLI does) would otherwise lose the tool its
-/// model is about to call, for a restart that takes a second; the call is held instead.
+/// Whether a service that is not up is coming back by itself now (a restart under way): its
+/// tools stay listed, `down_tools: "hide"` or not. An agent that lists again on `list_changed`
+/// in the middle of a run (Gemini CLI does) would otherwise lose the tool its model is about to
+/// call, for a restart that takes a second; the call is held instead. A service not started
+/// (disabled, waiting on a dependency), unreachable (retried slowly), failed or stopped is not.
+fn on_its_way_back(state: ServiceState) -> bool {
+    matches!(state, ServiceState::Reconnecting | ServiceState::Starting)
+}
+
+/// Whether a service in `state` may come back within the hold (so a call waits for it).
 pub(crate) fn coming_back(state: ServiceState) -> bool {
     matches!(
         state,

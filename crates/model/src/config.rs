@@ -44,6 +44,79 @@ impl std::fmt::Display for TransportKind {
     }
 }
 
+/// What a stdio server inherits of the supervisor's own environment besides its `env`
+/// (`env_inherit`): by default only [`INHERITED`] and the [`INHERITED_PREFIXES`] — never a
+/// secret of the shell that started mcpvisor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EnvInherit {
+    /// The default set.
+    #[default]
+    Default,
+    /// Everything (`"all"`).
+    All,
+    /// The default set and these names (`["AWS_PROFILE"]`).
+    Also(Vec<String>),
+}
+
+/// Variables every stdio server inherits: the MCP SDKs' own stdio default (`HOME`, `LOGNAME`,
+/// `PATH`, `SHELL`, `TERM`, `USER`), then what runtimes need to work the same as in a shell:
+/// the locale and time zone (`LANG`, `LANGUAGE`, `TZ`), the temporary folder (`TMPDIR`), the
+/// certificates TLS trusts (`SSL_CERT_FILE`, `SSL_CERT_DIR`, `NODE_EXTRA_CA_CERTS`) and the
+/// proxies (`npx`/`uvx` fetch packages through them).
+pub const INHERITED: &[&str] = &[
+    "HOME",
+    "LOGNAME",
+    "PATH",
+    "SHELL",
+    "TERM",
+    "USER",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+/// Prefixes of inherited variables: the locale's categories (`LC_*`) and the XDG base
+/// directories (`XDG_*`: config, cache, data and runtime folders).
+pub const INHERITED_PREFIXES: &[&str] = &["LC_", "XDG_"];
+
+impl EnvInherit {
+    /// Whether a variable named `name` is inherited.
+    pub fn admits(&self, name: &str) -> bool {
+        let default =
+            || INHERITED.contains(&name) || INHERITED_PREFIXES.iter().any(|p| name.starts_with(p));
+        match self {
+            EnvInherit::All => true,
+            EnvInherit::Default => default(),
+            EnvInherit::Also(names) => default() || names.iter().any(|n| n == name),
+        }
+    }
+
+    /// What a server gets of `supervisor` (the supervisor's environment), then its own `env`
+    /// over it.
+    pub fn environment(
+        &self,
+        supervisor: impl IntoIterator<Item = (String, String)>,
+        own: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        let mut out: BTreeMap<String, String> = supervisor
+            .into_iter()
+            .filter(|(k, _)| self.admits(k))
+            .collect();
+        out.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        out
+    }
+}
+
 /// Where the server is, with `${VAR}` references already expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -53,8 +126,10 @@ pub enum Endpoint {
         command: String,
         /// Its arguments.
         args: Vec<String>,
-        /// Extra environment variables (on top of the supervisor's own environment).
+        /// Its own environment variables (on top of what it inherits).
         env: BTreeMap<String, String>,
+        /// Which of the supervisor's environment variables it inherits (`env_inherit`).
+        inherit: EnvInherit,
         /// Working directory; the supervisor's if `None`.
         cwd: Option<PathBuf>,
     },
@@ -308,8 +383,9 @@ impl Default for SupervisorConfig {
 /// What the gateway lists for a service that is not up (DESIGN §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DownTools {
-    /// Its tools leave the list while it is down and not on its way back by itself (failed,
-    /// stopped; a reconnecting or starting service keeps them listed), and clients get
+    /// Its tools leave the list while it is down and not on its way back by itself (not
+    /// started, unreachable, failed, stopped; a reconnecting or starting service keeps them
+    /// listed), and clients get
     /// `list_changed` both ways; a call by name is still held up to `gateway.hold` for a
     /// reconnecting service.
     #[default]
@@ -444,6 +520,7 @@ impl ServiceConfig {
             command: command.into(),
             args: args.into_iter().map(Into::into).collect(),
             env: BTreeMap::new(),
+            inherit: EnvInherit::Default,
             cwd: None,
         })
     }

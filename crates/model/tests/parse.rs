@@ -436,6 +436,33 @@ fn top_level_defaults_merge_into_every_service_and_services_win() {
 }
 
 #[test]
+fn env_inherit_is_the_default_set_all_or_more_names_and_checked() {
+    let c = ok(r#"{"defaults": {"env_inherit": ["AWS_PROFILE"]},
+                  "mcpServers": {"d": {"command": "x"}, "a": {"command": "x", "env_inherit": "all"},
+                                 "n": {"command": "x", "env_inherit": null}}}"#);
+    let inherit = |n: &str| match &c.services[n].config.endpoint {
+        Endpoint::Stdio { inherit, .. } => inherit.clone(),
+        e => panic!("{e:?}"),
+    };
+    assert_eq!(inherit("d"), EnvInherit::Also(vec!["AWS_PROFILE".into()]));
+    assert_eq!(inherit("a"), EnvInherit::All);
+    let d = inherit("d");
+    assert!(d.admits("PATH") && d.admits("LC_ALL") && d.admits("XDG_CACHE_HOME"));
+    assert!(d.admits("AWS_PROFILE"));
+    assert!(!d.admits("AWS_SECRET_ACCESS_KEY"));
+    let got = EnvInherit::Default.environment(
+        [
+            ("PATH".to_owned(), "/bin".to_owned()),
+            ("GITHUB_TOKEN".to_owned(), "t".to_owned()),
+        ],
+        &[("OWN".to_owned(), "1".to_owned())].into_iter().collect(),
+    );
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["OWN", "PATH"]);
+    let e = one_err(json!({"mcpServers": {"a": {"command": "x", "env_inherit": "some"}}}));
+    assert!(e.to_string().contains("env_inherit"), "{e}");
+}
+
+#[test]
 fn supervisor_section_is_parsed_and_checked() {
     let c = ok(
         r#"{"supervisor": {"max_restarts": 2, "within": "10s", "tool_separator": "."}, "mcpServers": {"a": {"command": "x"}}}"#,
@@ -469,6 +496,7 @@ fn variables_expand_in_every_listed_field() {
             args,
             env,
             cwd,
+            ..
         } => {
             assert_eq!(command, "/srv/bin/srv");
             assert_eq!(args, &["--host", "127.0.0.1", "8080"]);

@@ -83,12 +83,14 @@ pub(crate) async fn connect(
             command,
             args,
             env,
+            inherit,
             cwd,
         } => {
             let spec = SpawnSpec {
                 command: command.clone(),
                 args: args.clone(),
                 env: env.clone(),
+                inherit: inherit.clone(),
                 cwd: cwd.clone(),
             };
             let spawned = process::spawn(&spec).map_err(|e| {

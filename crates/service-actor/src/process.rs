@@ -19,8 +19,10 @@ pub struct SpawnSpec {
     pub command: String,
     /// Arguments.
     pub args: Vec<String>,
-    /// Extra environment.
+    /// Its own environment variables.
     pub env: BTreeMap<String, String>,
+    /// What it inherits of this process's environment (nothing else reaches it).
+    pub inherit: mcpvisor_model::EnvInherit,
     /// Working directory.
     pub cwd: Option<PathBuf>,
 }
@@ -45,7 +47,14 @@ pub struct Spawned {
 pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
     let mut cmd = Command::new(&spec.command);
     cmd.args(&spec.args)
-        .envs(&spec.env)
+        .env_clear()
+        .envs(
+            spec.inherit.environment(
+                std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+                &spec.env,
+            ),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -237,6 +246,7 @@ mod tests {
             command: "sleep".into(),
             args: vec!["30".into()],
             env: BTreeMap::new(),
+            inherit: Default::default(),
             cwd: None,
         })
         .unwrap();

@@ -126,6 +126,31 @@ pub(super) fn resolve_one(
             let command = f.expanded_string("command");
             let args = f.expanded_list("args");
             let envs = f.expanded_map("env");
+            let inherit = match f.obj.get("env_inherit").cloned() {
+                None | Some(Value::Null) => EnvInherit::Default,
+                Some(Value::String(s)) if s == "all" => EnvInherit::All,
+                Some(Value::Array(names))
+                    if names.iter().all(|n| {
+                        n.as_str()
+                            .is_some_and(|n| !n.is_empty() && !n.contains('=') && !n.contains('\0'))
+                    }) =>
+                {
+                    EnvInherit::Also(
+                        names
+                            .iter()
+                            .filter_map(|n| n.as_str().map(str::to_owned))
+                            .collect(),
+                    )
+                }
+                Some(other) => {
+                    f.invalid(
+                        "env_inherit",
+                        "\"all\", or a list of variable names to inherit beside the default set",
+                        &other,
+                    );
+                    EnvInherit::Default
+                }
+            };
             let cwd = f.expanded_string("cwd").map(PathBuf::from);
             match command {
                 Some(c) if c.trim().is_empty() => {
@@ -136,6 +161,7 @@ pub(super) fn resolve_one(
                     command,
                     args,
                     env: envs,
+                    inherit,
                     cwd,
                 }),
                 None => None,
