@@ -52,6 +52,17 @@ if [ ! -x "$dir/agents/node_modules/.bin/claude" ] || [ ! -x "$dir/agents/node_m
     echo "install-test-servers: npm not found; the agent tests will fail" >&2
   fi
 fi
+# The official TypeScript SDK as a client, both generations (tests/support/ts_client.mjs).
+if [ ! -f "$dir/tssdk/node_modules/@modelcontextprotocol/client/package.json" ] ||
+   [ ! -f "$dir/tssdk/node_modules/@modelcontextprotocol/sdk/package.json" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p "$dir/tssdk"
+    npm install --prefix "$dir/tssdk" --no-audit --no-fund --loglevel=error --save-exact \
+      @modelcontextprotocol/sdk@1.32.2 @modelcontextprotocol/client@2.4.0
+  else
+    echo "install-test-servers: npm not found; the TypeScript SDK tests will fail" >&2
+  fi
+fi
 if [ ! -x "$dir/pysdk/bin/python" ] || ! "$dir/pysdk/bin/python" -c 'import mcp.client.client' 2>/dev/null; then
   python3 -m venv "$dir/pysdk"
   "$dir/pysdk/bin/pip" install --quiet --disable-pip-version-check 'mcp==2.3.0'

@@ -1,4 +1,6 @@
-//! Real SDK clients of both protocol eras through the gateway (DESIGN §17): the official Python
+//! Real SDK clients of both protocol eras through the gateway (DESIGN §17): the official
+//! TypeScript SDK 1.x and 2.x (`tests/support/ts_client.mjs`; 2.x in its default legacy mode and
+//! with version negotiation `auto`, which speaks 2026-07-28), and the official Python
 //! SDK 2.x (`tests/support/sdk_client.py`, installed by `scripts/install-test-servers.sh`) in
 //! its default mode, which probes `server/discover` and speaks 2026-07-28, and in its legacy
 //! mode (the initialize handshake), over streamable HTTP (`run --serve`) and over
@@ -135,4 +137,109 @@ fn python_sdk_of_both_eras_lists_calls_reads_prompts_and_answers_servers_over_ht
         &run_client("legacy", &stdio_target(&bin, &instance.state)),
         "2025-11-25",
     );
+}
+
+/// The official TypeScript SDK (`tests/support/ts_client.mjs`) in `mode` against `target`.
+fn run_ts_client(mode: &str, target: &[&str]) -> Value {
+    let dir = mcpvisor_tests::servers_dir().join("tssdk");
+    assert!(
+        dir.join("node_modules/@modelcontextprotocol/client")
+            .exists(),
+        "the TypeScript SDK is missing at {}: run `bash scripts/install-test-servers.sh`",
+        dir.display()
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/ts_client.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(mode)
+        .args(target)
+        .env("TSSDK_DIR", &dir)
+        .env_remove("MCPVISOR_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the TypeScript SDK client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the TypeScript SDK client ({mode}, {target:?}) failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not the client's JSON ({e}): {stdout}"))
+}
+
+/// What every TypeScript client must have seen, in its era.
+fn assert_ts_served(seen: &Value, era: &str, over_http: bool) {
+    assert_eq!(seen["era"], era, "{seen}");
+    let tools: Vec<&str> = seen["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(tools.contains(&"every__echo"), "{seen}");
+    assert_eq!(seen["echo"], "Echo: hi", "{seen}");
+    assert_eq!(seen["echo_is_error"], false, "{seen}");
+    assert_eq!(seen["long_is_error"], false, "{seen}");
+    let progress: Vec<f64> = seen["progress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    if over_http {
+        assert_eq!(progress, [1.0, 2.0, 3.0], "{seen}");
+    } else {
+        // Over stdio the SDK's client drops a progress notification that arrives in the same
+        // read as its call's answer (seen against server-everything directly too): every step
+        // it kept, in order.
+        assert!(!progress.is_empty(), "{seen}");
+        assert!(
+            progress
+                .iter()
+                .enumerate()
+                .all(|(i, p)| *p == (i + 1) as f64),
+            "{seen}"
+        );
+    }
+    assert!(
+        seen["read_uri"].as_str().unwrap().contains("static"),
+        "{seen}"
+    );
+    assert!(
+        seen["prompt"].as_str().unwrap().contains("simple prompt"),
+        "{seen}"
+    );
+    assert!(
+        seen["elicited"].as_str().unwrap().contains("Name: Ada"),
+        "{seen}"
+    );
+    assert!(
+        seen["sampled"]
+            .as_str()
+            .unwrap()
+            .contains("sampled-by-the-client"),
+        "{seen}"
+    );
+}
+
+#[test]
+fn typescript_sdk_1_and_2_of_both_eras_list_call_read_prompt_and_answer_servers() {
+    let instance = instance();
+    let bin = mcpvisor_tests::mcpvisor_bin().to_str().unwrap().to_owned();
+    let mut stdio = vec!["--"];
+    stdio.extend(stdio_target(&bin, &instance.state));
+    for (mode, era) in [
+        ("v1", "legacy"),
+        ("v2-legacy", "legacy"),
+        ("v2-auto", "modern"),
+    ] {
+        let seen = run_ts_client(mode, &[&instance.url]);
+        assert_ts_served(&seen, era, true);
+        if mode == "v2-auto" {
+            assert_eq!(seen["version"], "2026-07-28", "{seen}");
+        }
+        assert_ts_served(&run_ts_client(mode, &stdio), era, false);
+    }
 }
