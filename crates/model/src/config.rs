@@ -117,6 +117,24 @@ impl EnvInherit {
     }
 }
 
+/// What a stdio server is kept from (`sandbox`). Built so far: its network.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sandbox {
+    /// What it may reach over the network.
+    pub network: Network,
+}
+
+/// A sandboxed server's network (`sandbox.network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// Whatever the supervisor can reach (`"any"`, the default).
+    #[default]
+    Any,
+    /// Nothing, loopback included (`"none"`): the server runs in a network namespace of its
+    /// own (in a user namespace of its own, mapped to the supervisor's user and group).
+    None,
+}
+
 /// Where the server is, with `${VAR}` references already expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
@@ -130,6 +148,8 @@ pub enum Endpoint {
         env: BTreeMap<String, String>,
         /// Which of the supervisor's environment variables it inherits (`env_inherit`).
         inherit: EnvInherit,
+        /// What it is kept from (`sandbox`).
+        sandbox: Sandbox,
         /// Working directory; the supervisor's if `None`.
         cwd: Option<PathBuf>,
     },
@@ -521,6 +541,7 @@ impl ServiceConfig {
             args: args.into_iter().map(Into::into).collect(),
             env: BTreeMap::new(),
             inherit: EnvInherit::Default,
+            sandbox: Sandbox::default(),
             cwd: None,
         })
     }

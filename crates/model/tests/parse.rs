@@ -463,6 +463,24 @@ fn env_inherit_is_the_default_set_all_or_more_names_and_checked() {
 }
 
 #[test]
+fn sandbox_network_is_none_or_any_and_checked_field_by_field() {
+    let c = ok(r#"{"defaults": {"sandbox": {"network": "none"}},
+                  "mcpServers": {"d": {"command": "x"},
+                                 "a": {"command": "x", "sandbox": {"network": "any"}}}}"#);
+    let network = |n: &str| match &c.services[n].config.endpoint {
+        Endpoint::Stdio { sandbox, .. } => sandbox.network,
+        e => panic!("{e:?}"),
+    };
+    assert_eq!(network("d"), Network::None);
+    assert_eq!(network("a"), Network::Any);
+    let e =
+        one_err(json!({"mcpServers": {"a": {"command": "x", "sandbox": {"network": "loopback"}}}}));
+    assert!(e.to_string().contains("sandbox.network"), "{e}");
+    let e = one_err(json!({"mcpServers": {"a": {"command": "x", "sandbox": {"netwrok": "none"}}}}));
+    assert!(e.to_string().contains("did you mean 'network'"), "{e}");
+}
+
+#[test]
 fn supervisor_section_is_parsed_and_checked() {
     let c = ok(
         r#"{"supervisor": {"max_restarts": 2, "within": "10s", "tool_separator": "."}, "mcpServers": {"a": {"command": "x"}}}"#,

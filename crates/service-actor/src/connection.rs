@@ -84,6 +84,7 @@ pub(crate) async fn connect(
             args,
             env,
             inherit,
+            sandbox,
             cwd,
         } => {
             let spec = SpawnSpec {
@@ -91,10 +92,18 @@ pub(crate) async fn connect(
                 args: args.clone(),
                 env: env.clone(),
                 inherit: inherit.clone(),
+                sandbox: sandbox.clone(),
                 cwd: cwd.clone(),
             };
+            let sandboxed = sandbox.network == mcpvisor_model::Network::None;
             let spawned = process::spawn(&spec).map_err(|e| {
                 EndCause::ConnectFailed(match e.kind() {
+                    _ if sandboxed && e.raw_os_error().is_some_and(|n| n != libc_enoent()) => {
+                        format!(
+                            "cannot start '{command}' in its sandbox (sandbox.network \"none\": a \
+                         user and network namespace of its own; this kernel refused): {e}"
+                        )
+                    }
                     std::io::ErrorKind::NotFound => {
                         format!("command '{command}' not found (check the path or PATH, and 'cwd')")
                     }
@@ -583,6 +592,11 @@ async fn sse_connect(
         }
         other => other,
     }
+}
+
+/// ENOENT: a missing command, whatever the sandbox.
+fn libc_enoent() -> i32 {
+    nix::errno::Errno::ENOENT as i32
 }
 
 /// Sends `request` and waits for its answer for at most `timeout` (then rmcp sends

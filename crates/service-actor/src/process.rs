@@ -23,6 +23,8 @@ pub struct SpawnSpec {
     pub env: BTreeMap<String, String>,
     /// What it inherits of this process's environment (nothing else reaches it).
     pub inherit: mcpvisor_model::EnvInherit,
+    /// What it is kept from.
+    pub sandbox: mcpvisor_model::Sandbox,
     /// Working directory.
     pub cwd: Option<PathBuf>,
 }
@@ -63,6 +65,9 @@ pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
+    if spec.sandbox.network == mcpvisor_model::Network::None {
+        without_network(&mut cmd);
+    }
     let mut child = cmd.spawn()?;
     let pid = child
         .id()
@@ -83,6 +88,36 @@ pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
         pid,
         guard,
     })
+}
+
+/// Makes `cmd`'s process start in a network namespace of its own (no interface but a loopback
+/// that is down: nothing can be reached), inside a user namespace of its own that maps this
+/// process's user and group to themselves (so files are what they were to it). A kernel that
+/// refuses either makes the spawn fail, saying so — never a server with the network after all.
+fn without_network(cmd: &mut Command) {
+    use nix::fcntl::{open, OFlag};
+    use nix::sched::{unshare, CloneFlags};
+    use nix::sys::stat::Mode;
+    // Made before the fork: nothing may allocate between fork and exec.
+    let uid_map = format!("{0} {0} 1\n", nix::unistd::getuid()).into_bytes();
+    let gid_map = format!("{0} {0} 1\n", nix::unistd::getgid()).into_bytes();
+    let write = |path: &std::ffi::CStr, bytes: &[u8]| -> std::io::Result<()> {
+        let fd = open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+        nix::unistd::write(&fd, bytes)?;
+        Ok(())
+    };
+    // SAFETY: between fork and exec this calls only unshare(2), open(2), write(2) and close(2)
+    // (async-signal-safe), on buffers made before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Only an errno crosses back to the parent (which names the sandbox).
+            unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)?;
+            write(c"/proc/self/setgroups", b"deny")?;
+            write(c"/proc/self/uid_map", &uid_map)?;
+            write(c"/proc/self/gid_map", &gid_map)?;
+            Ok(())
+        });
+    }
 }
 
 /// Sends `sig` to every process of group `pgid`. Returns false when the group is empty.
@@ -247,6 +282,7 @@ mod tests {
             args: vec!["30".into()],
             env: BTreeMap::new(),
             inherit: Default::default(),
+            sandbox: Default::default(),
             cwd: None,
         })
         .unwrap();

@@ -15,7 +15,8 @@ pub(super) const NOT_DEFAULTABLE: &[&str] = &[
     "cwd",
 ];
 /// Sections whose keys merge one by one.
-pub(super) const MERGED_SECTIONS: &[&str] = &["health", "backoff", "timeouts", "env", "headers"];
+pub(super) const MERGED_SECTIONS: &[&str] =
+    &["health", "backoff", "timeouts", "env", "headers", "sandbox"];
 
 pub(super) fn merge_defaults(
     raw: &Map<String, Value>,
@@ -152,6 +153,24 @@ pub(super) fn resolve_one(
                 }
             };
             let cwd = f.expanded_string("cwd").map(PathBuf::from);
+            let sandbox = {
+                let sec = Section::open(&mut f, "sandbox", &["network"]);
+                let network = match sec.obj.get("network").cloned() {
+                    None | Some(Value::Null) => Network::Any,
+                    Some(Value::String(n)) if n == "any" => Network::Any,
+                    Some(Value::String(n)) if n == "none" => Network::None,
+                    Some(other) => {
+                        let field = sec.field("network");
+                        sec.f.invalid(
+                            &field,
+                            "\"none\" (no network at all) or \"any\" (\"loopback\" is not built yet)",
+                            &other,
+                        );
+                        Network::Any
+                    }
+                };
+                Sandbox { network }
+            };
             match command {
                 Some(c) if c.trim().is_empty() => {
                     f.invalid("command", "a program name or path", &Value::String(c));
@@ -162,6 +181,7 @@ pub(super) fn resolve_one(
                     args,
                     env: envs,
                     inherit,
+                    sandbox,
                     cwd,
                 }),
                 None => None,
