@@ -75,6 +75,18 @@ impl Home {
         )
     }
 
+    /// What `clients --json` says of the file at `rel`.
+    fn place(&self, rel: &str) -> Value {
+        let listed: Value = serde_json::from_str(&self.ok(&["clients", "--json"])).unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"].as_str().unwrap().ends_with(rel))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {rel} in {listed}"))
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         let (code, out, err) = self.mcpvisor(args);
         assert_eq!(code, Some(0), "mcpvisor {args:?}:\n{out}\n{err}");
@@ -317,13 +329,7 @@ fn connect_move_and_disconnect_edit_a_jsonc_file_in_place() {
     ] {
         assert!(after.contains(kept), "{kept} lost:\n{after}");
     }
-    let listed: Value = serde_json::from_str(&home.ok(&["clients", "--json"])).unwrap();
-    let user_row = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["path"].as_str().unwrap().ends_with(user))
-        .unwrap();
+    let user_row = home.place(user);
     assert_eq!(user_row["connected"], true, "{user_row}");
     assert!(
         user_row["servers"].as_array().unwrap().is_empty(),
@@ -352,13 +358,7 @@ fn connect_move_and_disconnect_edit_a_jsonc_file_in_place() {
             "the search service",
         ],
     );
-    let listed: Value = serde_json::from_str(&home.ok(&["clients", "--json"])).unwrap();
-    let user_row = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["path"].as_str().unwrap().ends_with(user))
-        .unwrap();
+    let user_row = home.place(user);
     assert_eq!(user_row["connected"], false, "{user_row}");
     let names: Vec<&str> = user_row["servers"]
         .as_array()

@@ -10,29 +10,8 @@ use serde_json::{json, Value};
 /// `mcpvisor call TOOL` in one-shot mode on `config`, with `SECRET` in mcpvisor's environment:
 /// the environment the server saw.
 fn server_env(config: &Value, tool: &str) -> Value {
-    let dir = tempfile::Builder::new().prefix("iso").tempdir().unwrap();
-    let file = dir.path().join("mcp.json");
-    std::fs::write(&file, config.to_string()).unwrap();
-    let out = std::process::Command::new(mcpvisor_tests::mcpvisor_bin())
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--config")
-        .arg(&file)
-        .args(["call", tool, "--json"])
-        .env_remove("MCPVISOR_STATE_DIR")
-        .env("MCPVISOR_TEST_SECRET", "s3cret-of-the-shell")
-        .env("MCPVISOR_TEST_NAMED", "named-one")
-        .env("LC_TIME", "C")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let answer: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let (code, answer) = call(config, tool, &json!({}));
+    assert_eq!(code, Some(0), "{answer}");
     let text = answer["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_else(|| panic!("{answer}"));
@@ -76,7 +55,8 @@ fn a_secret_of_the_supervisors_environment_reaches_a_server_only_when_named() {
     );
 }
 
-/// `mcpvisor call TOOL --args ARGS` in one-shot mode on `config`: (exit code, its JSON).
+/// `mcpvisor call TOOL --args ARGS` in one-shot mode on `config`, with a secret, a name to
+/// inherit and a locale variable in mcpvisor's environment: (exit code, its JSON).
 fn call(config: &Value, tool: &str, args: &Value) -> (Option<i32>, Value) {
     let dir = tempfile::Builder::new().prefix("iso").tempdir().unwrap();
     let file = dir.path().join("mcp.json");
@@ -88,6 +68,9 @@ fn call(config: &Value, tool: &str, args: &Value) -> (Option<i32>, Value) {
         .arg(&file)
         .args(["call", tool, "--json", "--args", &args.to_string()])
         .env_remove("MCPVISOR_STATE_DIR")
+        .env("MCPVISOR_TEST_SECRET", "s3cret-of-the-shell")
+        .env("MCPVISOR_TEST_NAMED", "named-one")
+        .env("LC_TIME", "C")
         .stdin(Stdio::null())
         .output()
         .unwrap();

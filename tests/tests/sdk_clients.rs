@@ -37,25 +37,30 @@ fn instance() -> mcpvisor_tests::RunServe {
             mcpvisor_tests::node_server("server-everything"), "stdio"]}}}))
 }
 
-/// The Python client in `mode` against `target`: what it saw (it fails on any error).
-fn run_client(mode: &str, target: &[&str]) -> Value {
-    let out = Command::new(python())
-        .arg(client_script())
-        .arg(mode)
-        .args(target)
+/// Runs an SDK client script (`what`, for messages): the JSON of its last line (it fails on
+/// any error, and so does the test).
+fn client_json(mut cmd: Command, what: &str) -> Value {
+    let out = cmd
         .env_remove("MCPVISOR_STATE_DIR")
         .stdin(Stdio::null())
         .output()
-        .expect("run the Python SDK client");
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "the Python SDK client ({mode}, {target:?}) failed: {:?}\n{stdout}\n{}",
+        "{what} failed: {:?}\n{stdout}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.lines().last().unwrap_or_default())
         .unwrap_or_else(|e| panic!("not the client's JSON ({e}): {stdout}"))
+}
+
+/// The Python client in `mode` against `target`: what it saw.
+fn run_client(mode: &str, target: &[&str]) -> Value {
+    let mut cmd = Command::new(python());
+    cmd.arg(client_script()).arg(mode).args(target);
+    client_json(cmd, &format!("the Python SDK client ({mode}, {target:?})"))
 }
 
 fn assert_served(seen: &Value, version: &str) {
@@ -149,24 +154,15 @@ fn run_ts_client(mode: &str, target: &[&str]) -> Value {
         dir.display()
     );
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("support/ts_client.mjs");
-    let out = Command::new("node")
-        .arg(script)
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
         .arg(mode)
         .args(target)
-        .env("TSSDK_DIR", &dir)
-        .env_remove("MCPVISOR_STATE_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the TypeScript SDK client");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the TypeScript SDK client ({mode}, {target:?}) failed: {:?}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not the client's JSON ({e}): {stdout}"))
+        .env("TSSDK_DIR", &dir);
+    client_json(
+        cmd,
+        &format!("the TypeScript SDK client ({mode}, {target:?})"),
+    )
 }
 
 /// What every TypeScript client must have seen, in its era.

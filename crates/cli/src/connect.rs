@@ -326,6 +326,15 @@ fn moved_record(g: &GlobalArgs, client: cl::Client) -> CliResult<std::path::Path
     Ok(dir.join(format!("{}.json", client.name())))
 }
 
+/// The servers `connect --move` recorded at `record` (none if there is no record).
+fn moved_servers(record: &std::path::Path) -> Map<String, Value> {
+    std::fs::read_to_string(record)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["moved"].as_object().cloned())
+        .unwrap_or_default()
+}
+
 /// `connect CLIENT... [--move]`.
 pub async fn connect(g: &GlobalArgs, a: ConnectArgs) -> CliResult<Exit> {
     // Every name checked before any file changes.
@@ -391,11 +400,7 @@ async fn connect_one(g: &GlobalArgs, client: cl::Client, move_servers: bool) -> 
     if !moved.is_empty() {
         // Recorded before the client's file changes: never a server lost.
         let record = moved_record(g, client)?;
-        let mut all: Map<String, Value> = std::fs::read_to_string(&record)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v["moved"].as_object().cloned())
-            .unwrap_or_default();
+        let mut all = moved_servers(&record);
         all.extend(moved.clone());
         let body = json!({"path": place.path, "moved": all});
         let before = std::fs::read_to_string(&record).ok();
@@ -450,11 +455,7 @@ fn disconnect_one(g: &GlobalArgs, client: cl::Client) -> CliResult<()> {
         )));
     };
     let record = moved_record(g, client)?;
-    let moved: Map<String, Value> = std::fs::read_to_string(&record)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v["moved"].as_object().cloned())
-        .unwrap_or_default();
+    let moved = moved_servers(&record);
     let raw = cl::parse(&read.text, place.format, &place.path)?;
     let mut table = &raw;
     for k in &place.keys {
