@@ -605,3 +605,41 @@ async fn service_install_writes_a_unit_that_runs_the_fleet() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(!unit_path.exists());
 }
+
+/// `connect` then `disconnect`, each client's own file at its per-user place: the entry is
+/// written where the client looks (the file still parses, every line of it still there), and
+/// taken out again leaving the file as it was, byte for byte.
+#[test]
+fn connect_then_disconnect_leaves_every_clients_file_as_it_was() {
+    let home = Home::new();
+    home.with_every_client();
+    home.put(".config/Code/User/mcp.json", &fixture("vscode_mcp.json"));
+    for (client, rel, table) in [
+        (
+            "claude-desktop",
+            ".config/Claude/claude_desktop_config.json",
+            "mcpServers",
+        ),
+        ("claude-code", ".claude.json", "mcpServers"),
+        ("cursor", ".cursor/mcp.json", "mcpServers"),
+        ("vscode", ".config/Code/User/mcp.json", "servers"),
+        (
+            "windsurf",
+            ".codeium/windsurf/mcp_config.json",
+            "mcpServers",
+        ),
+        ("gemini", ".gemini/settings.json", "mcpServers"),
+        ("codex", ".codex/config.toml", "mcp_servers"),
+        ("zed", ".config/zed/settings.json", "context_servers"),
+    ] {
+        let before = home.read(rel);
+        home.ok(&["connect", client]);
+        let connected = home.read(rel);
+        kept_lines(&before, &connected, &[]);
+        let row = home.place(rel);
+        assert_eq!(row["connected"], true, "{client}: {row}\n{connected}");
+        assert!(connected.contains(table), "{client}: {connected}");
+        home.ok(&["disconnect", client]);
+        assert_eq!(home.read(rel), before, "{client}: not as it was");
+    }
+}
