@@ -321,6 +321,27 @@ pub async fn open_store_in(dir: &Path, config: &serde_json::Value) -> mcpvisor_s
 
 /// `mcpvisor run --serve 127.0.0.1:0` on `config` in a state dir of its own, ready (its
 /// `ready:` line printed); stopped on drop (SIGTERM, then SIGKILL after 20 s).
+/// The real `mcpvisor` binary on the state dir `state` (never the caller's
+/// `MCPVISOR_STATE_DIR`), stdin closed.
+pub fn mcpvisor_on(state: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(mcpvisor_bin());
+    cmd.arg("--state-dir")
+        .arg(state)
+        .env_remove("MCPVISOR_STATE_DIR")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+/// `cmd` run to its end: (exit code, stdout, stderr).
+pub fn finished(cmd: &mut std::process::Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().expect("run the command");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub struct RunServe {
     child: std::process::Child,
     /// The gateway's URL (`http://127.0.0.1:PORT/mcp`).

@@ -421,14 +421,9 @@ fn a_failing_call_reaches_gemini_clis_model_as_a_tool_error() {
 
 /// `status --json` of the instance at `state`: the named service's view.
 fn service_view(state: &Path, name: &str) -> Option<Value> {
-    let out = Command::new(mcpvisor_bin())
-        .arg("--state-dir")
-        .arg(state)
-        .args(["status", "--json"])
-        .env_remove("MCPVISOR_STATE_DIR")
-        .output()
-        .ok()?;
-    let views: Value = serde_json::from_slice(&out.stdout).ok()?;
+    let (_, out, _) =
+        mcpvisor_tests::finished(mcpvisor_tests::mcpvisor_on(state).args(["status", "--json"]));
+    let views: Value = serde_json::from_str(&out).ok()?;
     views
         .as_array()?
         .iter()

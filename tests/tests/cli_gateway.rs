@@ -150,19 +150,7 @@ struct Background<'a>(&'a Path);
 impl Background<'_> {
     /// `mcpvisor ARGS` on the test's state dir, to its end: (exit code, stdout, stderr).
     fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = std::process::Command::new(mcpvisor_bin())
-            .arg("--state-dir")
-            .arg(self.0.join("state"))
-            .args(args)
-            .env_remove("MCPVISOR_STATE_DIR")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        mcpvisor_tests::finished(mcpvisor_tests::mcpvisor_on(&self.0.join("state")).args(args))
     }
 
     /// Pids of the background instances on this state dir, from the process table.

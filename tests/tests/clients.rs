@@ -53,25 +53,16 @@ impl Home {
 
     /// `mcpvisor ARGS` in the project folder: (exit code, stdout, stderr).
     fn mcpvisor(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = std::process::Command::new(mcpvisor_bin())
-            .arg("--state-dir")
-            .arg(self.path("state"))
-            .args(args)
-            .current_dir(self.project())
-            .env("HOME", self.dir.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("CODEX_HOME")
-            .env_remove("MCPVISOR_STATE_DIR")
-            // `service` must never reach the user manager of whoever runs the tests.
-            .env("XDG_RUNTIME_DIR", self.path("run"))
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        mcpvisor_tests::finished(
+            mcpvisor_tests::mcpvisor_on(&self.path("state"))
+                .args(args)
+                .current_dir(self.project())
+                .env("HOME", self.dir.path())
+                .env_remove("XDG_CONFIG_HOME")
+                .env_remove("CODEX_HOME")
+                // `service` must never reach the user manager of whoever runs the tests.
+                .env("XDG_RUNTIME_DIR", self.path("run"))
+                .env_remove("DBUS_SESSION_BUS_ADDRESS"),
         )
     }
 

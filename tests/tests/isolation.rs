@@ -3,8 +3,6 @@
 //! (whose `get-env` tool answers its whole environment): the secret is not there unless the
 //! service's `env_inherit` names it; the default set and the service's own `env` are.
 
-use std::process::Stdio;
-
 use serde_json::{json, Value};
 
 /// `mcpvisor call TOOL` in one-shot mode on `config`, with `SECRET` in mcpvisor's environment:
@@ -61,24 +59,18 @@ fn call(config: &Value, tool: &str, args: &Value) -> (Option<i32>, Value) {
     let dir = tempfile::Builder::new().prefix("iso").tempdir().unwrap();
     let file = dir.path().join("mcp.json");
     std::fs::write(&file, config.to_string()).unwrap();
-    let out = std::process::Command::new(mcpvisor_tests::mcpvisor_bin())
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .arg("--config")
-        .arg(&file)
-        .args(["call", tool, "--json", "--args", &args.to_string()])
-        .env_remove("MCPVISOR_STATE_DIR")
-        .env("MCPVISOR_TEST_SECRET", "s3cret-of-the-shell")
-        .env("MCPVISOR_TEST_NAMED", "named-one")
-        .env("LC_TIME", "C")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let v = serde_json::from_str(&stdout).unwrap_or_else(
-        |_| json!({"stdout": stdout, "stderr": String::from_utf8_lossy(&out.stderr)}),
+    let (code, stdout, stderr) = mcpvisor_tests::finished(
+        mcpvisor_tests::mcpvisor_on(&dir.path().join("state"))
+            .arg("--config")
+            .arg(&file)
+            .args(["call", tool, "--json", "--args", &args.to_string()])
+            .env("MCPVISOR_TEST_SECRET", "s3cret-of-the-shell")
+            .env("MCPVISOR_TEST_NAMED", "named-one")
+            .env("LC_TIME", "C"),
     );
-    (out.status.code(), v)
+    let v = serde_json::from_str(&stdout)
+        .unwrap_or_else(|_| json!({"stdout": stdout, "stderr": stderr}));
+    (code, v)
 }
 
 /// A loopback HTTP listener answering every request with a small file, for at most 60 s and

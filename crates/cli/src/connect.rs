@@ -79,6 +79,11 @@ fn client_named(name: &str) -> CliResult<cl::Client> {
     cl::Client::named(name).ok_or_else(|| unknown_client(name, ""))
 }
 
+/// The clients `names` names, every name checked before any file changes.
+fn clients_named(names: &[String]) -> CliResult<Vec<cl::Client>> {
+    names.iter().map(|c| client_named(c)).collect()
+}
+
 /// `name` is no client (`or`: what else it is not): bad input naming the clients.
 fn unknown_client(name: &str, or: &str) -> CliError {
     let names: Vec<&str> = cl::Client::ALL.iter().map(|c| c.name()).collect();
@@ -337,13 +342,7 @@ fn moved_servers(record: &std::path::Path) -> Map<String, Value> {
 
 /// `connect CLIENT... [--move]`.
 pub async fn connect(g: &GlobalArgs, a: ConnectArgs) -> CliResult<Exit> {
-    // Every name checked before any file changes.
-    let clients = a
-        .clients
-        .iter()
-        .map(|c| client_named(c))
-        .collect::<CliResult<Vec<_>>>()?;
-    for client in clients {
+    for client in clients_named(&a.clients)? {
         connect_one(g, client, a.move_servers).await?;
     }
     Ok(Exit::Ok)
@@ -432,12 +431,7 @@ async fn connect_one(g: &GlobalArgs, client: cl::Client, move_servers: bool) -> 
 
 /// `disconnect CLIENT...`.
 pub fn disconnect(g: &GlobalArgs, a: ClientArgs) -> CliResult<Exit> {
-    let clients = a
-        .clients
-        .iter()
-        .map(|c| client_named(c))
-        .collect::<CliResult<Vec<_>>>()?;
-    for client in clients {
+    for client in clients_named(&a.clients)? {
         disconnect_one(g, client)?;
     }
     Ok(Exit::Ok)

@@ -111,20 +111,18 @@ pub fn launchd_agent(args: &[String], path: &str, log: &Path) -> String {
 
 /// Where the unit (or agent) goes.
 fn unit_path() -> CliResult<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .ok_or_else(|| CliError::failed("HOME is not set: cannot place the service"))?;
+    // The user's folders, as the clients' files are found.
+    let roots = crate::clients::Roots::from_env()?;
     if cfg!(target_os = "macos") {
-        return Ok(home
+        return Ok(roots
+            .home
             .join("Library/LaunchAgents")
             .join(format!("{LABEL}.plist")));
     }
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| home.join(".config"));
-    Ok(config.join("systemd/user").join(format!("{NAME}.service")))
+    Ok(roots
+        .config
+        .join("systemd/user")
+        .join(format!("{NAME}.service")))
 }
 
 /// Runs the service manager's `args`; what went wrong, in words, if it did.
