@@ -9,10 +9,12 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/.test-servers"
 mkdir -p "$dir"
 if [ ! -f "$dir/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ] ||
-   [ ! -f "$dir/node_modules/@modelcontextprotocol/server-memory/dist/index.js" ]; then
+   [ ! -f "$dir/node_modules/@modelcontextprotocol/server-memory/dist/index.js" ] ||
+   [ ! -f "$dir/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js" ]; then
   if command -v npm >/dev/null 2>&1; then
     npm install --prefix "$dir" --no-audit --no-fund --loglevel=error \
-      @modelcontextprotocol/server-everything @modelcontextprotocol/server-memory
+      @modelcontextprotocol/server-everything @modelcontextprotocol/server-memory \
+      @modelcontextprotocol/server-filesystem
   else
     echo "install-test-servers: npm not found; tests needing node servers will fail" >&2
   fi

@@ -117,11 +117,110 @@ impl EnvInherit {
     }
 }
 
-/// What a stdio server is kept from (`sandbox`). Built so far: its network.
+/// What a stdio server is kept from (`sandbox`): the files it may touch, the network it may
+/// reach, and how much memory, how many processes, how much CPU and how many open files it may
+/// take. Nothing set (the default) is no sandbox at all.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Sandbox {
+    /// What it may read and write (`sandbox.filesystem`); `None`: every file the supervisor may.
+    pub filesystem: Option<Filesystem>,
     /// What it may reach over the network.
     pub network: Network,
+    /// Most memory its processes may use, in bytes (`sandbox.memory`).
+    pub memory: Option<u64>,
+    /// Most processes (and threads) it may have at once (`sandbox.processes`).
+    pub processes: Option<u64>,
+    /// Most CPU it may use, in thousandths of a core (`sandbox.cpu`: `0.5` is 500).
+    pub cpu_millis: Option<u64>,
+    /// Most files it may have open at once (`sandbox.open_files`).
+    pub open_files: Option<u64>,
+    /// Start it with what the kernel can give when it cannot give everything
+    /// (`sandbox.best_effort`); by default such a server does not start.
+    pub best_effort: bool,
+}
+
+impl Sandbox {
+    /// Whether anything is asked at all.
+    pub fn is_set(&self) -> bool {
+        self.filesystem.is_some()
+            || self.network != Network::Any
+            || self.memory.is_some()
+            || self.processes.is_some()
+            || self.cpu_millis.is_some()
+            || self.open_files.is_some()
+    }
+}
+
+/// A size in the units `sandbox.memory` is written in: "512 MiB", "1.5 GiB", "4096 bytes".
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TiB", 1 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ];
+    for (unit, size) in UNITS {
+        if bytes >= size {
+            let n = bytes as f64 / size as f64;
+            return if bytes.is_multiple_of(size) {
+                format!("{} {unit}", bytes / size)
+            } else {
+                format!("{n:.1} {unit}")
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// What a sandboxed server may read and write (`sandbox.filesystem`), enforced by Landlock:
+/// every other file is refused, whatever its permissions. Besides these lists it may always
+/// read (and run) the system's own programs and libraries (`/usr`, `/lib*`, `/bin`, `/sbin`,
+/// `/etc`), `/proc`, `/sys`, `/dev`, and its command's own install folder; and write
+/// `/dev/null`, `/dev/zero`, `/dev/full` and `/dev/tty`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Filesystem {
+    /// What it may read and run, folders with all they hold (`read`); relative paths are from
+    /// its working directory, `~` is the home folder.
+    pub read: Vec<PathBuf>,
+    /// What it may read, write, create and delete (`write`).
+    pub write: Vec<PathBuf>,
+    /// Folders common runtimes need, by name (`presets`).
+    pub presets: Vec<Preset>,
+}
+
+/// A named set of folders a kind of server needs (`sandbox.filesystem.presets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// `"node"`: node and npm's install folder (read), npm's cache and logs `~/.npm` (write,
+    /// what `npx -y` fetches into) and `~/.npmrc` (read).
+    Node,
+    /// `"python"`: the install folder of `python3` (read), `~/.local` (read), and uv's and pip's
+    /// caches and tools (`~/.cache/uv`, `~/.local/share/uv`, `~/.cache/pip`: write).
+    Python,
+    /// `"cwd"`: the server's working directory (write).
+    Cwd,
+    /// `"tmp"`: the temporary folder, `$TMPDIR` or `/tmp` (write).
+    Tmp,
+}
+
+impl Preset {
+    /// Every preset, by the name config uses.
+    pub const ALL: [(&'static str, Preset); 4] = [
+        ("node", Preset::Node),
+        ("python", Preset::Python),
+        ("cwd", Preset::Cwd),
+        ("tmp", Preset::Tmp),
+    ];
+
+    /// The name config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Node => "node",
+            Preset::Python => "python",
+            Preset::Cwd => "cwd",
+            Preset::Tmp => "tmp",
+        }
+    }
 }
 
 /// A sandboxed server's network (`sandbox.network`).
@@ -130,9 +229,24 @@ pub enum Network {
     /// Whatever the supervisor can reach (`"any"`, the default).
     #[default]
     Any,
+    /// A loopback of its own and nothing else (`"loopback"`): the server and the processes it
+    /// starts reach each other on 127.0.0.1 and ::1, in a network namespace of their own; the
+    /// host's loopback and every other host are out of reach.
+    Loopback,
     /// Nothing, loopback included (`"none"`): the server runs in a network namespace of its
     /// own (in a user namespace of its own, mapped to the supervisor's user and group).
     None,
+}
+
+impl Network {
+    /// The name config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Network::Any => "any",
+            Network::Loopback => "loopback",
+            Network::None => "none",
+        }
+    }
 }
 
 /// Where the server is, with `${VAR}` references already expanded.
@@ -149,7 +263,7 @@ pub enum Endpoint {
         /// Which of the supervisor's environment variables it inherits (`env_inherit`).
         inherit: EnvInherit,
         /// What it is kept from (`sandbox`).
-        sandbox: Sandbox,
+        sandbox: Box<Sandbox>,
         /// Working directory; the supervisor's if `None`.
         cwd: Option<PathBuf>,
     },
@@ -541,7 +655,7 @@ impl ServiceConfig {
             args: args.into_iter().map(Into::into).collect(),
             env: BTreeMap::new(),
             inherit: EnvInherit::Default,
-            sandbox: Sandbox::default(),
+            sandbox: Box::default(),
             cwd: None,
         })
     }

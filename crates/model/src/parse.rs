@@ -28,6 +28,7 @@ mod alerts;
 mod fields;
 mod json;
 mod resolve;
+mod sandbox;
 
 /// The standard container key.
 pub const MCP_SERVERS: &str = "mcpServers";

@@ -119,6 +119,8 @@ pub enum RegistryMsg {
         pid: Option<u32>,
         /// Re-establishments after the first.
         restarts: u64,
+        /// What of its sandbox applies to the running server, if it has one.
+        sandbox: Option<serde_json::Value>,
     },
     /// Send an event from elsewhere (e.g. a persistence error) to every subscriber, as is.
     Publish(Event),
@@ -265,8 +267,13 @@ impl Actor for RegistryActor {
                     }
                 }
             }
-            RegistryMsg::Process { id, pid, restarts } => {
-                if !state.registry.set_process(&id, pid, restarts) {
+            RegistryMsg::Process {
+                id,
+                pid,
+                restarts,
+                sandbox,
+            } => {
+                if !state.registry.set_process(&id, pid, restarts, sandbox) {
                     tracing::debug!(service = %id, "process of an unregistered service ignored");
                 }
             }

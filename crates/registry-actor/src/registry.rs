@@ -57,6 +57,8 @@ pub struct ServiceRecord {
     pub tools_stale: bool,
     /// The child's process id, while one runs.
     pub pid: Option<u32>,
+    /// What of its sandbox applies to the running server, if it has one.
+    pub sandbox: Option<serde_json::Value>,
     /// Re-establishments of the process or connection after the first.
     pub restarts: u64,
     /// The reason of the last transition to `reconnecting`, `unreachable` or `failed`.
@@ -81,6 +83,7 @@ impl ServiceRecord {
             tools_stale: self.tools_stale,
             restarts: self.restarts,
             pid: self.pid,
+            sandbox: self.sandbox.clone(),
             last_error: self.last_error.clone(),
             config: self.spec.redacted_raw(),
             server: self.server.clone(),
@@ -202,6 +205,7 @@ impl Registry {
             tools: ToolList::from(Vec::new()),
             tools_stale: false,
             pid: None,
+            sandbox: None,
             restarts: 0,
             last_error: None,
             stderr,
@@ -296,11 +300,18 @@ impl Registry {
         })
     }
 
-    /// Records the child's pid and the restart count of `id`. `false` when it is not registered.
-    pub fn set_process(&mut self, id: &ServiceId, pid: Option<u32>, restarts: u64) -> bool {
+    /// Records the child's pid, its sandbox and the restart count of `id`. `false` when it is not registered.
+    pub fn set_process(
+        &mut self,
+        id: &ServiceId,
+        pid: Option<u32>,
+        restarts: u64,
+        sandbox: Option<serde_json::Value>,
+    ) -> bool {
         match self.records.get_mut(id) {
             Some(rec) => {
                 rec.pid = pid;
+                rec.sandbox = sandbox;
                 rec.restarts = restarts;
                 true
             }

@@ -61,6 +61,11 @@ pub struct ServiceView {
     pub restarts: u64,
     /// The child's process id (stdio services that are running).
     pub pid: Option<u32>,
+    /// What of its sandbox applies to the running server: per part, its limit and what
+    /// enforces it (`landlock`, `cgroup v1`, `cgroup v2`, `rlimit`), and what this machine
+    /// could not give (`missing`, with `best_effort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<Value>,
     /// The reason of the last transition to `reconnecting`, `unreachable` or `failed`.
     pub last_error: Option<String>,
     /// Its config as written, with `env` and `headers` values redacted.

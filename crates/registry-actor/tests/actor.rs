@@ -366,13 +366,18 @@ async fn process_reports_show_in_views_and_snapshots() {
         RegistryMsg::Process {
             id: id("db"),
             pid: Some(31337),
-            restarts: 2
+            restarts: 2,
+            sandbox: Some(serde_json::json!({"network": "none"}))
         }
     )
     .unwrap();
     let snapshot = call!(registry, |reply| RegistryMsg::Snapshot { reply }).unwrap();
     assert_eq!(snapshot.len(), 1);
     assert_eq!((snapshot[0].pid, snapshot[0].restarts), (Some(31337), 2));
+    assert_eq!(
+        snapshot[0].sandbox,
+        Some(serde_json::json!({"network": "none"}))
+    );
     assert_eq!(snapshot[0].name, "db");
     stop(registry, handle).await;
 }

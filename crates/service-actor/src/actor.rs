@@ -66,6 +66,8 @@ pub enum ServiceReport {
         identity: Option<ProcessIdentity>,
         /// Re-establishments so far.
         restarts: u64,
+        /// What of its sandbox applies, if it has one (while it runs).
+        sandbox: Option<serde_json::Value>,
     },
 }
 
@@ -122,6 +124,8 @@ pub enum ServiceMsg {
         pid: u32,
         /// Its identity.
         identity: Option<ProcessIdentity>,
+        /// What of its sandbox applies, if it has one.
+        sandbox: Option<serde_json::Value>,
     },
     /// A connect attempt finished.
     #[doc(hidden)]
@@ -255,6 +259,8 @@ pub struct State {
     server: ServerInfo,
     pid: Option<u32>,
     identity: Option<ProcessIdentity>,
+    /// What of its sandbox applies to the running server.
+    sandbox: Option<serde_json::Value>,
     use_list_probe: bool,
     /// Generation of the periodic probe running now, if any.
     probe_in_flight: Option<u64>,
@@ -301,6 +307,7 @@ impl Actor for ServiceActor {
             server: ServerInfo::default(),
             pid: None,
             identity: None,
+            sandbox: None,
             use_list_probe: false,
             probe_in_flight: None,
             relist_in_flight: None,
@@ -459,10 +466,16 @@ impl State {
             }
             #[cfg(feature = "fault-injection")]
             ServiceMsg::PanicForTest => panic!("fault injection: service actor panic requested"),
-            ServiceMsg::Spawned { gen, pid, identity } => {
+            ServiceMsg::Spawned {
+                gen,
+                pid,
+                identity,
+                sandbox,
+            } => {
                 if matches!(&self.conn, Some(Conn::Connecting { gen: g, .. }) if *g == gen) {
                     self.pid = Some(pid);
                     self.identity = identity.clone();
+                    self.sandbox = sandbox;
                     self.report_process(Some(pid), identity);
                 }
             }
@@ -474,6 +487,7 @@ impl State {
                     self.handle.set_peer(None);
                     self.pid = None;
                     self.identity = None;
+                    self.sandbox = None;
                     self.report_process(None, None);
                 }
                 tracing::debug!(gen, ?cause, "connection ended");
@@ -808,6 +822,7 @@ impl State {
             pid,
             identity,
             restarts: self.metrics.restarts(),
+            sandbox: self.sandbox.clone(),
         });
     }
 }

@@ -92,25 +92,32 @@ pub(crate) async fn connect(
                 args: args.clone(),
                 env: env.clone(),
                 inherit: inherit.clone(),
-                sandbox: sandbox.clone(),
+                sandbox: (**sandbox).clone(),
                 cwd: cwd.clone(),
             };
-            let sandboxed = sandbox.network == mcpvisor_model::Network::None;
-            let spawned = process::spawn(&spec).map_err(|e| {
-                EndCause::ConnectFailed(match e.kind() {
-                    _ if sandboxed && e.raw_os_error().is_some_and(|n| n != libc_enoent()) => {
+            let spawned = process::spawn(&service, &spec).map_err(|e| {
+                EndCause::ConnectFailed(match e {
+                    process::SpawnError::Sandbox(why) => {
+                        format!("cannot start '{command}' in its sandbox: {why}")
+                    }
+                    process::SpawnError::Io(e)
+                        if sandbox.is_set()
+                            && e.raw_os_error().is_some_and(|n| n != libc_enoent()) =>
+                    {
                         format!(
-                            "cannot start '{command}' in its sandbox (sandbox.network \"none\": a \
-                         user and network namespace of its own; this kernel refused): {e}"
+                            "cannot start '{command}' in its sandbox (this kernel refused a part \
+                             of it): {e}"
                         )
                     }
-                    std::io::ErrorKind::NotFound => {
-                        format!("command '{command}' not found (check the path or PATH, and 'cwd')")
-                    }
-                    std::io::ErrorKind::PermissionDenied => {
-                        format!("command '{command}' is not executable: {e}")
-                    }
-                    _ => format!("cannot start '{command}': {e}"),
+                    process::SpawnError::Io(e) => match e.kind() {
+                        std::io::ErrorKind::NotFound => format!(
+                            "command '{command}' not found (check the path or PATH, and 'cwd')"
+                        ),
+                        std::io::ErrorKind::PermissionDenied => {
+                            format!("command '{command}' is not executable: {e}")
+                        }
+                        _ => format!("cannot start '{command}': {e}"),
+                    },
                 })
             })?;
             let process::Spawned {
@@ -120,13 +127,17 @@ pub(crate) async fn connect(
                 stderr,
                 pid,
                 guard,
+                cgroup,
+                sandbox,
             } = spawned;
+            let guard = guard.with_cgroup(cgroup);
             tokio::spawn(process::drain_stderr(stderr, ring, service.clone()));
             let identity = process::process_identity(pid);
             let _ = actor.cast(ServiceMsg::Spawned {
                 gen,
                 pid,
                 identity: identity.clone(),
+                sandbox,
             });
             let lean = crate::stdio::LeanStdio::new(service.clone(), stdout, stdin);
             let tap = handle.raw_calls().attach(lean.writer());
@@ -149,7 +160,7 @@ pub(crate) async fn connect(
                     ))),
                 },
                 status = child.wait() => {
-                    let exit = exit_info(status);
+                    let exit = guard.judge(exit_info(status));
                     teardown(&mut child, guard, true, grace).await;
                     return Err(EndCause::Exited(exit));
                 }
@@ -184,7 +195,7 @@ pub(crate) async fn connect(
                     let exited = tokio::time::timeout(wait, child.wait())
                         .await
                         .ok()
-                        .map(exit_info);
+                        .map(|s| guard.judge(exit_info(s)));
                     teardown(&mut child, guard, true, grace).await;
                     Err(match (exited, why) {
                         (Some(exit), _) => EndCause::Exited(exit),
@@ -321,10 +332,12 @@ pub(crate) fn exit_info(status: std::io::Result<std::process::ExitStatus>) -> Ex
         Ok(s) => ExitInfo {
             code: s.code(),
             signal: s.signal(),
+            over: None,
         },
         Err(_) => ExitInfo {
             code: None,
             signal: None,
+            over: None,
         },
     }
 }
@@ -370,7 +383,7 @@ async fn monitor_stdio(
     let mut waiting = Box::pin(running.waiting());
     let cause = tokio::select! {
         status = child.wait() => {
-            let exit = exit_info(status);
+            let exit = guard.judge(exit_info(status));
             teardown(&mut child, guard, true, grace).await;
             ct.cancel();
             EndCause::Exited(exit)
@@ -381,7 +394,7 @@ async fn monitor_stdio(
             // moment before the exit is seen); only a process still alive then is `Closed`.
             match tokio::time::timeout(grace.shutdown, child.wait()).await {
                 Ok(status) => {
-                    let exit = exit_info(status);
+                    let exit = guard.judge(exit_info(status));
                     teardown(&mut child, guard, true, grace).await;
                     EndCause::Exited(exit)
                 }

@@ -26,6 +26,7 @@ pub mod process;
 mod progress;
 mod raw;
 pub mod relay;
+mod sandbox;
 mod sse;
 pub mod stdio;
 

@@ -16,6 +16,15 @@ pub struct ExitInfo {
     pub code: Option<i32>,
     /// Signal number, if a signal ended it.
     pub signal: Option<i32>,
+    /// The limit of its sandbox the kernel killed it for, if one did.
+    pub over: Option<Limit>,
+}
+
+/// A limit of a server's sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `sandbox.memory`, in bytes.
+    Memory(u64),
 }
 
 impl ExitInfo {
@@ -27,6 +36,18 @@ impl ExitInfo {
 
 impl std::fmt::Display for ExitInfo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(Limit::Memory(bytes)) = self.over {
+            let how = match (self.code, self.signal) {
+                (Some(c), _) => format!("exit code {c}"),
+                (None, Some(s)) => format!("signal {s}"),
+                (None, None) => "unknown status".into(),
+            };
+            return write!(
+                f,
+                "killed: over its memory limit of {} ({how})",
+                mcpvisor_model::format_bytes(bytes)
+            );
+        }
         match (self.code, self.signal) {
             (Some(c), _) => write!(f, "exit code {c}"),
             (None, Some(s)) => write!(f, "signal {s}"),
@@ -394,7 +415,9 @@ impl Machine {
         self.note_stability(now);
         match cause {
             EndCause::Exited(exit) => {
-                let what = if was_up {
+                let what = if exit.over.is_some() {
+                    format!("server {exit}")
+                } else if was_up {
                     format!("server exited ({exit})")
                 } else {
                     format!("server exited during start ({exit})")

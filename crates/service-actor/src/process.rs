@@ -43,20 +43,47 @@ pub struct Spawned {
     pub pid: u32,
     /// Kills the group when dropped.
     pub guard: GroupGuard,
+    /// Its cgroup, if its sandbox has one (emptied and removed when dropped).
+    pub(crate) cgroup: Option<crate::sandbox::Cgroup>,
+    /// What of its sandbox applies (for `status`), if it has one.
+    pub sandbox: Option<serde_json::Value>,
 }
 
-/// Spawns `spec` as the leader of a new process group with all three pipes.
-pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
+/// Why a server could not be started.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// Its sandbox cannot be given (in words, naming the field).
+    Sandbox(String),
+    /// The system refused the spawn.
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for SpawnError {
+    fn from(e: std::io::Error) -> Self {
+        SpawnError::Io(e)
+    }
+}
+
+/// Spawns `spec` (service `service`'s server) as the leader of a new process group with all
+/// three pipes, in its sandbox.
+pub fn spawn(service: &str, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
+    let env = spec.inherit.environment(
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        &spec.env,
+    );
+    let confinement = crate::sandbox::Confinement::prepare(
+        &spec.sandbox,
+        service,
+        &spec.command,
+        spec.cwd.as_deref(),
+        &env,
+    )
+    .map_err(SpawnError::Sandbox)?;
     let mut cmd = Command::new(&spec.command);
     cmd.args(&spec.args)
         .env_clear()
-        .envs(
-            spec.inherit.environment(
-                std::env::vars_os()
-                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-                &spec.env,
-            ),
-        )
+        .envs(env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -65,9 +92,8 @@ pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);
     }
-    if spec.sandbox.network == mcpvisor_model::Network::None {
-        without_network(&mut cmd);
-    }
+    let sandbox = confinement.as_ref().map(|c| c.effective().clone());
+    let cgroup = confinement.and_then(|c| c.install(&mut cmd));
     let mut child = cmd.spawn()?;
     let pid = child
         .id()
@@ -76,7 +102,7 @@ pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err(std::io::Error::other("child pipes missing"));
+        return Err(std::io::Error::other("child pipes missing").into());
     };
     let stdout = pipe::Receiver::from_owned_fd(stdout.into_owned_fd()?)?;
     let stderr = pipe::Receiver::from_owned_fd(stderr.into_owned_fd()?)?;
@@ -87,37 +113,9 @@ pub fn spawn(spec: &SpawnSpec) -> std::io::Result<Spawned> {
         stderr,
         pid,
         guard,
+        cgroup,
+        sandbox,
     })
-}
-
-/// Makes `cmd`'s process start in a network namespace of its own (no interface but a loopback
-/// that is down: nothing can be reached), inside a user namespace of its own that maps this
-/// process's user and group to themselves (so files are what they were to it). A kernel that
-/// refuses either makes the spawn fail, saying so — never a server with the network after all.
-fn without_network(cmd: &mut Command) {
-    use nix::fcntl::{open, OFlag};
-    use nix::sched::{unshare, CloneFlags};
-    use nix::sys::stat::Mode;
-    // Made before the fork: nothing may allocate between fork and exec.
-    let uid_map = format!("{0} {0} 1\n", nix::unistd::getuid()).into_bytes();
-    let gid_map = format!("{0} {0} 1\n", nix::unistd::getgid()).into_bytes();
-    let write = |path: &std::ffi::CStr, bytes: &[u8]| -> std::io::Result<()> {
-        let fd = open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-        nix::unistd::write(&fd, bytes)?;
-        Ok(())
-    };
-    // SAFETY: between fork and exec this calls only unshare(2), open(2), write(2) and close(2)
-    // (async-signal-safe), on buffers made before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Only an errno crosses back to the parent (which names the sandbox).
-            unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)?;
-            write(c"/proc/self/setgroups", b"deny")?;
-            write(c"/proc/self/uid_map", &uid_map)?;
-            write(c"/proc/self/gid_map", &gid_map)?;
-            Ok(())
-        });
-    }
 }
 
 /// Sends `sig` to every process of group `pgid`. Returns false when the group is empty.
@@ -140,12 +138,38 @@ pub fn group_alive(pgid: u32) -> bool {
 #[derive(Debug)]
 pub struct GroupGuard {
     pgid: Option<u32>,
+    /// The group's cgroup, if its sandbox has one: emptied and removed after the group.
+    cgroup: Option<crate::sandbox::Cgroup>,
+    /// Its memory limit, for the reason of a kill by it.
+    memory: Option<u64>,
 }
 
 impl GroupGuard {
     /// Guards group `pgid`.
     pub fn new(pgid: u32) -> Self {
-        GroupGuard { pgid: Some(pgid) }
+        GroupGuard {
+            pgid: Some(pgid),
+            cgroup: None,
+            memory: None,
+        }
+    }
+
+    /// Also guards the group's cgroup.
+    pub(crate) fn with_cgroup(mut self, cgroup: Option<crate::sandbox::Cgroup>) -> Self {
+        self.memory = cgroup.as_ref().and_then(|c| c.memory_limit());
+        self.cgroup = cgroup;
+        self
+    }
+
+    /// `exit` with the limit that killed the server, if one did (the kernel's count of the
+    /// kills for its cgroup's memory limit says so).
+    pub fn judge(&self, mut exit: crate::machine::ExitInfo) -> crate::machine::ExitInfo {
+        if let (Some(cgroup), Some(bytes)) = (&self.cgroup, self.memory) {
+            if cgroup.oom_kills() > 0 {
+                exit.over = Some(crate::machine::Limit::Memory(bytes));
+            }
+        }
+        exit
     }
     /// The guarded group.
     pub fn pgid(&self) -> Option<u32> {
@@ -277,14 +301,17 @@ mod tests {
 
     #[tokio::test]
     async fn spawned_child_leads_its_own_group_and_the_guard_kills_it() {
-        let s = spawn(&SpawnSpec {
-            command: "sleep".into(),
-            args: vec!["30".into()],
-            env: BTreeMap::new(),
-            inherit: Default::default(),
-            sandbox: Default::default(),
-            cwd: None,
-        })
+        let s = spawn(
+            "sleeper",
+            &SpawnSpec {
+                command: "sleep".into(),
+                args: vec!["30".into()],
+                env: BTreeMap::new(),
+                inherit: Default::default(),
+                sandbox: Default::default(),
+                cwd: None,
+            },
+        )
         .unwrap();
         let pgid = nix::unistd::getpgid(Some(Pid::from_raw(s.pid as i32))).unwrap();
         assert_eq!(pgid.as_raw() as u32, s.pid);

@@ -28,6 +28,8 @@ pub(crate) struct Row {
     /// Last-known tools, not confirmed by a live server.
     pub stale: bool,
     pub pid: Option<u32>,
+    /// What of its sandbox applies to the running server.
+    pub sandbox: Option<serde_json::Value>,
     pub restarts: u64,
     /// The running server's record for reaping (what the state file holds).
     pub process: Option<ProcessRecord>,
@@ -55,6 +57,7 @@ impl Row {
             tools: ToolList::from(Vec::new()),
             stale: false,
             pid: None,
+            sandbox: None,
             restarts: 0,
             process: None,
             watch: watch::Sender::new(state),
@@ -115,6 +118,7 @@ impl Row {
             tools: self.tools.clone(),
             tools_stale: self.stale,
             pid: self.pid,
+            sandbox: self.sandbox.clone(),
             restarts: self.restarts,
             last_error: self.last_error.clone(),
             stderr: stderr.clone(),

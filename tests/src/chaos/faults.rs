@@ -146,3 +146,57 @@ pub fn park_forever() -> ! {
         std::thread::park();
     }
 }
+
+/// Allocates `mib` MiB and writes to every page of it (so it is resident), then frees it:
+/// how many MiB it held at once.
+pub fn allocate(mib: u64) -> u64 {
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..mib {
+        let mut block = vec![0u8; 1 << 20];
+        for page in block.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        held.push(block);
+    }
+    log(format_args!("allocated {mib} MiB"));
+    held.len() as u64
+}
+
+/// Starts up to `count` sleeping children at once, then kills and reaps them:
+/// `{"started": n, "error": first refusal or null}`.
+pub fn fork_children(count: u64) -> serde_json::Value {
+    let mut children = Vec::new();
+    let mut error = None;
+    for _ in 0..count {
+        match Command::new("sleep").arg("30").stdin(Stdio::null()).spawn() {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let started = children.len();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    serde_json::json!({"started": started, "error": error})
+}
+
+/// Opens `/dev/null` up to `count` times at once, then closes them all:
+/// `{"opened": n, "error": first refusal or null}`.
+pub fn open_files(count: u64) -> serde_json::Value {
+    let mut files = Vec::new();
+    let mut error = None;
+    for _ in 0..count {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    serde_json::json!({"opened": files.len(), "error": error})
+}

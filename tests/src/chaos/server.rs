@@ -401,6 +401,22 @@ impl ChaosServer {
                 shared.add_grandchildren(&[pid]);
                 text(json!({ "grandchild": pid }).to_string())
             }
+            "read_file" => std::fs::read_to_string(a.str("path")?)
+                .map_err(|e| format!("refused: {e}"))
+                .and_then(text),
+            "write_file" => {
+                let path = a.str("path")?;
+                std::fs::write(path, a.opt_str("text")?.unwrap_or("written"))
+                    .map_err(|e| format!("refused: {e}"))?;
+                text(format!("wrote {path}"))
+            }
+            "allocate" => {
+                let mib = a.u64("mib")?;
+                let kept = faults::allocate(mib);
+                text(format!("allocated {kept} MiB"))
+            }
+            "fork" => text(faults::fork_children(a.u64("count")?).to_string()),
+            "open_files" => text(faults::open_files(a.u64("count")?).to_string()),
             "add_tool" => {
                 let name = a.str("name")?;
                 shared.add_tool(name)?;

@@ -20,6 +20,11 @@ pub const ACTIONS: &[&str] = &[
     "no_ping",
     "forget_sessions",
     "request_id",
+    "read_file",
+    "write_file",
+    "allocate",
+    "fork",
+    "open_files",
 ];
 
 fn schema(value: Value) -> Arc<JsonObject> {
@@ -101,12 +106,18 @@ fn chaos_tool() -> Tool {
         "Inject a fault at run time. Actions: exit {code?, after_response?}, hang, close_stdout, \
          garbage {text?}, stderr_flood {bytes}, stderr_lines {count}, ignore_sigterm, \
          spawn_grandchild {keep_stdio?}, add_tool {name}, remove_tool {name}, no_ping {enabled?}, forget_sessions (HTTP: every session so far gets 404), \
-         request_id (not a fault: answers with this call's JSON-RPC id, as JSON).",
+         request_id (not a fault: answers with this call's JSON-RPC id, as JSON); for sandboxes: \
+         read_file {path}, write_file {path, text?}, allocate {mib} (and touch it), fork {count} \
+         (sleeping children, killed after), open_files {count} — each answers what it got, or \
+         the system's refusal as a tool error.",
         schema(json!({
             "type": "object",
             "properties": {
                 "action": {"type": "string", "enum": ACTIONS, "description": "the fault to inject"},
                 "code": {"type": "integer", "description": "exit: exit code (default 1)"},
+                "path": {"type": "string", "description": "read_file, write_file: the file"},
+                "mib": {"type": "integer", "description": "allocate: mebibytes"},
+                "count": {"type": "integer", "description": "stderr_lines, fork, open_files: how many"},
                 "after_response": {"type": "boolean", "description": "exit: answer this call first (default false)"},
                 "text": {"type": "string", "description": "garbage: the line to write"},
                 "bytes": {"type": "integer", "minimum": 0, "description": "stderr_flood: bytes to write"},

@@ -153,24 +153,7 @@ pub(super) fn resolve_one(
                 }
             };
             let cwd = f.expanded_string("cwd").map(PathBuf::from);
-            let sandbox = {
-                let sec = Section::open(&mut f, "sandbox", &["network"]);
-                let network = match sec.obj.get("network").cloned() {
-                    None | Some(Value::Null) => Network::Any,
-                    Some(Value::String(n)) if n == "any" => Network::Any,
-                    Some(Value::String(n)) if n == "none" => Network::None,
-                    Some(other) => {
-                        let field = sec.field("network");
-                        sec.f.invalid(
-                            &field,
-                            "\"none\" (no network at all) or \"any\" (\"loopback\" is not built yet)",
-                            &other,
-                        );
-                        Network::Any
-                    }
-                };
-                Sandbox { network }
-            };
+            let sandbox = Box::new(super::sandbox::sandbox(&mut f));
             match command {
                 Some(c) if c.trim().is_empty() => {
                     f.invalid("command", "a program name or path", &Value::String(c));

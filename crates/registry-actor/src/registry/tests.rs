@@ -455,7 +455,7 @@ fn reports_about_unknown_services_change_nothing() {
     assert!(r
         .set_tools(&id, tools(&["t"]), None, false, Timestamp(1))
         .is_none());
-    assert!(!r.set_process(&id, Some(1), 1));
+    assert!(!r.set_process(&id, Some(1), 1, None));
     assert!(r.remove(&id, Timestamp(1)).is_none());
     assert!(r.is_empty());
     assert!(r.resolve_tool(&Scope::Store, "t").is_err());
@@ -542,7 +542,7 @@ fn views_redact_secrets_and_carry_stderr_only_when_asked() {
         ServiceMetrics::default(),
         Moment::now(),
     );
-    r.set_process(&id, Some(4242), 3);
+    r.set_process(&id, Some(4242), 3, None);
     let now = Instant::now();
     let got = r.get(&Scope::Store, "db", now).unwrap();
     assert_eq!(got.config["env"]["TOKEN"], "***");

@@ -75,7 +75,11 @@ impl T {
     fn exit(&mut self, gen: u64, code: Option<i32>, signal: Option<i32>) -> Vec<Action> {
         self.feed(Input::Ended {
             gen,
-            cause: EndCause::Exited(ExitInfo { code, signal }),
+            cause: EndCause::Exited(ExitInfo {
+                code,
+                signal,
+                over: None,
+            }),
         })
     }
 }
@@ -523,9 +527,9 @@ mod props {
                         let k = if k == 4 && m.live_gen().is_some() { 3 } else { k };
                         if live == Some(gen) && k < 4 { ends += 1; }
                         let cause = match k {
-                            0 => EndCause::Exited(ExitInfo { code: Some(0), signal: None }),
-                            1 => EndCause::Exited(ExitInfo { code: Some(1), signal: None }),
-                            2 => EndCause::Exited(ExitInfo { code: None, signal: Some(9) }),
+                            0 => EndCause::Exited(ExitInfo { code: Some(0), signal: None, over: None }),
+                            1 => EndCause::Exited(ExitInfo { code: Some(1), signal: None, over: None }),
+                            2 => EndCause::Exited(ExitInfo { code: None, signal: Some(9), over: None }),
                             3 => EndCause::Closed("eof".into()),
                             _ => EndCause::ConnectFailed("refused".into()),
                         };

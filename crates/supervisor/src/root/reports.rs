@@ -149,6 +149,7 @@ impl RootState {
                 pid,
                 identity,
                 restarts,
+                sandbox,
             } => {
                 let record = match (pid, identity) {
                     (Some(pid), Some(ident)) => Some(ProcessRecord {
@@ -168,9 +169,15 @@ impl RootState {
                 });
                 if let Some(m) = self.fleet.get_mut(&id) {
                     m.row.pid = pid;
+                    m.row.sandbox = sandbox.clone();
                     m.row.restarts = restarts;
                     m.row.process = record;
-                    self.to_registry(RegistryMsg::Process { id, pid, restarts });
+                    self.to_registry(RegistryMsg::Process {
+                        id,
+                        pid,
+                        restarts,
+                        sandbox,
+                    });
                 }
             }
         }
