@@ -352,6 +352,11 @@ pub struct RunServe {
 }
 
 impl RunServe {
+    /// The instance's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(config: &serde_json::Value) -> RunServe {
         use std::io::BufRead;
         let dir = tempfile::Builder::new().prefix("mcpv").tempdir().unwrap();

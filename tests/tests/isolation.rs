@@ -1,7 +1,10 @@
-//! Each server gets only what it needs (issue "Isolation"): its environment. The real
-//! `mcpvisor` binary, started with a secret in its own environment, runs server-everything
-//! (whose `get-env` tool answers its whole environment): the secret is not there unless the
-//! service's `env_inherit` names it; the default set and the service's own `env` are.
+//! Each server gets only what it needs (issue "Isolation"), through the real `mcpvisor`
+//! binary. Its environment: started with a secret in its own environment, mcpvisor runs
+//! server-everything (whose `get-env` tool answers its whole environment): the secret is not
+//! there unless the service's `env_inherit` names it. Its sandbox: chaos-mcp tries to read,
+//! write, fork, open and allocate past what its `sandbox` gives and is refused — or killed,
+//! with the reason, and restarted — and real servers (server-filesystem, server-memory,
+//! mcp-server-time) still serve their tools inside one.
 
 use serde_json::{json, Value};
 
@@ -127,10 +130,303 @@ fn a_server_with_sandbox_network_none_reaches_nothing_and_still_serves() {
     assert_eq!(code, Some(1), "{shut}");
     assert_eq!(shut["is_error"], true, "{shut}");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A loopback of its own is not the host's: the listener is out of reach there too.
+    let own_loopback = everything(json!({"sandbox": {"network": "loopback"}}));
+    let (code, shut) = call(&own_loopback, "every__gzip-file-as-resource", &fetch);
+    assert_eq!(code, Some(1), "{shut}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
     let (code, echo) = call(&sandboxed, "every__echo", &json!({"message": "boxed"}));
     assert_eq!(code, Some(0), "{echo}");
     assert_eq!(
         echo["result"]["content"][0]["text"], "Echo: boxed",
         "{echo}"
     );
+}
+
+/// chaos-mcp as service `c` with `sandbox`.
+fn chaos(sandbox: Value) -> Value {
+    json!({"mcpServers": {"c": {
+        "command": mcpvisor_tests::chaos_bin(), "sandbox": sandbox}}})
+}
+
+/// The text of a one-shot `c__chaos` call with `args`: (tool error?, text).
+fn chaos_call(config: &Value, args: Value) -> (bool, String) {
+    let (code, answer) = call(config, "c__chaos", &args);
+    let text = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{args}: {answer}"))
+        .to_owned();
+    (code != Some(0), text)
+}
+
+#[test]
+fn a_server_reads_and_writes_only_what_its_filesystem_sandbox_lists() {
+    let dir = tempfile::Builder::new().prefix("fsbox").tempdir().unwrap();
+    let (readable, writable, secret) = (
+        dir.path().join("readable"),
+        dir.path().join("writable"),
+        dir.path().join("secret"),
+    );
+    for d in [&readable, &writable, &secret] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::write(readable.join("doc.txt"), "for the server").unwrap();
+    std::fs::write(secret.join("key"), "not for the server").unwrap();
+    let config = chaos(json!({"filesystem": {"read": [readable], "write": [writable]}}));
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    // Its read list: read.
+    let (err, got) = chaos_call(
+        &config,
+        json!({"action": "read_file", "path": path(&readable.join("doc.txt"))}),
+    );
+    assert_eq!((err, got.as_str()), (false, "for the server"));
+    // Outside it, a file its user could read: refused by the kernel.
+    let (err, got) = chaos_call(
+        &config,
+        json!({"action": "read_file", "path": path(&secret.join("key"))}),
+    );
+    assert!(err && got.contains("Permission denied"), "{got}");
+    // Its write list: written.
+    let (err, got) = chaos_call(
+        &config,
+        json!({"action": "write_file", "path": path(&writable.join("out.txt"))}),
+    );
+    assert!(!err, "{got}");
+    assert_eq!(
+        std::fs::read_to_string(writable.join("out.txt")).unwrap(),
+        "written"
+    );
+    // Read-only and unlisted folders: nothing written.
+    for target in [readable.join("out.txt"), secret.join("out.txt")] {
+        let (err, got) = chaos_call(
+            &config,
+            json!({"action": "write_file", "path": path(&target)}),
+        );
+        assert!(err && got.contains("Permission denied"), "{got}");
+        assert!(!target.exists(), "{}", target.display());
+    }
+    // A listed path that is not there is the config's mistake, named, and nothing starts.
+    let (code, answer) = call(
+        &chaos(json!({"filesystem": {"read": [dir.path().join("nowhere")]}})),
+        "c__echo",
+        &json!({"text": "x"}),
+    );
+    assert_ne!(code, Some(0));
+    assert!(
+        answer.to_string().contains("sandbox.filesystem.read")
+            && answer.to_string().contains("does not exist"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_server_cannot_fork_or_open_files_past_its_limits() {
+    let config = chaos(json!({"processes": 16, "open_files": 40}));
+    let (err, got) = chaos_call(&config, json!({"action": "fork", "count": 64}));
+    assert!(!err, "{got}");
+    let forked: Value = serde_json::from_str(&got).unwrap();
+    // Its own threads count too: fewer than 16 children, then the kernel's refusal.
+    let started = forked["started"].as_u64().unwrap();
+    assert!(started < 16, "{forked}");
+    assert!(
+        forked["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Resource temporarily unavailable")),
+        "{forked}"
+    );
+    let (err, got) = chaos_call(&config, json!({"action": "open_files", "count": 200}));
+    assert!(!err, "{got}");
+    let opened: Value = serde_json::from_str(&got).unwrap();
+    assert!(opened["opened"].as_u64().unwrap() < 40, "{opened}");
+    assert!(
+        opened["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Too many open files")),
+        "{opened}"
+    );
+    // Unsandboxed, the same asks succeed.
+    let (_, got) = chaos_call(&chaos(json!(null)), json!({"action": "fork", "count": 20}));
+    assert_eq!(serde_json::from_str::<Value>(&got).unwrap()["started"], 20);
+}
+
+/// `status --json` of the instance at `state`: its one service.
+fn status_of(state: &std::path::Path) -> Value {
+    let (code, out, err) =
+        mcpvisor_tests::finished(mcpvisor_tests::mcpvisor_on(state).args(["status", "--json"]));
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let services = v.get("services").cloned().unwrap_or(v);
+    services[0].clone()
+}
+
+/// The cgroups an instance with pid `pid` made, in every hierarchy.
+fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("mcpvisor-{pid}-");
+    let mut found = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    // A bounded walk: the hierarchies and a few levels of groups.
+    for _ in 0..6 {
+        let mut next = Vec::new();
+        for d in dirs {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                        found.push(e.path());
+                    }
+                    next.push(e.path());
+                }
+            }
+        }
+        dirs = next;
+    }
+    found
+}
+
+#[test]
+fn a_server_over_its_memory_limit_is_killed_with_the_reason_and_restarted() {
+    let instance = mcpvisor_tests::RunServe::start(&chaos(json!({"memory": "64MiB"})));
+    let before = status_of(&instance.state);
+    let first_pid = before["pid"].as_u64().expect("a running server");
+    assert_eq!(before["sandbox"]["memory"]["limit"], "64 MiB", "{before}");
+    let by = before["sandbox"]["memory"]["enforced_by"].clone();
+    assert!(
+        by.as_str()
+            .is_some_and(|b| b.starts_with("cgroup") || b.starts_with("rlimit")),
+        "{before}"
+    );
+    // Past the limit: the call fails, the server is gone.
+    let (code, _, _) =
+        mcpvisor_tests::finished(mcpvisor_tests::mcpvisor_on(&instance.state).args([
+            "call",
+            "c__chaos",
+            "--args",
+            r#"{"action": "allocate", "mib": 256}"#,
+        ]));
+    assert_ne!(code, Some(0));
+    // Back up, the kill its last error in words, counted as a restart.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let after = loop {
+        let s = status_of(&instance.state);
+        if s["restarts"].as_u64() >= Some(1) && s["state"] == "healthy" {
+            break s;
+        }
+        assert!(std::time::Instant::now() < end, "not back within 30 s: {s}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    if by.as_str().is_some_and(|b| b.starts_with("cgroup")) {
+        assert_eq!(
+            after["last_error"], "server killed: over its memory limit of 64 MiB (signal 9)",
+            "{after}"
+        );
+    }
+    assert_ne!(after["pid"].as_u64(), Some(first_pid));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{first_pid}")).exists(),
+        "the killed server's process is gone"
+    );
+    // Under its limit it serves.
+    let (code, out, _) =
+        mcpvisor_tests::finished(mcpvisor_tests::mcpvisor_on(&instance.state).args([
+            "call",
+            "c__chaos",
+            "--args",
+            r#"{"action": "allocate", "mib": 16}"#,
+        ]));
+    assert_eq!(code, Some(0), "{out}");
+    let pid = instance.pid();
+    let live_groups = cgroups_of(pid);
+    drop(instance);
+    // Stopped: no process, no group left.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cgroups_of(pid).is_empty() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        cgroups_of(pid),
+        Vec::<std::path::PathBuf>::new(),
+        "was {live_groups:?}"
+    );
+    assert!(!std::path::Path::new(&format!("/proc/{}", after["pid"])).exists());
+}
+
+#[test]
+fn real_servers_serve_their_tools_inside_a_filesystem_and_network_sandbox() {
+    let dir = tempfile::Builder::new()
+        .prefix("realbox")
+        .tempdir()
+        .unwrap();
+    let (files, other, memory) = (
+        dir.path().join("files"),
+        dir.path().join("other"),
+        dir.path().join("memory"),
+    );
+    for d in [&files, &other, &memory] {
+        std::fs::create_dir(d).unwrap();
+    }
+    std::fs::write(files.join("f.txt"), "in the listed folder").unwrap();
+    std::fs::write(
+        other.join("o.txt"),
+        "in a folder it was given but not the sandbox",
+    )
+    .unwrap();
+    let modules = mcpvisor_tests::servers_dir().join("node_modules");
+    let config = json!({"mcpServers": {
+        "fs": {"command": "node", "args": [mcpvisor_tests::node_server("server-filesystem"), files, other],
+               "sandbox": {"filesystem": {"read": [modules], "write": [files]}, "network": "none"}},
+        "memory": {"command": "node", "args": [mcpvisor_tests::node_server("server-memory")],
+                   "env": {"MEMORY_FILE_PATH": memory.join("graph.jsonl")},
+                   "sandbox": {"filesystem": {"read": [modules], "write": [memory]}, "network": "none"}},
+        "time": {"command": mcpvisor_tests::servers_dir().join("venv/bin/mcp-server-time"),
+                 "sandbox": {"filesystem": {"presets": ["python"]}, "network": "none"}}
+    }});
+    let text = |answer: &Value| {
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (code, read) = call(
+        &config,
+        "fs__read_text_file",
+        &json!({"path": files.join("f.txt")}),
+    );
+    assert_eq!(
+        (code, text(&read).as_str()),
+        (Some(0), "in the listed folder"),
+        "{read}"
+    );
+    let (code, wrote) = call(
+        &config,
+        "fs__write_file",
+        &json!({"path": files.join("new.txt"), "content": "made"}),
+    );
+    assert_eq!(code, Some(0), "{wrote}");
+    assert_eq!(
+        std::fs::read_to_string(files.join("new.txt")).unwrap(),
+        "made"
+    );
+    // The server itself allows `other`; its sandbox does not.
+    let (code, refused) = call(
+        &config,
+        "fs__read_text_file",
+        &json!({"path": other.join("o.txt")}),
+    );
+    assert_eq!(code, Some(1), "{refused}");
+    assert!(text(&refused).contains("EACCES"), "{refused}");
+    let (code, made) = call(
+        &config,
+        "memory__create_entities",
+        &json!({"entities": [{"name": "boxed", "entityType": "t", "observations": ["o"]}]}),
+    );
+    assert_eq!(code, Some(0), "{made}");
+    assert!(std::fs::read_to_string(memory.join("graph.jsonl"))
+        .unwrap()
+        .contains("boxed"));
+    let (code, now) = call(
+        &config,
+        "time__get_current_time",
+        &json!({"timezone": "Europe/Paris"}),
+    );
+    assert_eq!(code, Some(0), "{now}");
+    assert!(text(&now).contains("Europe/Paris"), "{now}");
 }

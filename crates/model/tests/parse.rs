@@ -1,5 +1,6 @@
 //! The configuration contract of DESIGN §3: every input form, every rule, every error.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mcpvisor_model::env::MapEnv;
@@ -463,7 +464,7 @@ fn env_inherit_is_the_default_set_all_or_more_names_and_checked() {
 }
 
 #[test]
-fn sandbox_network_is_none_or_any_and_checked_field_by_field() {
+fn sandbox_network_is_none_loopback_or_any_and_checked_field_by_field() {
     let c = ok(r#"{"defaults": {"sandbox": {"network": "none"}},
                   "mcpServers": {"d": {"command": "x"},
                                  "a": {"command": "x", "sandbox": {"network": "any"}}}}"#);
@@ -473,11 +474,78 @@ fn sandbox_network_is_none_or_any_and_checked_field_by_field() {
     };
     assert_eq!(network("d"), Network::None);
     assert_eq!(network("a"), Network::Any);
-    let e =
-        one_err(json!({"mcpServers": {"a": {"command": "x", "sandbox": {"network": "loopback"}}}}));
+    let c = ok(r#"{"mcpServers": {"a": {"command": "x", "sandbox": {"network": "loopback"}}}}"#);
+    assert!(matches!(&c.services["a"].config.endpoint,
+        Endpoint::Stdio { sandbox, .. } if sandbox.network == Network::Loopback));
+    let e = one_err(json!({"mcpServers": {"a": {"command": "x", "sandbox": {"network": "lan"}}}}));
     assert!(e.to_string().contains("sandbox.network"), "{e}");
     let e = one_err(json!({"mcpServers": {"a": {"command": "x", "sandbox": {"netwrok": "none"}}}}));
     assert!(e.to_string().contains("did you mean 'network'"), "{e}");
+}
+
+#[test]
+fn sandbox_files_and_limits_are_read_and_checked_field_by_field() {
+    let c = ok(r#"{"defaults": {"sandbox": {"memory": "512MiB"}},
+                  "mcpServers": {"a": {"command": "x", "sandbox": {
+                      "filesystem": {"read": ["~/docs", "/srv/${NAME:-data}"], "write": ["out"],
+                                     "presets": ["node", "tmp", "node"]},
+                      "memory": "1.5 GiB", "processes": 64, "cpu": 0.5, "open_files": 256,
+                      "best_effort": true}},
+                                 "d": {"command": "x"}}}"#);
+    let sandbox = |n: &str| match &c.services[n].config.endpoint {
+        Endpoint::Stdio { sandbox, .. } => (**sandbox).clone(),
+        e => panic!("{e:?}"),
+    };
+    let a = sandbox("a");
+    let fs = a.filesystem.clone().expect("a filesystem sandbox");
+    assert_eq!(
+        fs.read,
+        vec![PathBuf::from("~/docs"), PathBuf::from("/srv/data")]
+    );
+    assert_eq!(fs.write, vec![PathBuf::from("out")]);
+    assert_eq!(fs.presets, vec![Preset::Node, Preset::Tmp]);
+    assert_eq!(a.memory, Some(3 << 29));
+    assert_eq!(
+        (a.processes, a.cpu_millis, a.open_files, a.best_effort),
+        (Some(64), Some(500), Some(256), true)
+    );
+    // Defaults apply to the service that sets nothing.
+    let d = sandbox("d");
+    assert_eq!(d.memory, Some(512 << 20));
+    assert!(d.is_set() && d.filesystem.is_none());
+    // Each bad field named, nothing else.
+    for (bad, field) in [
+        (json!({"memory": "lots"}), "sandbox.memory"),
+        (json!({"memory": 1000}), "sandbox.memory"),
+        (json!({"processes": 0}), "sandbox.processes"),
+        (json!({"open_files": -1}), "sandbox.open_files"),
+        (json!({"cpu": "half"}), "sandbox.cpu"),
+        (json!({"best_effort": "yes"}), "sandbox.best_effort"),
+        (json!({"filesystem": ["/x"]}), "sandbox.filesystem"),
+        (
+            json!({"filesystem": {"read": "/x"}}),
+            "sandbox.filesystem.read",
+        ),
+        (
+            json!({"filesystem": {"write": [3]}}),
+            "sandbox.filesystem.write[0]",
+        ),
+        (
+            json!({"filesystem": {"presets": ["ruby"]}}),
+            "sandbox.filesystem.presets[0]",
+        ),
+        (
+            json!({"filesystem": {"reed": []}}),
+            "sandbox.filesystem.reed",
+        ),
+    ] {
+        let e = one_err(json!({"mcpServers": {"a": {"command": "x", "sandbox": bad}}}));
+        assert!(
+            matches!(&e, ConfigError::InvalidValue { service, field: f, .. }
+                if service == "a" && f == field),
+            "{field}: {e}"
+        );
+    }
 }
 
 #[test]
