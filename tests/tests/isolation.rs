@@ -48,6 +48,22 @@ fn a_secret_of_the_supervisors_environment_reaches_a_server_only_when_named() {
     );
     assert_eq!(seen["MCPVISOR_TEST_NAMED"], "named-one", "{seen}");
     assert!(seen.get("MCPVISOR_TEST_SECRET").is_none(), "{seen}");
+    // From a file only its owner may read: there, and not where the file is readable by all.
+    let dir = tempfile::Builder::new().prefix("envf").tempdir().unwrap();
+    let file = dir.path().join("server.env");
+    std::fs::write(&file, "FROM_FILE=kept-in-a-file\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let seen = server_env(&everything(json!({"env_file": file})), "every__get-env");
+    assert_eq!(seen["FROM_FILE"], "kept-in-a-file", "{seen}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, refused) = call(
+        &everything(json!({"env_file": file})),
+        "every__get-env",
+        &json!({}),
+    );
+    assert_ne!(code, Some(0));
+    assert!(refused.to_string().contains("chmod 600"), "{refused}");
     // "all": everything, as before.
     let seen = server_env(&everything(json!({"env_inherit": "all"})), "every__get-env");
     assert_eq!(

@@ -1,4 +1,4 @@
-//! `${VAR}` and `${VAR:-default}` expansion over an injectable environment.
+//! `${VAR}`, `${VAR:-default}` and `${file:PATH}` expansion over an injectable environment.
 
 use std::collections::HashMap;
 
@@ -6,6 +6,32 @@ use std::collections::HashMap;
 pub trait Env {
     /// The value of `name`, if set.
     fn var(&self, name: &str) -> Option<String>;
+
+    /// The contents of the secret file at `path` (`${file:PATH}`, `env_file`): refused, in
+    /// words, when anybody but its owner may read it. By default the real file
+    /// ([`read_secret`]).
+    fn secret_file(&self, path: &str) -> Result<String, String> {
+        read_secret(path)
+    }
+}
+
+/// The contents of the file at `path` (`~/` is the home folder), if only its owner may read
+/// or write it (mode 600 or 400): a secret readable by others is refused, not used.
+pub fn read_secret(path: &str) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let full = match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::Path::new(&home).join(rest),
+        _ => std::path::PathBuf::from(path),
+    };
+    let meta = std::fs::metadata(&full).map_err(|e| format!("cannot read '{path}': {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "'{path}' may be read by others (mode {mode:o}): make it its owner's alone \
+             (chmod 600 '{path}')"
+        ));
+    }
+    std::fs::read_to_string(&full).map_err(|e| format!("cannot read '{path}': {e}"))
 }
 
 /// The process environment.
@@ -47,6 +73,8 @@ pub enum ExpandError {
     Undefined(String),
     /// Unclosed `${`, or an empty or invalid name.
     Syntax,
+    /// `${file:PATH}` whose file cannot be used (why, in words).
+    File(String),
 }
 
 /// Expands every `${NAME}` and `${NAME:-default}` in `input`. `$` not followed by `{` is kept
@@ -76,6 +104,17 @@ pub fn expand(input: &str, env: &dyn Env) -> Result<String, ExpandError> {
         };
         let end = body_start.find('}').ok_or(ExpandError::Syntax)?;
         let body = &body_start[..end];
+        if let Some(path) = body.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err(ExpandError::Syntax);
+            }
+            let secret = env.secret_file(path).map_err(ExpandError::File)?;
+            // A file's one trailing line end is not part of the secret.
+            let secret = secret.strip_suffix('\n').unwrap_or(&secret);
+            out.push_str(secret.strip_suffix('\r').unwrap_or(secret));
+            rest = &body_start[end + 1..];
+            continue;
+        }
         let (name, default) = match body.find(":-") {
             Some(i) => (&body[..i], Some(&body[i + 2..])),
             None => (body, None),

@@ -549,6 +549,65 @@ fn sandbox_files_and_limits_are_read_and_checked_field_by_field() {
 }
 
 #[test]
+fn secrets_come_from_files_only_their_owner_may_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "s3cret-from-a-file\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let envs = dir.path().join("server.env");
+    std::fs::write(
+        &envs,
+        "# the server's keys\nexport API_KEY=\"k-1\"\n\nREGION=eu\nOWN=from-file\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&envs, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let c = parse_value(
+        json!({"mcpServers": {"s": {"command": "x",
+            "env": {"TOKEN": format!("${{file:{}}}", secret.display()), "OWN": "own"},
+            "env_file": envs}}}),
+        &MapEnv::default(),
+    )
+    .unwrap();
+    let Endpoint::Stdio { env, .. } = &c.services["s"].config.endpoint else {
+        panic!()
+    };
+    assert_eq!(env["TOKEN"], "s3cret-from-a-file");
+    assert_eq!(env["API_KEY"], "k-1");
+    assert_eq!(env["REGION"], "eu");
+    assert_eq!(env["OWN"], "own", "env wins over env_file");
+    // Readable by others: refused, naming the field and the fix, never its contents.
+    for file in [&secret, &envs] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let errors = parse_value(
+        json!({"mcpServers": {"s": {"command": "x",
+            "env": {"TOKEN": format!("${{file:{}}}", secret.display())}, "env_file": envs}}}),
+        &MapEnv::default(),
+    )
+    .unwrap_err()
+    .0;
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(errors.len(), 2, "{text:?}");
+    assert!(
+        matches!(&errors[0], ConfigError::InvalidValue { service, field, .. }
+            if service == "s" && (field == "env.TOKEN" || field == "env_file")),
+        "{text:?}"
+    );
+    for t in &text {
+        assert!(
+            t.contains("chmod 600") && !t.contains("s3cret") && !t.contains("k-1"),
+            "{t}"
+        );
+    }
+    // Missing: named.
+    let e = one_err(
+        json!({"mcpServers": {"s": {"command": "x", "args": ["${file:/nowhere/at/all}"]}}}),
+    );
+    assert!(e.to_string().contains("/nowhere/at/all"), "{e}");
+}
+
+#[test]
 fn supervisor_section_is_parsed_and_checked() {
     let c = ok(
         r#"{"supervisor": {"max_restarts": 2, "within": "10s", "tool_separator": "."}, "mcpServers": {"a": {"command": "x"}}}"#,

@@ -125,6 +125,13 @@ impl Env for Placeholder<'_> {
                 .unwrap_or_else(|| self.placeholder.to_owned()),
         )
     }
+
+    fn secret_file(&self, path: &str) -> Result<String, String> {
+        Ok(self
+            .env
+            .secret_file(path)
+            .unwrap_or_else(|_| self.placeholder.to_owned()))
+    }
 }
 
 /// What a save did.

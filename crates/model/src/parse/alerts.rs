@@ -97,6 +97,15 @@ impl Rule<'_> {
                 });
                 String::new()
             }
+            Err(ExpandError::File(why)) => {
+                self.errors.push(ConfigError::InvalidValue {
+                    service: TOP_LEVEL.into(),
+                    field: self.field(key),
+                    expected: "a ${file:PATH} only its owner may read".into(),
+                    found: why,
+                });
+                String::new()
+            }
         }
     }
 

@@ -40,6 +40,15 @@ impl Fields<'_> {
                 });
                 None
             }
+            Err(ExpandError::File(why)) => {
+                self.errors.push(ConfigError::InvalidValue {
+                    service: self.service.to_owned(),
+                    field: field.to_owned(),
+                    expected: "a ${file:PATH} only its owner may read".into(),
+                    found: why,
+                });
+                None
+            }
         }
     }
 

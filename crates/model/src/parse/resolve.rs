@@ -126,7 +126,9 @@ pub(super) fn resolve_one(
             }
             let command = f.expanded_string("command");
             let args = f.expanded_list("args");
-            let envs = f.expanded_map("env");
+            let mut envs = env_file(&mut f);
+            // The service's own `env` wins over its `env_file`.
+            envs.extend(f.expanded_map("env"));
             let inherit = match f.obj.get("env_inherit").cloned() {
                 None | Some(Value::Null) => EnvInherit::Default,
                 Some(Value::String(s)) if s == "all" => EnvInherit::All,
@@ -685,4 +687,57 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
             idle_exit,
         }
     })
+}
+
+/// `env_file`: `NAME=value` lines (blank lines and `#` comments skipped, `export ` and one
+/// pair of quotes around a value allowed) from a file only its owner may read.
+fn env_file(f: &mut Fields<'_>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(path) = f.expanded_string("env_file") else {
+        return out;
+    };
+    let text = match f.env.secret_file(&path) {
+        Ok(t) => t,
+        Err(why) => {
+            f.errors.push(ConfigError::InvalidValue {
+                service: f.service.to_owned(),
+                field: "env_file".into(),
+                expected: "a file of NAME=value lines only its owner may read".into(),
+                found: why,
+            });
+            return out;
+        }
+    };
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let parsed = line.split_once('=').and_then(|(k, v)| {
+            let k = k.trim();
+            let valid = !k.is_empty()
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let v = v.trim();
+            let v = ['"', '\'']
+                .iter()
+                .find_map(|q| v.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+                .unwrap_or(v);
+            valid.then(|| (k.to_owned(), v.to_owned()))
+        });
+        match parsed {
+            Some((k, v)) => {
+                out.insert(k, v);
+            }
+            None => f.errors.push(ConfigError::InvalidValue {
+                service: f.service.to_owned(),
+                field: "env_file".into(),
+                expected: "NAME=value lines".into(),
+                // The line may hold a secret: only where it is.
+                found: format!("line {} of '{path}' is not NAME=value", i + 1),
+            }),
+        }
+    }
+    out
 }
