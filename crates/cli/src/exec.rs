@@ -145,17 +145,23 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
             answer_of(&all.get_service_info(&name).await?)
         }
         Request::Check => {
-            let rows: Vec<Value> = all
-                .check_services()
-                .await?
+            let probes = all.check_services().await?;
+            // Each running server's effective sandbox, beside its probe.
+            let views = all.list_services().await?;
+            let rows: Vec<Value> = probes
                 .into_iter()
                 .map(|(name, p)| {
+                    let sandbox = views
+                        .iter()
+                        .find(|v| v.name == name)
+                        .and_then(|v| v.sandbox.clone());
                     json!({
                         "name": name,
                         "ok": p.ok,
                         "latency_ms": p.latency.as_secs_f64() * 1000.0,
                         "state": p.state,
                         "detail": p.detail,
+                        "sandbox": sandbox,
                     })
                 })
                 .collect();

@@ -270,6 +270,9 @@ pub fn service_detail(v: &ServiceView, color: bool) -> String {
         "pid:        {}",
         dash(v.pid.map(|p| p.to_string()))
     ));
+    if let Some(s) = &v.sandbox {
+        out.push(format!("sandbox:    {}", sandbox_summary(s)));
+    }
     out.push(format!("restarts:   {}", v.restarts));
     out.push(format!("last error: {}", dash(v.last_error.clone())));
     let m = &v.metrics;
@@ -350,7 +353,10 @@ pub fn check_table(rows: &[Value], color: bool) -> String {
     if rows.is_empty() {
         return "no services".into();
     }
-    let mut t = table(&["NAME", "PROBE", "LATENCY", "STATE", "DETAIL"], color);
+    let mut t = table(
+        &["NAME", "PROBE", "LATENCY", "STATE", "DETAIL", "SANDBOX"],
+        color,
+    );
     for r in rows {
         let ok = r["ok"].as_bool().unwrap_or(false);
         let state = r["state"]
@@ -376,9 +382,54 @@ pub fn check_table(rows: &[Value], color: bool) -> String {
                 .set_alignment(CellAlignment::Right),
             state_cell(state, color),
             Cell::new(dash(r["detail"].as_str().map(str::to_owned))),
+            Cell::new(dash(
+                r.get("sandbox")
+                    .filter(|s| !s.is_null())
+                    .map(sandbox_summary),
+            )),
         ]);
     }
     trim_lines(&t.to_string())
+}
+
+/// A running server's sandbox in one line: each part, its limit and what enforces it, and
+/// what this machine could not give.
+pub fn sandbox_summary(s: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(fs) = s.get("filesystem") {
+        let n = |k: &str| fs[k].as_array().map_or(0, Vec::len);
+        parts.push(format!(
+            "files: {} folders read, {} written ({})",
+            n("read"),
+            n("write"),
+            fs["enforced_by"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(net) = s.get("network").and_then(Value::as_str) {
+        parts.push(format!("network: {net}"));
+    }
+    for (key, word, limit) in [
+        ("memory", "memory", "limit"),
+        ("processes", "processes", "limit"),
+        ("cpu", "cores", "cores"),
+        ("open_files", "open files", "limit"),
+    ] {
+        if let Some(p) = s.get(key) {
+            let value = match &p[limit] {
+                Value::String(t) => t.clone(),
+                other => other.to_string(),
+            };
+            parts.push(format!(
+                "{word}: {value} ({})",
+                p["enforced_by"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    if let Some(missing) = s.get("missing").and_then(Value::as_array) {
+        let missing: Vec<&str> = missing.iter().filter_map(Value::as_str).collect();
+        parts.push(format!("NOT GIVEN: {}", missing.join("; ")));
+    }
+    parts.join(", ")
 }
 
 /// A probe of a service that is not meant to run (stopped, not started) is not a failure.

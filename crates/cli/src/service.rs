@@ -66,6 +66,7 @@ pub fn systemd_unit(args: &[String], path: &str) -> String {
          Environment={path}\n\
          ExecStart={}\n\
          LimitNOFILE=8192\n\
+         Delegate=yes\n\
          Restart=on-failure\n\
          RestartSec=2s\n\
          TimeoutStopSec=60s\n\

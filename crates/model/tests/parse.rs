@@ -513,6 +513,15 @@ fn sandbox_files_and_limits_are_read_and_checked_field_by_field() {
     let d = sandbox("d");
     assert_eq!(d.memory, Some(512 << 20));
     assert!(d.is_set() && d.filesystem.is_none());
+    // A remote server's own sandbox would be nothing: refused; one from defaults is not its.
+    let e = one_err(json!({"mcpServers": {"r": {"url": "http://127.0.0.1:1/mcp",
+                                               "sandbox": {"network": "none"}}}}));
+    assert!(
+        matches!(&e, ConfigError::InvalidValue { field, .. } if field == "sandbox"),
+        "{e}"
+    );
+    ok(r#"{"defaults": {"sandbox": {"network": "none"}},
+           "mcpServers": {"r": {"url": "http://127.0.0.1:1/mcp"}}}"#);
     // Each bad field named, nothing else.
     for (bad, field) in [
         (json!({"memory": "lots"}), "sandbox.memory"),

@@ -5,7 +5,8 @@
 //! bash scripts/install-test-servers.sh
 //! cargo run --release -p mcpvisor-tests --bin mcpvisor-bench -- all
 //! ```
-//! Scenarios: `start`, `call`, `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli`,
+//! Scenarios: `start`, `call`, `sandbox` (spawn to tools in a sandbox beside without one; the
+//! "bare" column is the same server unsandboxed), `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli`,
 //! `gateway` (with `gateway-eras`, also alone: 2026-07-28 clients beside handshake-era ones), `gateway-rss` (the real `mcpvisor run --serve`), `lazy` (or `all`), and `scale` (not in `all`: N = 100, 300, 1,000 — `BENCH_SCALE=100,300`
 //! to choose; meant for `--server chaos`).
 //! The MCP server is npm server-everything over stdio (`--server chaos` uses the workspace's
@@ -161,6 +162,74 @@ async fn cold_start(s: &Server, n: usize) {
         Some(bare),
         "ms",
         "<= 1.10x bare",
+    );
+}
+
+/// Spawn to tools listed for one server in a full sandbox (filesystem with the `node` preset
+/// and its package folder, `network: "none"`, memory, process and open-file limits) beside the
+/// same server unsandboxed, one at a time, alternating, through the same store.
+async fn sandbox_start(s: &Server) {
+    const ROUNDS: usize = 40;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = if s.kind == "chaos" {
+        vec![]
+    } else {
+        vec![root.join(".test-servers/node_modules")]
+    };
+    // `BENCH_SANDBOX='{"network": "none"}'` measures one part alone.
+    let sandbox = std::env::var("BENCH_SANDBOX")
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_else(|| {
+            json!({
+                "filesystem": {"read": read, "presets": ["node"]},
+                "network": "none", "memory": "512MiB", "processes": 256, "open_files": 1024,
+            })
+        });
+    println!("sandbox: {sandbox}");
+    let store = open().await;
+    let start = |name: String, sandboxed: bool| {
+        let store = &store;
+        let mut svc = service_json(s, &name);
+        if sandboxed {
+            svc["sandbox"] = sandbox.clone();
+        }
+        async move {
+            let t = Instant::now();
+            store.add_service(svc, Wait::None).await.expect("add");
+            store
+                .wait_for(
+                    &[name.as_str()],
+                    ServiceState::Healthy,
+                    Duration::from_secs(60),
+                )
+                .await
+                .expect("healthy");
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            store.remove_service(&name).await.expect("remove");
+            ms
+        }
+    };
+    // One of each first (node's and the kernel's caches warm for both).
+    start("warm-bare".into(), false).await;
+    start("warm-boxed".into(), true).await;
+    let (mut bare, mut boxed) = (Vec::new(), Vec::new());
+    for i in 0..ROUNDS {
+        if i % 2 == 0 {
+            bare.push(start(format!("bare{i}"), false).await);
+            boxed.push(start(format!("boxed{i}"), true).await);
+        } else {
+            boxed.push(start(format!("boxed{i}"), true).await);
+            bare.push(start(format!("bare{i}"), false).await);
+        }
+    }
+    store.shutdown().await;
+    row(
+        "sandboxed server spawn -> tools (p50)",
+        pct(&mut boxed, 0.5),
+        Some(pct(&mut bare, 0.5)),
+        "ms",
+        "<= 1.05x unsandboxed",
     );
 }
 
@@ -730,6 +799,9 @@ async fn main() {
     }
     if want("call") {
         call_latency(&s).await;
+    }
+    if want("sandbox") {
+        sandbox_start(&s).await;
     }
     if want("throughput") {
         throughput(&s).await;

@@ -173,6 +173,18 @@ pub(super) fn resolve_one(
             }
         }
         (false, true) => {
+            // A sandbox in `defaults` is for the local servers; one a remote server sets
+            // itself would be silently nothing.
+            if !matches!(raw.get("sandbox"), None | Some(Value::Null)) {
+                f.errors.push(ConfigError::InvalidValue {
+                    service: shown.to_owned(),
+                    field: "sandbox".into(),
+                    expected: "no sandbox: it applies to a local server ('command'); a remote \
+                               server runs elsewhere"
+                        .into(),
+                    found: "a sandbox on a server with a 'url'".into(),
+                });
+            }
             let url = f.expanded_string("url");
             let headers = f.expanded_map("headers");
             let url = url.and_then(|u| match url::Url::parse(&u) {
