@@ -300,8 +300,33 @@ fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_server_over_its_memory_limit_is_killed_with_the_reason_and_restarted() {
-    let instance = mcpvisor_tests::RunServe::start(&chaos(json!({"memory": "64MiB"})));
+    let instance = mcpvisor_tests::RunServe::start(&chaos(
+        json!({"memory": "64MiB", "cpu": 0.5, "best_effort": true}),
+    ));
     let before = status_of(&instance.state);
+    // Half a core: in its cgroup where one could be made, else said to be missing.
+    match before["sandbox"]["cpu"]["enforced_by"].as_str() {
+        Some("cgroup v1") | Some("cgroup v2") => {
+            let quota = cgroups_of(instance.pid()).iter().find_map(|d| {
+                std::fs::read_to_string(d.join("cpu.cfs_quota_us"))
+                    .or_else(|_| std::fs::read_to_string(d.join("cpu.max")))
+                    .ok()
+            });
+            let quota = quota.expect("a cpu group");
+            assert!(quota.trim_start().starts_with("50000"), "{quota}");
+        }
+        _ => assert!(
+            before["sandbox"]["missing"].to_string().contains("cpu"),
+            "{before}"
+        ),
+    }
+    // `check` shows it beside the probe.
+    let (code, out, _) = mcpvisor_tests::finished(
+        mcpvisor_tests::mcpvisor_on(&instance.state).args(["check", "--json"]),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["sandbox"], before["sandbox"], "{out}");
     let first_pid = before["pid"].as_u64().expect("a running server");
     assert_eq!(before["sandbox"]["memory"]["limit"], "64 MiB", "{before}");
     let by = before["sandbox"]["memory"]["enforced_by"].clone();
