@@ -3,7 +3,7 @@
 //! server-everything (whose `get-env` tool answers its whole environment): the secret is not
 //! there unless the service's `env_inherit` names it. Its sandbox: chaos-mcp tries to read,
 //! write, fork, open and allocate past what its `sandbox` gives and is refused — or killed,
-//! with the reason, and restarted — and real servers (server-filesystem, server-memory,
+//! with the reason, and restarted — and real servers (server-filesystem, server-memory by npx,
 //! mcp-server-time) still serve their tools inside one.
 
 use serde_json::{json, Value};
@@ -414,9 +414,13 @@ fn real_servers_serve_their_tools_inside_a_filesystem_and_network_sandbox() {
     let config = json!({"mcpServers": {
         "fs": {"command": "node", "args": [mcpvisor_tests::node_server("server-filesystem"), files, other],
                "sandbox": {"filesystem": {"read": [modules], "write": [files]}, "network": "none"}},
-        "memory": {"command": "node", "args": [mcpvisor_tests::node_server("server-memory")],
+        // Through npx (run from the folder it is installed in, offline): npm itself runs in
+        // the sandbox with the node preset (its config, its cache and logs in ~/.npm).
+        "memory": {"command": "npx", "args": ["--offline", "mcp-server-memory"],
+                   "cwd": mcpvisor_tests::servers_dir(),
                    "env": {"MEMORY_FILE_PATH": memory.join("graph.jsonl")},
-                   "sandbox": {"filesystem": {"read": [modules], "write": [memory]}, "network": "none"}},
+                   "sandbox": {"filesystem": {"presets": ["node"], "read": [mcpvisor_tests::servers_dir()],
+                                              "write": [memory]}, "network": "none"}},
         "time": {"command": mcpvisor_tests::servers_dir().join("venv/bin/mcp-server-time"),
                  "sandbox": {"filesystem": {"presets": ["python"]}, "network": "none"}}
     }});
