@@ -25,7 +25,15 @@ fn arb_json() -> impl Strategy<Value = Value> {
             Just("${X}"),
             Just("${X:-y}"),
             Just("10s"),
-            Just("stdio")
+            Just("stdio"),
+            Just("512MiB"),
+            Just("1.5 G"),
+            Just("none"),
+            Just("loopback"),
+            Just("node"),
+            Just("~/x"),
+            Just("${file:/nonexistent/secret}"),
+            Just("${file:}")
         ]
         .prop_map(|s| Value::String(s.to_owned())),
     ];
@@ -50,7 +58,20 @@ fn arb_json() -> impl Strategy<Value = Value> {
             Just("type"),
             Just("interval"),
             Just("restart"),
-            Just("condition")
+            Just("condition"),
+            Just("sandbox"),
+            Just("filesystem"),
+            Just("read"),
+            Just("write"),
+            Just("presets"),
+            Just("network"),
+            Just("memory"),
+            Just("processes"),
+            Just("cpu"),
+            Just("open_files"),
+            Just("best_effort"),
+            Just("env_file"),
+            Just("env_inherit")
         ]
         .prop_map(str::to_owned),
     ];
