@@ -84,18 +84,51 @@ pub struct View {
     pub all: Vec<Offered>,
     /// Exposed name → position in `all`.
     index: HashMap<String, usize>,
+    /// Under `tools: "search"`: which tools are pinned (listed anyway), by position in `all`.
+    search: Option<Vec<bool>>,
+    /// The search index, made on the first search of this view.
+    found: std::sync::OnceLock<Arc<crate::search::Index>>,
 }
 
 impl View {
-    /// What `tools/list` shows.
+    /// The tools `tools/list` shows (under `tools: "search"`, the pinned ones; the meta-tools
+    /// come beside them).
     pub fn listed(&self, down: DownTools) -> impl Iterator<Item = &Offered> {
-        self.all
-            .iter()
-            .filter(move |o| o.listed || down == DownTools::Keep)
+        let pinned = self.search.as_ref();
+        self.all.iter().enumerate().filter_map(move |(i, o)| {
+            let shown = (o.listed || down == DownTools::Keep)
+                && pinned.is_none_or(|p| p.get(i).copied().unwrap_or(false));
+            shown.then_some(o)
+        })
     }
 
-    /// The tool a client calls by `name`.
+    /// Whether the endpoint's tools are found by `search_tools` rather than listed.
+    pub fn searched(&self) -> bool {
+        self.search.is_some()
+    }
+
+    /// The index `search_tools` searches: what `tools/list` would show under `tools: "all"`.
+    pub(crate) fn search_index(&self, down: DownTools) -> Arc<crate::search::Index> {
+        self.found
+            .get_or_init(|| {
+                crate::search::Index::of(
+                    self.all
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, o)| o.listed || down == DownTools::Keep),
+                )
+            })
+            .clone()
+    }
+
+    /// The tool a client calls by `name` (not a meta-tool's name under `tools: "search"`: those
+    /// are the gateway's own).
     pub fn find(&self, name: &str) -> Option<&Offered> {
+        if self.search.is_some()
+            && (name == crate::search::SEARCH_TOOL || name == crate::search::CALL_TOOL)
+        {
+            return None;
+        }
         self.index.get(name).and_then(|i| self.all.get(*i))
     }
 }
@@ -213,7 +246,15 @@ impl Core {
             .enumerate()
             .map(|(i, o)| (o.exposed.clone(), i))
             .collect();
-        let view = Arc::new(View { all, index });
+        let search = filter
+            .filter(|f| f.mode == mcpvisor_model::ToolsMode::Search)
+            .map(|f| all.iter().map(|o| f.pins(&o.exposed)).collect());
+        let view = Arc::new(View {
+            all,
+            index,
+            search,
+            found: Default::default(),
+        });
         self.views
             .write()
             .unwrap_or_else(|p| p.into_inner())

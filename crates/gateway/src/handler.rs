@@ -208,18 +208,42 @@ impl ServerHandler for Session {
         self.core.started().await;
         let view = self.core.view(&self.endpoint).await.map_err(internal)?;
         self.core.remember(&self.endpoint, &view);
-        let tools = view
-            .listed(self.core.config.down_tools)
-            .filter_map(tool_of)
-            .collect();
+        let mut tools = if view.searched() {
+            crate::search::meta_tools()
+        } else {
+            Vec::new()
+        };
+        tools.extend(view.listed(self.core.config.down_tools).filter_map(tool_of));
         Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        // `tools: "search"`: the meta-tools are the gateway's own; `call_tool` becomes the call
+        // of the tool it names, on the same path as any call.
+        let view = self
+            .core
+            .cached_view(&self.endpoint)
+            .await
+            .map_err(internal)?;
+        if view.searched() {
+            match request.name.as_ref() {
+                crate::search::SEARCH_TOOL => {
+                    let index = view.search_index(self.core.config.down_tools);
+                    let found =
+                        crate::search::answer(&view.all, &index, request.arguments.as_ref());
+                    return Ok(found.into());
+                }
+                crate::search::CALL_TOOL => {
+                    request = crate::search::unwrap_call(request)
+                        .map_err(|why| McpError::invalid_params(why, None))?;
+                }
+                _ => {}
+            }
+        }
         // A 2026-07-28 client's retry of a call its server asked something during
         // (`crate::bridge`): the answers go to the server, the same call goes on.
         if let Some(state) = &request.request_state {

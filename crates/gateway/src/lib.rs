@@ -24,6 +24,7 @@ pub mod names;
 mod notify;
 mod ops;
 mod relay;
+mod search;
 mod sessions;
 mod surface;
 

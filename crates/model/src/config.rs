@@ -530,13 +530,29 @@ pub enum DownTools {
 }
 
 /// Which tools one gateway endpoint offers: `allow` (empty = all) minus `deny`. Patterns match
-/// the namespaced name (`service__tool`); `*` matches any run of characters.
+/// the namespaced name (`service__tool`); `*` matches any run of characters. And how it offers
+/// them: all in `tools/list`, or found by a search (`tools: "search"`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ToolFilter {
     /// Offered if matching one of these (all when empty).
     pub allow: Vec<String>,
     /// Never offered if matching one of these.
     pub deny: Vec<String>,
+    /// How the endpoint's tools reach a client.
+    pub mode: ToolsMode,
+    /// Under `tools: "search"`, the tools listed anyway (names or patterns).
+    pub pinned: Vec<String>,
+}
+
+/// How an endpoint's tools reach a client (`gateway.endpoints.<id>.tools`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolsMode {
+    /// Every tool in `tools/list` (`"all"`, the default).
+    #[default]
+    All,
+    /// `tools/list` shows `search_tools` and `call_tool` (and what `pinned` names); the rest is
+    /// found by a search and called through `call_tool` or by its name (`"search"`).
+    Search,
 }
 
 impl ToolFilter {
@@ -544,6 +560,11 @@ impl ToolFilter {
     pub fn admits(&self, name: &str) -> bool {
         (self.allow.is_empty() || self.allow.iter().any(|p| glob(p, name)))
             && !self.deny.iter().any(|p| glob(p, name))
+    }
+
+    /// Whether `name` is listed under `tools: "search"`.
+    pub fn pins(&self, name: &str) -> bool {
+        self.pinned.iter().any(|p| glob(p, name))
     }
 }
 

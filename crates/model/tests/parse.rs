@@ -912,10 +912,34 @@ fn gateway_errors_name_the_field() {
 }
 
 #[test]
+fn an_endpoint_lists_all_its_tools_or_has_them_searched() {
+    let c = ok(r#"{"mcpServers": {}, "gateway": {"endpoints": {
+        "default": {"tools": "search", "pinned": ["files__read*"]}, "bot": {"tools": "all"}}}}"#);
+    let f = &c.gateway.endpoints["default"];
+    assert_eq!(f.mode, ToolsMode::Search);
+    assert!(f.pins("files__read_file") && !f.pins("files__write_file"));
+    assert_eq!(c.gateway.endpoints["bot"].mode, ToolsMode::All);
+    let e = one_err(
+        json!({"mcpServers": {}, "gateway": {"endpoints": {"default": {"tools": "some"}}}}),
+    );
+    assert!(
+        e.to_string().contains("gateway.endpoints.default.tools"),
+        "{e}"
+    );
+    let e =
+        one_err(json!({"mcpServers": {}, "gateway": {"endpoints": {"default": {"pinned": "x"}}}}));
+    assert!(
+        e.to_string().contains("gateway.endpoints.default.pinned"),
+        "{e}"
+    );
+}
+
+#[test]
 fn tool_filter_patterns() {
     let f = ToolFilter {
         allow: vec!["*__read*".into(), "exact__name".into()],
         deny: vec!["*_dangerous".into()],
+        ..ToolFilter::default()
     };
     assert!(f.admits("files__read_file"));
     assert!(f.admits("exact__name"));

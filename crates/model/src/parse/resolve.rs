@@ -671,16 +671,38 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
                     };
                     let allow = list("allow");
                     let deny = list("deny");
+                    let pinned = list("pinned");
+                    let mode = match filter.get("tools") {
+                        None | Some(Value::Null) => ToolsMode::All,
+                        Some(Value::String(m)) if m == "all" => ToolsMode::All,
+                        Some(Value::String(m)) if m == "search" => ToolsMode::Search,
+                        Some(other) => {
+                            s.f.invalid(
+                                &format!("{field}.tools"),
+                                "\"all\" (every tool listed) or \"search\" (found by search_tools)",
+                                other,
+                            );
+                            ToolsMode::All
+                        }
+                    };
                     for k in filter.keys() {
-                        if k != "allow" && k != "deny" {
+                        if !["allow", "deny", "tools", "pinned"].contains(&k.as_str()) {
                             s.f.invalid(
                                 &format!("{field}.{k}"),
-                                "\"allow\" or \"deny\"",
+                                "\"allow\", \"deny\", \"tools\" or \"pinned\"",
                                 &Value::String(format!("unknown key '{k}'")),
                             );
                         }
                     }
-                    endpoints.insert(id, ToolFilter { allow, deny });
+                    endpoints.insert(
+                        id,
+                        ToolFilter {
+                            allow,
+                            deny,
+                            mode,
+                            pinned,
+                        },
+                    );
                 }
             }
             Some(other) => s.f.invalid(

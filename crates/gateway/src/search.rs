@@ -1,0 +1,212 @@
+//! `tools: "search"` (`gateway.endpoints.<id>.tools`): a client lists two meta-tools —
+//! `search_tools` (a query: the best matching tools of the endpoint, with their full input
+//! schemas) and `call_tool` (a found tool's name and arguments) — and what `pinned` names,
+//! instead of every tool of the fleet. The ranking is BM25 (the `bm25` crate: English
+//! stemming and stop words) over each tool's exposed name, title, description, parameter
+//! names and descriptions, and its service's name; names are split into words first
+//! (`read_text_file`, `getUserInfo` → "read text file", "get user info"). The index is the
+//! endpoint's view's: it follows the fleet as the view does, idle lazy services included, and
+//! holds only what the endpoint's allow and deny lists admit, so search and call see the same.
+
+use std::sync::Arc;
+
+use bm25::{Language, SearchEngine, SearchEngineBuilder};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, Tool};
+use serde_json::{json, Map, Value};
+
+use crate::core::{tool_of, Offered};
+
+/// The meta-tool that searches.
+pub(crate) const SEARCH_TOOL: &str = "search_tools";
+/// The meta-tool that calls a found tool.
+pub(crate) const CALL_TOOL: &str = "call_tool";
+/// Results a search answers unless asked for another number.
+const DEFAULT_LIMIT: usize = 5;
+/// The most a search answers.
+const MAX_LIMIT: usize = 20;
+
+/// An endpoint's tools, indexed for search (ids are positions in the view's `all`).
+#[derive(Debug)]
+pub(crate) struct Index {
+    engine: SearchEngine<usize>,
+}
+
+impl Index {
+    /// The index of `tools` (position, tool).
+    pub(crate) fn of<'a>(tools: impl Iterator<Item = (usize, &'a Offered)>) -> Arc<Index> {
+        let docs: Vec<bm25::Document<usize>> = tools
+            .map(|(i, o)| bm25::Document::new(i, document(o)))
+            .collect();
+        let engine = SearchEngineBuilder::<usize>::with_documents(Language::English, docs).build();
+        Arc::new(Index { engine })
+    }
+
+    /// The positions of the best matches of `query`, best first.
+    pub(crate) fn search(&self, query: &str, limit: usize) -> Vec<usize> {
+        self.engine
+            .search(&words(query), limit)
+            .into_iter()
+            .map(|r| r.document.id)
+            .collect()
+    }
+}
+
+/// What a tool is found by.
+fn document(o: &Offered) -> String {
+    let t = &o.entry.tool;
+    let mut text = Vec::new();
+    // The name counts twice: it is what a tool is most often asked for by.
+    text.push(words(&o.exposed));
+    text.push(words(&t.name));
+    text.push(words(o.entry.service.name.as_str()));
+    if let Some(title) = t.raw.get("title").and_then(Value::as_str) {
+        text.push(title.to_owned());
+    }
+    if let Some(d) = &t.description {
+        text.push(d.clone());
+    }
+    if let Some(Value::Object(props)) = t.input_schema.get("properties") {
+        for (name, p) in props {
+            text.push(words(name));
+            if let Some(d) = p.get("description").and_then(Value::as_str) {
+                text.push(d.to_owned());
+            }
+        }
+    }
+    text.join(" ")
+}
+
+/// An identifier or a query as words: `_`, `-`, `.`, `/` and `:` are spaces, and a lower-case
+/// letter followed by an upper-case one starts a word.
+fn words(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut prev_lower = false;
+    for c in s.chars() {
+        if matches!(c, '_' | '-' | '.' | '/' | ':') {
+            out.push(' ');
+            prev_lower = false;
+            continue;
+        }
+        if c.is_uppercase() && prev_lower {
+            out.push(' ');
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// The two meta-tools, as `tools/list` shows them.
+pub(crate) fn meta_tools() -> Vec<Tool> {
+    let tool = |v: Value| serde_json::from_value::<Tool>(v).ok();
+    [
+        tool(json!({
+            "name": SEARCH_TOOL,
+            "title": "Search tools",
+            "description": "Find the tools for a task among every tool this gateway can call \
+                (they are not all listed, to keep the list short). Answers the best matches, \
+                each with its name, description and input schema; call one with call_tool \
+                (or by its name).",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "query": {"type": "string", "description": "what the tool should do, in a few words"},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                              "description": format!("how many tools to answer (default {DEFAULT_LIMIT})")}
+                },
+                "required": ["query"]
+            },
+            "annotations": {"readOnlyHint": true}
+        })),
+        tool(json!({
+            "name": CALL_TOOL,
+            "title": "Call a tool",
+            "description": "Call a tool found by search_tools, by its name, with its arguments.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "description": "the tool's name, as search_tools answered it"},
+                    "arguments": {"type": "object", "description": "the tool's arguments, as its input schema says"}
+                },
+                "required": ["name"]
+            }
+        })),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The answer to a `search_tools` call with `arguments` over `tools` (the view's, with the
+/// index of those a search may find).
+pub(crate) fn answer(
+    all: &[Offered],
+    index: &Index,
+    arguments: Option<&Map<String, Value>>,
+) -> CallToolResult {
+    let query = arguments
+        .and_then(|a| a.get("query"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .unwrap_or("");
+    if query.is_empty() {
+        return CallToolResult::error(vec![ContentBlock::text(
+            "search_tools needs a 'query': what the tool should do, in a few words",
+        )]);
+    }
+    let limit = arguments
+        .and_then(|a| a.get("limit"))
+        .and_then(Value::as_u64)
+        .map_or(DEFAULT_LIMIT, |n| (n as usize).clamp(1, MAX_LIMIT));
+    let found: Vec<Value> = index
+        .search(query, limit)
+        .into_iter()
+        .filter_map(|i| all.get(i))
+        .filter_map(|o| {
+            let mut v = serde_json::to_value(tool_of(o)?).ok()?;
+            v["service"] = Value::String(o.entry.service.name.to_string());
+            Some(v)
+        })
+        .collect();
+    let text = json!({
+        "query": query,
+        "tools": found,
+        "how": "call one with call_tool {\"name\": NAME, \"arguments\": {...}}, or by its name",
+    });
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text.to_string())]);
+    result.structured_content = Some(text);
+    result
+}
+
+/// A `call_tool` call as the call of the tool it names; an error says what is missing.
+pub(crate) fn unwrap_call(
+    mut request: CallToolRequestParams,
+) -> Result<CallToolRequestParams, String> {
+    let args = request.arguments.take().unwrap_or_default();
+    let Some(name) = args.get("name").and_then(Value::as_str) else {
+        return Err(
+            "call_tool needs 'name': the name of a tool search_tools answered, and its \
+             'arguments'"
+                .into(),
+        );
+    };
+    request.name = name.to_owned().into();
+    request.arguments = match args.get("arguments") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(m)) => Some(m.clone()),
+        Some(_) => return Err("call_tool's 'arguments' must be an object".into()),
+    };
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::words;
+
+    #[test]
+    fn names_are_split_into_words() {
+        assert_eq!(words("fs__read_text_file"), "fs  read text file");
+        assert_eq!(words("getUserInfo"), "get user info");
+        assert_eq!(words("git-log.v2"), "git log v2");
+    }
+}

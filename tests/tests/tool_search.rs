@@ -1,0 +1,136 @@
+//! Tool search (issue "Fifty servers in one context window"): an endpoint with `tools:
+//! "search"` lists `search_tools`, `call_tool` and its pinned tools; a real MCP client (rmcp
+//! over streamable HTTP, through the real `mcpvisor run --serve`) finds a tool of the fleet by
+//! what it does and calls it through `call_tool` or by its name; the endpoint's deny list holds
+//! for search and call alike.
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::ServiceExt;
+use serde_json::{json, Value};
+
+/// The tools a `search_tools` call with `args` answered: their names, best first.
+async fn found(peer: &rmcp::Peer<rmcp::RoleClient>, args: Value) -> Vec<String> {
+    let r = mcpvisor_tests::mcp_call(peer, "search_tools", args.clone()).await;
+    assert_ne!(r.is_error, Some(true), "{args}: {r:?}");
+    let v: Value = serde_json::from_str(&mcpvisor_tests::first_text(&r)).unwrap();
+    let tools = v["tools"].as_array().unwrap();
+    for t in tools {
+        assert_eq!(t["inputSchema"]["type"], "object", "a full schema: {t}");
+    }
+    tools
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_finds_a_tool_by_what_it_does_and_calls_it() {
+    mcpvisor_service_actor::install_default_tls_provider();
+    let instance = mcpvisor_tests::RunServe::start(&json!({
+        "mcpServers": {
+            "c": {"command": mcpvisor_tests::chaos_bin()},
+            "every": {"command": "node", "args": ["-r", mcpvisor_tests::loopback_preload(),
+                      mcpvisor_tests::node_server("server-everything"), "stdio"]}
+        },
+        "gateway": {"endpoints": {"default": {
+            "tools": "search", "pinned": ["c__add"], "deny": ["every__get-env"]}}}
+    }));
+    let client = ()
+        .serve(StreamableHttpClientTransport::from_uri(
+            instance.url.clone(),
+        ))
+        .await
+        .unwrap();
+    let peer = client.peer();
+    // The list is the two meta-tools and the pinned one, not the fleet's 20.
+    let listed: Vec<String> = peer
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert_eq!(listed, ["search_tools", "call_tool", "c__add"]);
+
+    // Found by what they do, with their schemas.
+    assert_eq!(
+        found(peer, json!({"query": "tiny image"}))
+            .await
+            .first()
+            .map(String::as_str),
+        Some("every__get-tiny-image")
+    );
+    let sums = found(peer, json!({"query": "sum of two numbers", "limit": 3})).await;
+    assert!(sums.len() <= 3, "{sums:?}");
+    assert_eq!(
+        sums.first().map(String::as_str),
+        Some("every__get-sum"),
+        "{sums:?}"
+    );
+    assert!(sums.iter().any(|n| n == "c__add"), "{sums:?}");
+    // What the endpoint denies is never found.
+    let env = found(
+        peer,
+        json!({"query": "environment variables of the server", "limit": 20}),
+    )
+    .await;
+    assert!(!env.iter().any(|n| n == "every__get-env"), "{env:?}");
+
+    // Called through call_tool, or by its name.
+    let r = mcpvisor_tests::mcp_call(
+        peer,
+        "call_tool",
+        json!({"name": "c__echo", "arguments": {"text": "found and called"}}),
+    )
+    .await;
+    assert_eq!(mcpvisor_tests::first_text(&r), "found and called");
+    let r = mcpvisor_tests::mcp_call(peer, "c__echo", json!({"text": "by its name"})).await;
+    assert_eq!(mcpvisor_tests::first_text(&r), "by its name");
+    // Denied: not callable either; a search without a query says what it needs.
+    let denied = peer
+        .call_tool(
+            CallToolRequestParams::new("call_tool").with_arguments(
+                json!({"name": "every__get-env"})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            ),
+        )
+        .await;
+    assert!(
+        denied.is_err() || denied.as_ref().is_ok_and(|r| r.is_error == Some(true)),
+        "{denied:?}"
+    );
+    let empty = mcpvisor_tests::mcp_call(peer, "search_tools", json!({})).await;
+    assert_eq!(empty.is_error, Some(true));
+    assert!(mcpvisor_tests::first_text(&empty).contains("query"));
+
+    // The same through `serve --stdio` (the byte-stream path relays calls of listed names
+    // itself; the meta-tools are answered by the gateway).
+    let mut cmd = tokio::process::Command::new(mcpvisor_tests::mcpvisor_bin());
+    cmd.arg("--state-dir")
+        .arg(&instance.state)
+        .args(["serve", "--stdio"]);
+    let (transport, _) = rmcp::transport::TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdio = ().serve(transport).await.unwrap();
+    assert_eq!(
+        found(stdio.peer(), json!({"query": "tiny image"}))
+            .await
+            .first()
+            .map(String::as_str),
+        Some("every__get-tiny-image")
+    );
+    let r = mcpvisor_tests::mcp_call(
+        stdio.peer(),
+        "call_tool",
+        json!({"name": "c__echo", "arguments": {"text": "over stdio"}}),
+    )
+    .await;
+    assert_eq!(mcpvisor_tests::first_text(&r), "over stdio");
+    let _ = stdio.cancel().await;
+    let _ = client.cancel().await;
+}
