@@ -475,3 +475,59 @@ fn real_servers_serve_their_tools_inside_a_filesystem_and_network_sandbox() {
     assert_eq!(code, Some(0), "{now}");
     assert!(text(&now).contains("Europe/Paris"), "{now}");
 }
+
+#[test]
+fn a_sandboxed_server_cannot_drive_mcpvisor_through_its_sockets() {
+    // Two chaos servers in one instance: `free` unsandboxed, `boxed` with a sandbox.
+    let instance = mcpvisor_tests::RunServe::start(&json!({"mcpServers": {
+        "free": {"command": mcpvisor_tests::chaos_bin()},
+        "boxed": {"command": mcpvisor_tests::chaos_bin(), "sandbox": {"open_files": 512}}}}));
+    let ask = |service: &str, socket: &str, line: &str| {
+        let (code, out, err) = mcpvisor_tests::finished(
+            mcpvisor_tests::mcpvisor_on(&instance.state).args([
+                "call",
+                &format!("{service}__chaos"),
+                "--args",
+                &json!({"action": "unix_request", "text": line,
+                        "path": instance.state.join(socket)})
+                .to_string(),
+            ]),
+        );
+        assert_eq!(code, Some(0), "{out} {err}");
+        out
+    };
+    let ping = r#"{"cmd": "ping"}"#;
+    // The control socket answers the unsandboxed server (so the request is a real one)...
+    assert!(ask("free", "mcpvisor.sock", ping).contains("\"pid\""));
+    // ...and refuses the sandboxed one, in words.
+    let refused = ask("boxed", "mcpvisor.sock", ping);
+    assert!(
+        refused.contains("a sandboxed server may not use"),
+        "{refused}"
+    );
+    // The gateway's socket: the unsandboxed server is answered its initialize, the sandboxed
+    // one is closed on without a word (no tools of the fleet through it).
+    let initialize = format!(
+        "mcpvisor-gateway default\n{}",
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "chaos", "version": "0"}}})
+    );
+    assert!(ask("free", "gateway.sock", &initialize).contains("\"serverInfo\""));
+    let (code, out, _) = mcpvisor_tests::finished(
+        mcpvisor_tests::mcpvisor_on(&instance.state).args([
+            "call",
+            "boxed__chaos",
+            "--json",
+            "--args",
+            &json!({"action": "unix_request", "text": initialize,
+                    "path": instance.state.join("gateway.sock")})
+            .to_string(),
+        ]),
+    );
+    // Closed unread: an empty answer, or the reset of the data it did not read.
+    assert!(
+        !out.contains("serverInfo") && (code == Some(0) || out.contains("Connection reset")),
+        "{out}"
+    );
+}

@@ -74,6 +74,9 @@ pub async fn serve_socket(
         let stream = tokio::select! {
             _ = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
+                // A sandboxed server does not reach the fleet's tools through the gateway's
+                // socket either (its network sandbox says what else it reaches).
+                Ok((stream, _)) if crate::server::from_a_sandbox(&stream) => continue,
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     tracing::warn!("gateway socket: accept failed: {e}");

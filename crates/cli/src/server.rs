@@ -184,6 +184,9 @@ pub async fn serve(
             // Reap finished connections so the set stays small.
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if from_a_sandbox(&stream) => {
+                    conns.spawn(refuse_sandboxed(stream));
+                }
                 Ok((stream, _)) => match slots.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let (store, instance, cancel) = (store.clone(), instance.clone(), cancel.clone());
@@ -205,6 +208,28 @@ pub async fn serve(
         }
     }
     conns.shutdown().await;
+}
+
+/// Whether the peer of `stream` is a sandboxed server (or runs inside one's sandbox): it may
+/// not drive mcpvisor — add a server without a sandbox, read the fleet — whatever its files
+/// allow (Landlock before ABI 9 does not cover connecting to a named socket).
+pub(crate) fn from_a_sandbox(stream: &UnixStream) -> bool {
+    let sandboxed = stream
+        .peer_cred()
+        .ok()
+        .and_then(|c| c.pid())
+        .is_some_and(mcpvisor_supervisor::in_a_sandbox);
+    if sandboxed {
+        tracing::warn!("a sandboxed server tried mcpvisor's socket; refused");
+    }
+    sandboxed
+}
+
+async fn refuse_sandboxed(mut stream: UnixStream) {
+    let e = CliError::failed("a sandboxed server may not use mcpvisor's control socket");
+    let _ = stream
+        .write_all(Response::err(&e).to_line().as_bytes())
+        .await;
 }
 
 async fn refuse_busy(mut stream: UnixStream) {

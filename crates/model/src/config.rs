@@ -174,9 +174,10 @@ pub fn format_bytes(bytes: u64) -> String {
 
 /// What a sandboxed server may read and write (`sandbox.filesystem`), enforced by Landlock:
 /// every other file is refused, whatever its permissions. Besides these lists it may always
-/// read (and run) the system's own programs and libraries (`/usr`, `/lib*`, `/bin`, `/sbin`,
-/// `/etc`), `/proc`, `/sys`, `/dev`, and its command's own install folder; and write
-/// `/dev/null`, `/dev/zero`, `/dev/full` and `/dev/tty`.
+/// read (and run) the system's own programs and libraries (`/usr`, `/lib*`, `/bin`, `/sbin`),
+/// `/proc`, `/sys`, the files programs need in `/etc` (not the rest of it), `/dev/random` and
+/// `/dev/urandom`, and its command's own install folder; and write `/dev/null`, `/dev/zero` and
+/// `/dev/full`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Filesystem {
     /// What it may read and run, folders with all they hold (`read`); relative paths are from
@@ -194,10 +195,12 @@ pub enum Preset {
     /// `"node"`: node and npm's install folder (read), npm's cache and logs `~/.npm` (write,
     /// what `npx -y` fetches into) and `~/.npmrc` (read).
     Node,
-    /// `"python"`: the install folder of `python3` (read), `~/.local` (read), and uv's and pip's
-    /// caches and tools (`~/.cache/uv`, `~/.local/share/uv`, `~/.cache/pip`: write).
+    /// `"python"`: the install folders of `python3`, `uv` and `uvx`, `~/.local/lib`,
+    /// `~/.local/bin` and `~/.pyenv` (read), and uv's and pip's caches and tools
+    /// (`~/.cache/uv`, `~/.local/share/uv`, `~/.cache/pip`: write).
     Python,
-    /// `"cwd"`: the server's working directory (write).
+    /// `"cwd"`: the server's own working directory, its `cwd` (write); without a `cwd` it is
+    /// an error (the supervisor's folder may hold its config).
     Cwd,
     /// `"tmp"`: the temporary folder, `$TMPDIR` or `/tmp` (write).
     Tmp,

@@ -27,6 +27,7 @@ mod progress;
 mod raw;
 pub mod relay;
 mod sandbox;
+pub use sandbox::in_a_sandbox;
 mod sse;
 pub mod stdio;
 

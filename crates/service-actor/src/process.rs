@@ -93,12 +93,16 @@ pub fn spawn(service: &str, spec: &SpawnSpec) -> Result<Spawned, SpawnError> {
         cmd.current_dir(cwd);
     }
     let sandbox = confinement.as_ref().map(|c| c.effective().clone());
+    let own_namespace = confinement.as_ref().is_some_and(|c| c.has_user_namespace());
     let cgroup = confinement.and_then(|c| c.install(&mut cmd));
     let mut child = cmd.spawn()?;
     let pid = child
         .id()
         .ok_or_else(|| std::io::Error::other("child exited before its pid was read"))?;
     let guard = GroupGuard::new(pid);
+    if own_namespace {
+        crate::sandbox::remember_namespace(pid);
+    }
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {

@@ -58,6 +58,7 @@ impl Confinement {
         }
         let mut missing: Vec<Missing> = Vec::new();
         let mut effective = Map::new();
+        let explicit_cwd = cwd;
         let cwd = cwd
             .map(Path::to_path_buf)
             .or_else(|| std::env::current_dir().ok())
@@ -76,13 +77,36 @@ impl Confinement {
         let ruleset = match &sandbox.filesystem {
             None => None,
             Some(fs) => {
-                let places = Places::of(fs, command, &cwd, home.as_deref(), &path_var, env)?;
+                let places = Places::of(
+                    fs,
+                    command,
+                    explicit_cwd,
+                    &cwd,
+                    home.as_deref(),
+                    &path_var,
+                    env,
+                )?;
+                let abi = landlock_abi();
+                let mut not_covered: Vec<&str> = Vec::new();
+                if abi < 6 {
+                    not_covered.push(
+                        "signals and abstract Unix sockets to processes outside it (Landlock ABI 6)",
+                    );
+                }
+                if abi < 9 {
+                    not_covered.push(
+                        "named Unix sockets outside its write list (Landlock ABI 9); mcpvisor's \
+                         own sockets refuse it",
+                    );
+                }
                 match landlock_ruleset(&places, sandbox.best_effort) {
                     Ok(fd) => {
                         effective.insert(
                             "filesystem".into(),
                             json!({
                                 "enforced_by": if fd.is_some() { "landlock" } else { "nothing" },
+                                "landlock_abi": abi,
+                                "not_covered": not_covered,
                                 "read": shown(&places.read, SYSTEM_READ),
                                 "write": shown(&places.write, SYSTEM_WRITE),
                                 "also": "the system's programs and libraries and what they need: \
@@ -109,7 +133,22 @@ impl Confinement {
         } else {
             None
         };
-        let mut user_namespace = sandbox.network != Network::Any;
+        // Every sandboxed server is in a user namespace of its own (mapped to the supervisor's
+        // user and group): mcpvisor's own sockets tell it from other clients by it, and
+        // processes count in it.
+        let user_namespace = match user_namespaces_off() {
+            None => true,
+            Some(why) => {
+                missing.push(format!("user namespaces: {why}"));
+                if sandbox.network != Network::Any {
+                    missing.push(format!(
+                        "network \"{}\": it needs a user namespace",
+                        sandbox.network.name()
+                    ));
+                }
+                false
+            }
+        };
         if let Some(bytes) = sandbox.memory {
             let by = match cgroup.as_ref().and_then(Cgroup::memory_by) {
                 Some(by) => by,
@@ -133,11 +172,17 @@ impl Confinement {
                     ));
                     "nothing"
                 }
-                _ => {
+                _ if user_namespace => {
                     // Counted per user namespace: only this server's processes count.
                     rlimits.push((libc::RLIMIT_NPROC, n));
-                    user_namespace = true;
                     "rlimit (processes of its own user namespace)"
+                }
+                _ => {
+                    missing.push(format!(
+                        "processes: no pids cgroup could be made, and an rlimit would count \
+                         every process of the user without a user namespace (limit {n})"
+                    ));
+                    "nothing"
                 }
             };
             effective.insert("processes".into(), json!({"limit": n, "enforced_by": by}));
@@ -167,8 +212,12 @@ impl Confinement {
         }
         let network = match sandbox.network {
             Network::Any => None,
+            _ if !user_namespace => None,
             n => Some(n),
         };
+        for (resource, limit) in &rlimits {
+            check_hard_limit(*resource, *limit)?;
+        }
         effective.insert(
             "network".into(),
             Value::String(sandbox.network.name().to_owned()),
@@ -203,6 +252,11 @@ impl Confinement {
         &self.effective
     }
 
+    /// Whether the server gets a user namespace of its own.
+    pub(crate) fn has_user_namespace(&self) -> bool {
+        self.user_namespace
+    }
+
     /// Makes `cmd`'s process enter its sandbox before it runs its program. Consumes what the
     /// child needs; the cgroup (to read its counters and remove it) is handed back.
     pub(crate) fn install(self, cmd: &mut Command) -> Option<Cgroup> {
@@ -217,6 +271,7 @@ impl Confinement {
             join,
             effective: _,
         } = self;
+        let own_cgroup_namespace = cgroup.is_some();
         // The ruleset stays open in the supervisor until the command is dropped (the child's
         // copy closes on exec).
         // SAFETY: between fork and exec this makes only system calls (open, write, close,
@@ -227,21 +282,16 @@ impl Confinement {
                 for procs in &join {
                     write_file(procs, b"0")?;
                 }
-                for (resource, limit) in &rlimits {
-                    let lim = libc::rlimit {
-                        rlim_cur: *limit,
-                        rlim_max: *limit,
-                    };
-                    if libc::setrlimit(*resource, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
                 if user_namespace {
-                    let flags = if network.is_some() {
-                        libc::CLONE_NEWUSER | libc::CLONE_NEWNET
-                    } else {
-                        libc::CLONE_NEWUSER
-                    };
+                    let mut flags = libc::CLONE_NEWUSER;
+                    if network.is_some() {
+                        flags |= libc::CLONE_NEWNET;
+                    }
+                    // Its cgroup is the root of its view: it cannot move out of it (and, under
+                    // cgroup v2's nsdelegate, not write its limits either).
+                    if own_cgroup_namespace {
+                        flags |= libc::CLONE_NEWCGROUP;
+                    }
                     if libc::unshare(flags) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -250,6 +300,17 @@ impl Confinement {
                     write_file(c"/proc/self/gid_map", &gid_map)?;
                     if network == Some(Network::Loopback) {
                         loopback_up()?;
+                    }
+                }
+                // Last before the program: after the namespace (a process limit set before it
+                // would cap the user's processes) and after the files opened above.
+                for (resource, limit) in &rlimits {
+                    let lim = libc::rlimit {
+                        rlim_cur: *limit,
+                        rlim_max: *limit,
+                    };
+                    if libc::setrlimit(*resource, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
                     }
                 }
                 if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
@@ -357,18 +418,22 @@ const SYSTEM_READ: &[&str] = &[
 ];
 
 /// What every server may write.
-const SYSTEM_WRITE: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
+/// (Not `/dev/tty`: a server in the terminal's session could type into the user's shell.)
+const SYSTEM_WRITE: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
 
 impl Places {
+    #[allow(clippy::too_many_arguments)]
     fn of(
         fs: &Filesystem,
         command: &str,
+        explicit_cwd: Option<&Path>,
         cwd: &Path,
         home: Option<&Path>,
         path_var: &str,
         env: &std::collections::BTreeMap<String, String>,
     ) -> Result<Places, String> {
         let mut p = Places::default();
+        let explicit_cwd = explicit_cwd.map(Path::to_path_buf);
         // The user's own lists must exist: a typo is not a silently empty sandbox.
         for (list, field, into) in [
             (&fs.read, "read", &mut p.read),
@@ -387,28 +452,34 @@ impl Places {
         }
         let mut read: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
         let mut write: Vec<PathBuf> = SYSTEM_WRITE.iter().map(PathBuf::from).collect();
-        read.extend(program_roots(command, path_var));
+        read.extend(program_roots(command, path_var, home));
         let home_of = |rel: &str| home.map(|h| h.join(rel));
         for preset in &fs.presets {
             match preset {
                 Preset::Node => {
-                    read.extend(program_roots("node", path_var));
-                    read.extend(program_roots("npx", path_var));
+                    read.extend(program_roots("node", path_var, home));
+                    read.extend(program_roots("npx", path_var, home));
                     read.extend(home_of(".npmrc"));
                     write.extend(home_of(".npm").map(made));
                 }
                 Preset::Python => {
                     for program in ["python3", "uv", "uvx"] {
-                        read.extend(program_roots(program, path_var));
+                        read.extend(program_roots(program, path_var, home));
                     }
-                    read.extend(home_of(".local"));
+                    // Not all of ~/.local: ~/.local/state holds mcpvisor's own state.
+                    read.extend(home_of(".local/lib"));
+                    read.extend(home_of(".local/bin"));
                     read.extend(home_of(".pyenv"));
                     read.extend(home_of(".config/uv"));
                     for cache in [".cache/uv", ".local/share/uv", ".cache/pip"] {
                         write.extend(home_of(cache).map(made));
                     }
                 }
-                Preset::Cwd => write.push(cwd.to_path_buf()),
+                Preset::Cwd => write.push(explicit_cwd.clone().ok_or_else(|| {
+                    "sandbox.filesystem.presets: \"cwd\" needs the service's own 'cwd' (the \
+                     supervisor's folder may hold its config)"
+                        .to_owned()
+                })?),
                 Preset::Tmp => write.push(
                     env.get("TMPDIR")
                         .map(PathBuf::from)
@@ -459,17 +530,17 @@ fn resolve(path: &Path, cwd: &Path, home: Option<&Path>) -> PathBuf {
 /// The install folders of `program` (looked up on `path_var` unless a path): the folder of
 /// its real file — its parent if that is a `bin` — and the same for the interpreter of its
 /// `#!` line (followed through `env`), so a script's runtime can run.
-fn program_roots(program: &str, path_var: &str) -> Vec<PathBuf> {
+fn program_roots(program: &str, path_var: &str, home: Option<&Path>) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut next = which(program, path_var);
     for _ in 0..3 {
         let Some(found) = next.take() else { break };
         // The link itself (a venv's bin/python) and where it leads.
-        if let Some(root) = install_root(&found) {
+        if let Some(root) = install_root(&found, home) {
             out.push(root);
         }
         let real = found.canonicalize().unwrap_or(found);
-        if let Some(root) = install_root(&real) {
+        if let Some(root) = install_root(&real, home) {
             out.push(root);
         }
         next = shebang(&real).and_then(|(interp, arg)| {
@@ -483,13 +554,22 @@ fn program_roots(program: &str, path_var: &str) -> Vec<PathBuf> {
     out
 }
 
-fn install_root(file: &Path) -> Option<PathBuf> {
+/// The folder `file` is installed in: its own, or — for a `bin` — the one above, unless that
+/// is `/`, the home folder or a folder holding it, or a folder right in the home folder
+/// (`~/.local`, `~/.cargo`: they hold more than a program). `None` when even its own folder is
+/// one of those.
+fn install_root(file: &Path, home: Option<&Path>) -> Option<PathBuf> {
     let dir = file.parent()?;
+    let holds_home = |p: &Path| p.parent().is_none() || home.is_some_and(|h| h.starts_with(p));
     if dir.file_name().is_some_and(|n| n == "bin" || n == "sbin") {
-        dir.parent().map(Path::to_path_buf)
-    } else {
-        Some(dir.to_path_buf())
+        if let Some(up) = dir.parent() {
+            let right_in_home = home.is_some_and(|h| up.parent() == Some(h));
+            if !holds_home(up) && !right_in_home {
+                return Some(up.to_path_buf());
+            }
+        }
     }
+    (!holds_home(dir)).then(|| dir.to_path_buf())
 }
 
 fn which(program: &str, path_var: &str) -> Option<PathBuf> {
@@ -529,7 +609,8 @@ fn landlock_ruleset(places: &Places, best_effort: bool) -> Result<Option<OwnedFd
     // truncation, device ioctls, and scoping signals and abstract sockets to the sandbox)
     // are taken where the kernel has them.
     let first = ABI::V1;
-    let newest = ABI::V6;
+    // Up to connecting to named Unix sockets only where writing is allowed (ABI 9).
+    let newest = ABI::V9;
     let ruleset = Ruleset::default()
         .set_compatibility(if best_effort {
             CompatLevel::BestEffort
@@ -541,7 +622,7 @@ fn landlock_ruleset(places: &Places, best_effort: bool) -> Result<Option<OwnedFd
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(newest))
         .map_err(refused)?
-        .scope(Scope::from_all(newest))
+        .scope(Scope::from_all(ABI::V6))
         .map_err(refused)?
         .create()
         .map_err(refused)?;
@@ -561,5 +642,144 @@ fn landlock_ruleset(places: &Places, best_effort: bool) -> Result<Option<OwnedFd
         Some(fd) => Ok(Some(fd)),
         None if best_effort => Ok(None),
         None => Err("this kernel has no Landlock: sandbox.filesystem cannot be given".into()),
+    }
+}
+
+/// Why this machine gives no user namespaces, if it does not.
+fn user_namespaces_off() -> Option<String> {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Some("turned off on this machine (user.max_user_namespaces = 0)".into());
+    }
+    if !nix::unistd::geteuid().is_root()
+        && read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0")
+    {
+        return Some(
+            "turned off for unprivileged users on this machine (kernel.unprivileged_userns_clone \
+             = 0)"
+                .into(),
+        );
+    }
+    None
+}
+
+/// An error naming the field when `limit` is over what this process may set.
+fn check_hard_limit(resource: libc::__rlimit_resource_t, limit: u64) -> Result<(), String> {
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(resource, &mut now) } != 0 || nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let field = match resource {
+        libc::RLIMIT_NOFILE => "open_files",
+        libc::RLIMIT_NPROC => "processes",
+        _ => "memory",
+    };
+    if now.rlim_max != libc::RLIM_INFINITY && limit > now.rlim_max {
+        return Err(format!(
+            "sandbox.{field}: {limit} is over the most mcpvisor itself may have ({})",
+            now.rlim_max
+        ));
+    }
+    Ok(())
+}
+
+/// The Landlock ABI this kernel has (0: none).
+pub(crate) fn landlock_abi() -> i64 {
+    const VERSION: libc::c_uint = 1; // LANDLOCK_CREATE_RULESET_VERSION
+                                     // SAFETY: with this flag the call takes no ruleset and only answers a number.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            VERSION,
+        )
+    };
+    v.max(0)
+}
+
+/// The user namespaces of the sandboxed servers started so far (device, inode).
+fn namespaces() -> &'static std::sync::Mutex<std::collections::HashSet<(u64, u64)>> {
+    static SET: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<(u64, u64)>>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(Default::default)
+}
+
+/// Records the user namespace of sandboxed server `pid` (after its exec).
+pub(crate) fn remember_namespace(pid: u32) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/user")) {
+        namespaces()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((m.dev(), m.ino()));
+    }
+}
+
+/// Whether process `pid` runs in a sandboxed server's user namespace, or in one made inside
+/// it (walked up with `NS_GET_PARENT`, at most 32 levels): such a process may not drive
+/// mcpvisor through its sockets, which Landlock before ABI 9 does not keep it from.
+pub fn in_a_sandbox(pid: i32) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const NS_GET_PARENT: libc::c_ulong = 0xb702; // _IO(0xb7, 0x2)
+    let known = namespaces()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if known.is_empty() {
+        return false;
+    }
+    let Ok(file) = std::fs::File::open(format!("/proc/{pid}/ns/user")) else {
+        return false;
+    };
+    let mut fd: OwnedFd = file.into();
+    for _ in 0..32 {
+        let Ok(st) = nix::sys::stat::fstat(&fd) else {
+            return false;
+        };
+        if known.contains(&(st.st_dev, st.st_ino)) {
+            return true;
+        }
+        // SAFETY: an ioctl on our own descriptor; a new descriptor or -1 comes back.
+        let parent = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_PARENT) };
+        if parent < 0 {
+            return false;
+        }
+        // SAFETY: `parent` is a new descriptor we own.
+        fd = unsafe { OwnedFd::from_raw_fd(parent) };
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::install_root;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn an_install_folder_is_never_the_root_the_home_or_a_folder_right_in_it() {
+        let home = Some(Path::new("/home/ann"));
+        let root = |f: &str| install_root(Path::new(f), home);
+        assert_eq!(root("/usr/bin/node"), Some(PathBuf::from("/usr")));
+        assert_eq!(root("/bin/sh"), Some(PathBuf::from("/bin")));
+        assert_eq!(root("/opt/node/bin/node"), Some(PathBuf::from("/opt/node")));
+        assert_eq!(
+            root("/home/ann/.cargo/bin/uv"),
+            Some(PathBuf::from("/home/ann/.cargo/bin"))
+        );
+        assert_eq!(
+            root("/home/ann/bin/tool"),
+            Some(PathBuf::from("/home/ann/bin"))
+        );
+        assert_eq!(
+            root("/home/ann/.nvm/versions/node/v22/bin/node"),
+            Some(PathBuf::from("/home/ann/.nvm/versions/node/v22"))
+        );
+        assert_eq!(root("/home/ann/server.py"), None);
+        assert_eq!(root("/tool"), None);
     }
 }

@@ -50,6 +50,7 @@ pub use mcpvisor_model as model;
 pub use mcpvisor_registry_actor::{
     EventStream, LookupError, Scope, ServiceView, ToolEntry, ToolTarget,
 };
+pub use mcpvisor_service_actor::in_a_sandbox;
 pub use mcpvisor_service_actor::install_default_tls_provider;
 pub use mcpvisor_service_actor::oauth;
 pub use mcpvisor_service_actor::relay::{Answer, ServerRequests};

@@ -200,3 +200,15 @@ pub fn open_files(count: u64) -> serde_json::Value {
     }
     serde_json::json!({"opened": files.len(), "error": error})
 }
+
+/// Writes `line` and a newline to the Unix socket at `path` and reads the first line of its
+/// answer (at most 5 s): the line, or "" when it closed without one.
+pub fn unix_request(path: &str, line: &str) -> std::io::Result<String> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    s.write_all(format!("{line}\n").as_bytes())?;
+    let mut answer = String::new();
+    std::io::BufReader::new(s).read_line(&mut answer)?;
+    Ok(answer.trim_end().to_owned())
+}

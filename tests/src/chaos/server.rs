@@ -416,6 +416,11 @@ impl ChaosServer {
                 text(format!("allocated {kept} MiB"))
             }
             "fork" => text(faults::fork_children(a.u64("count")?).to_string()),
+            "unix_request" => {
+                faults::unix_request(a.str("path")?, a.opt_str("text")?.unwrap_or(""))
+                    .map_err(|e| format!("refused: {e}"))
+                    .and_then(text)
+            }
             "open_files" => text(faults::open_files(a.u64("count")?).to_string()),
             "add_tool" => {
                 let name = a.str("name")?;

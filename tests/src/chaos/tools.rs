@@ -25,6 +25,7 @@ pub const ACTIONS: &[&str] = &[
     "allocate",
     "fork",
     "open_files",
+    "unix_request",
 ];
 
 fn schema(value: Value) -> Arc<JsonObject> {
@@ -108,14 +109,15 @@ fn chaos_tool() -> Tool {
          spawn_grandchild {keep_stdio?}, add_tool {name}, remove_tool {name}, no_ping {enabled?}, forget_sessions (HTTP: every session so far gets 404), \
          request_id (not a fault: answers with this call's JSON-RPC id, as JSON); for sandboxes: \
          read_file {path}, write_file {path, text?}, allocate {mib} (and touch it), fork {count} \
-         (sleeping children, killed after), open_files {count} — each answers what it got, or \
+         (sleeping children, killed after), open_files {count}, unix_request {path, text} (one line \
+         to a Unix socket, its first line of answer) — each answers what it got, or \
          the system's refusal as a tool error.",
         schema(json!({
             "type": "object",
             "properties": {
                 "action": {"type": "string", "enum": ACTIONS, "description": "the fault to inject"},
                 "code": {"type": "integer", "description": "exit: exit code (default 1)"},
-                "path": {"type": "string", "description": "read_file, write_file: the file"},
+                "path": {"type": "string", "description": "read_file, write_file, unix_request: the file"},
                 "mib": {"type": "integer", "description": "allocate: mebibytes"},
                 "count": {"type": "integer", "description": "stderr_lines, fork, open_files: how many"},
                 "after_response": {"type": "boolean", "description": "exit: answer this call first (default false)"},

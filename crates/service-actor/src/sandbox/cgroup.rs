@@ -224,7 +224,8 @@ impl Drop for Cgroup {
             }
         }
         // Everything left in it goes — a grandchild that left the server's process group
-        // included — and then the group (a dying process leaves it a moment later).
+        // included, and what it forks meanwhile — and then the group (a dying process leaves
+        // it a moment later).
         for dir in &dirs {
             kill_all(dir);
         }
@@ -232,6 +233,9 @@ impl Drop for Cgroup {
             .name("mcpvisor-cgroup-rm".into())
             .spawn(move || {
                 for _ in 0..200 {
+                    for dir in &dirs {
+                        kill_all(dir);
+                    }
                     dirs.retain(|d| std::fs::remove_dir(d).is_err() && d.exists());
                     if dirs.is_empty() {
                         return;
@@ -370,9 +374,14 @@ fn delegated(dir: &Path) -> Option<Vec<String>> {
     let request: String = wanted.iter().map(|c| format!("+{c} ")).collect();
     let control = dir.join("cgroup.subtree_control");
     if std::fs::write(&control, request.trim()).is_err() {
+        // Every process of the group moves (the supervisor, and servers it started before
+        // its first sandbox): a delegated group is the supervisor's alone.
         let leaf = dir.join("mcpvisor-supervisor");
         let _ = std::fs::create_dir(&leaf);
-        std::fs::write(leaf.join("cgroup.procs"), std::process::id().to_string()).ok()?;
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().map(str::trim).filter(|p| !p.is_empty()) {
+            let _ = std::fs::write(leaf.join("cgroup.procs"), pid);
+        }
         std::fs::write(&control, request.trim()).ok()?;
     }
     let now = enabled(dir);
