@@ -134,3 +134,38 @@ async fn a_client_finds_a_tool_by_what_it_does_and_calls_it() {
     let _ = stdio.cancel().await;
     let _ = client.cancel().await;
 }
+
+#[test]
+fn the_cli_and_the_library_rank_the_fleets_tools_the_same_way() {
+    let dir = tempfile::Builder::new()
+        .prefix("tsearch")
+        .tempdir()
+        .unwrap();
+    let file = dir.path().join("mcp.json");
+    std::fs::write(
+        &file,
+        json!({"mcpServers": {
+            "c": {"command": mcpvisor_tests::chaos_bin()},
+            "every": {"command": "node", "args": ["-r", mcpvisor_tests::loopback_preload(),
+                      mcpvisor_tests::node_server("server-everything"), "stdio"]}}})
+        .to_string(),
+    )
+    .unwrap();
+    let (code, out, err) = mcpvisor_tests::finished(
+        mcpvisor_tests::mcpvisor_on(&dir.path().join("state"))
+            .arg("--config")
+            .arg(&file)
+            .args([
+                "tools",
+                "--search",
+                "sum of two numbers",
+                "--limit",
+                "2",
+                "--json",
+            ]),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let tools: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["every__get-sum", "c__add"], "{out}");
+}

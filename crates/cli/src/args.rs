@@ -215,6 +215,12 @@ pub struct ToolsArgs {
     /// Act as this agent: only its own services, by their local names
     #[arg(long, value_name = "AGENT")]
     pub agent: Option<String>,
+    /// The tools that best match QUERY (what they should do, in a few words), best first
+    #[arg(long, value_name = "QUERY")]
+    pub search: Option<String>,
+    /// With --search: how many tools to show
+    #[arg(long, default_value_t = 10, requires = "search")]
+    pub limit: usize,
     /// Print JSON: an array of tools
     #[arg(long)]
     pub json: bool,

@@ -159,6 +159,7 @@ pub async fn tools(g: &GlobalArgs, a: ToolsArgs) -> CliResult<Exit> {
         Request::Tools {
             service: a.service,
             agent: a.agent,
+            search: a.search.map(|query| (query, a.limit)),
         },
         Some(a.oneshot.wait),
     )

@@ -50,9 +50,16 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
         },
         Request::Status { name: None } => answer_of(&all.list_services().await?),
         Request::Status { name: Some(n) } => answer_of(&all.get_service_info(&n).await?),
-        Request::Tools { service, agent } => {
+        Request::Tools {
+            service,
+            agent,
+            search,
+        } => {
             let scoped = in_scope(store, agent.as_deref())?;
-            let mut tools = scoped.list_tools().await?;
+            let mut tools = match &search {
+                Some((query, limit)) => scoped.search_tools(query, *limit).await?,
+                None => scoped.list_tools().await?,
+            };
             if let Some(s) = service {
                 // An unknown service is an error, not an empty list.
                 let v = match agent {

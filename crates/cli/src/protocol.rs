@@ -52,6 +52,9 @@ pub enum Request {
         /// In this agent's scope.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent: Option<String>,
+        /// Only the best matches of a query (the query, how many), best first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        search: Option<(String, usize)>,
     },
     /// Result: an array of `{"uri", "name", "service", "original_uri", "resource"}`.
     Resources {

@@ -111,7 +111,7 @@ impl View {
     pub(crate) fn search_index(&self, down: DownTools) -> Arc<crate::search::Index> {
         self.found
             .get_or_init(|| {
-                crate::search::Index::of(
+                crate::search::index(
                     self.all
                         .iter()
                         .enumerate()

@@ -1,16 +1,13 @@
 //! `tools: "search"` (`gateway.endpoints.<id>.tools`): a client lists two meta-tools —
 //! `search_tools` (a query: the best matching tools of the endpoint, with their full input
 //! schemas) and `call_tool` (a found tool's name and arguments) — and what `pinned` names,
-//! instead of every tool of the fleet. The ranking is BM25 (the `bm25` crate: English
-//! stemming and stop words) over each tool's exposed name, title, description, parameter
-//! names and descriptions, and its service's name; names are split into words first
-//! (`read_text_file`, `getUserInfo` → "read text file", "get user info"). The index is the
-//! endpoint's view's: it follows the fleet as the view does, idle lazy services included, and
-//! holds only what the endpoint's allow and deny lists admit, so search and call see the same.
+//! instead of every tool of the fleet. The ranking is the registry's `ToolSearch` (BM25). The
+//! index is the endpoint's view's: it follows the fleet as the view does, idle lazy services
+//! included, and holds only what the endpoint's allow and deny lists admit, so search and call
+//! see the same.
 
 use std::sync::Arc;
 
-use bm25::{Language, SearchEngine, SearchEngineBuilder};
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, Tool};
 use serde_json::{json, Map, Value};
 
@@ -26,74 +23,13 @@ const DEFAULT_LIMIT: usize = 5;
 const MAX_LIMIT: usize = 20;
 
 /// An endpoint's tools, indexed for search (ids are positions in the view's `all`).
-#[derive(Debug)]
-pub(crate) struct Index {
-    engine: SearchEngine<usize>,
-}
+pub(crate) type Index = mcpvisor_supervisor::ToolSearch;
 
-impl Index {
-    /// The index of `tools` (position, tool).
-    pub(crate) fn of<'a>(tools: impl Iterator<Item = (usize, &'a Offered)>) -> Arc<Index> {
-        let docs: Vec<bm25::Document<usize>> = tools
-            .map(|(i, o)| bm25::Document::new(i, document(o)))
-            .collect();
-        let engine = SearchEngineBuilder::<usize>::with_documents(Language::English, docs).build();
-        Arc::new(Index { engine })
-    }
-
-    /// The positions of the best matches of `query`, best first.
-    pub(crate) fn search(&self, query: &str, limit: usize) -> Vec<usize> {
-        self.engine
-            .search(&words(query), limit)
-            .into_iter()
-            .map(|r| r.document.id)
-            .collect()
-    }
-}
-
-/// What a tool is found by.
-fn document(o: &Offered) -> String {
-    let t = &o.entry.tool;
-    let mut text = Vec::new();
-    // The name counts twice: it is what a tool is most often asked for by.
-    text.push(words(&o.exposed));
-    text.push(words(&t.name));
-    text.push(words(o.entry.service.name.as_str()));
-    if let Some(title) = t.raw.get("title").and_then(Value::as_str) {
-        text.push(title.to_owned());
-    }
-    if let Some(d) = &t.description {
-        text.push(d.clone());
-    }
-    if let Some(Value::Object(props)) = t.input_schema.get("properties") {
-        for (name, p) in props {
-            text.push(words(name));
-            if let Some(d) = p.get("description").and_then(Value::as_str) {
-                text.push(d.to_owned());
-            }
-        }
-    }
-    text.join(" ")
-}
-
-/// An identifier or a query as words: `_`, `-`, `.`, `/` and `:` are spaces, and a lower-case
-/// letter followed by an upper-case one starts a word.
-fn words(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    let mut prev_lower = false;
-    for c in s.chars() {
-        if matches!(c, '_' | '-' | '.' | '/' | ':') {
-            out.push(' ');
-            prev_lower = false;
-            continue;
-        }
-        if c.is_uppercase() && prev_lower {
-            out.push(' ');
-        }
-        prev_lower = c.is_lowercase() || c.is_ascii_digit();
-        out.extend(c.to_lowercase());
-    }
-    out
+/// The index of `tools` (position, tool) of a view.
+pub(crate) fn index<'a>(tools: impl Iterator<Item = (usize, &'a Offered)>) -> Arc<Index> {
+    Arc::new(Index::new(
+        tools.map(|(i, o)| (i, &o.entry, o.exposed.as_str())),
+    ))
 }
 
 /// The two meta-tools, as `tools/list` shows them.
@@ -197,16 +133,4 @@ pub(crate) fn unwrap_call(
         Some(_) => return Err("call_tool's 'arguments' must be an object".into()),
     };
     Ok(request)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::words;
-
-    #[test]
-    fn names_are_split_into_words() {
-        assert_eq!(words("fs__read_text_file"), "fs  read text file");
-        assert_eq!(words("getUserInfo"), "get user info");
-        assert_eq!(words("git-log.v2"), "git log v2");
-    }
 }

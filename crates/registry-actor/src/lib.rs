@@ -38,10 +38,12 @@ pub mod actor;
 pub mod events;
 mod index;
 pub mod registry;
+pub mod search;
 pub mod view;
 
 pub use actor::{RegistryActor, RegistryArgs, RegistryError, RegistryMsg, RegistryState};
 pub use events::EventStream;
 pub use index::{fnv1a64, namespaced_tool_name, shorten_tool_name};
 pub use registry::{Moment, Registry, ServiceRecord};
+pub use search::ToolSearch;
 pub use view::{LookupError, Scope, ServiceView, ToolEntry, ToolTarget, STDERR_TAIL_LINES};

@@ -48,7 +48,7 @@ pub use store::{
 
 pub use mcpvisor_model as model;
 pub use mcpvisor_registry_actor::{
-    EventStream, LookupError, Scope, ServiceView, ToolEntry, ToolTarget,
+    EventStream, LookupError, Scope, ServiceView, ToolEntry, ToolSearch, ToolTarget,
 };
 pub use mcpvisor_service_actor::in_a_sandbox;
 pub use mcpvisor_service_actor::install_default_tls_provider;

@@ -134,6 +134,40 @@ impl Store {
         .map_err(StoreError::gone)
     }
 
+    /// The tools that best match `query` (what they should do, in a few words), best first,
+    /// at most `limit`: ranked by BM25 over each tool's name, its service's, title,
+    /// description and parameters ([`crate::ToolSearch`], as the gateway's `search_tools`).
+    /// ```no_run
+    /// # async fn f(store: mcpvisor_supervisor::Store) -> Result<(), mcpvisor_supervisor::StoreError> {
+    /// for t in store.search_tools("read a file", 5).await? {
+    ///     println!("{}: {}", t.name, t.tool.description.unwrap_or_default());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn search_tools(
+        &self,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<ToolEntry>, StoreError> {
+        let tools = self.list_tools().await?;
+        let index = mcpvisor_registry_actor::ToolSearch::new(
+            tools
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i, t, t.name.as_str())),
+        );
+        let mut found = index.search(query, limit);
+        // In rank order, each taken once.
+        let mut out = Vec::with_capacity(found.len());
+        let mut tools: Vec<Option<ToolEntry>> = tools.into_iter().map(Some).collect();
+        for i in found.drain(..) {
+            if let Some(t) = tools.get_mut(i).and_then(Option::take) {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
     /// Calls a tool by namespaced (`service__tool`) or unique bare name. Runs concurrently
     /// with every other call; fails fast when the service is not up; `timeout` overrides the
     /// service's `timeouts.call` and sends `notifications/cancelled` when it fires.
