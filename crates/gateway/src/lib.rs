@@ -25,6 +25,7 @@ mod notify;
 mod ops;
 mod relay;
 mod search;
+pub use search::meta_tools;
 mod sessions;
 mod surface;
 

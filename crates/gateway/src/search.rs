@@ -32,8 +32,8 @@ pub(crate) fn index<'a>(tools: impl Iterator<Item = (usize, &'a Offered)>) -> Ar
     ))
 }
 
-/// The two meta-tools, as `tools/list` shows them.
-pub(crate) fn meta_tools() -> Vec<Tool> {
+/// The two meta-tools, as `tools/list` shows them under `tools: "search"`.
+pub fn meta_tools() -> Vec<Tool> {
     let tool = |v: Value| serde_json::from_value::<Tool>(v).ok();
     [
         tool(json!({

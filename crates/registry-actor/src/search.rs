@@ -29,8 +29,20 @@ impl ToolSearch {
 
     /// The ids of the best matches of `query`, best first, at most `limit`.
     pub fn search(&self, query: &str, limit: usize) -> Vec<usize> {
+        // A query is words already: only its separators are spaces (a "GitHub" in it is not
+        // "git hub", as in a tool's name `getUserInfo` is "get user info").
+        let query: String = query
+            .chars()
+            .map(|c| {
+                if matches!(c, '_' | '-' | '.' | '/' | ':') {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .collect();
         self.engine
-            .search(&words(query), limit)
+            .search(&query, limit)
             .into_iter()
             .map(|r| r.document.id)
             .collect()

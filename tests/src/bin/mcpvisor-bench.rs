@@ -5,7 +5,7 @@
 //! bash scripts/install-test-servers.sh
 //! cargo run --release -p mcpvisor-tests --bin mcpvisor-bench -- all
 //! ```
-//! Scenarios: `start`, `call`, `sandbox` (spawn to tools in a sandbox beside without one; the
+//! Scenarios: `start`, `call`, `search` (tool search over 1,000 and 10,000 tools), `sandbox` (spawn to tools in a sandbox beside without one; the
 //! "bare" column is the same server unsandboxed), `throughput`, `kill`, `rss`, `idle`, `add`, `rss-cli`,
 //! `gateway` (with `gateway-eras`, also alone: 2026-07-28 clients beside handshake-era ones), `gateway-rss` (the real `mcpvisor run --serve`), `lazy` (or `all`), and `scale` (not in `all`: N = 100, 300, 1,000 — `BENCH_SCALE=100,300`
 //! to choose; meant for `--server chaos`).
@@ -231,6 +231,106 @@ async fn sandbox_start(s: &Server) {
         "ms",
         "<= 1.05x unsandboxed",
     );
+}
+
+/// Tool search (`ToolSearch`, what `search_tools` and `Store::search_tools` rank with): query
+/// p50/p99 over 1,000 and 10,000 indexed tools, and the time to index them.
+fn search_bench() {
+    use mcpvisor_supervisor::{ToolEntry, ToolSearch};
+    const VERBS: &[&str] = &[
+        "read", "write", "list", "create", "delete", "update", "search", "get", "send", "move",
+        "copy", "fetch", "run", "query", "open", "close", "start", "stop", "merge", "sum",
+    ];
+    const NOUNS: &[&str] = &[
+        "file",
+        "issue",
+        "branch",
+        "message",
+        "page",
+        "table",
+        "image",
+        "user",
+        "repository",
+        "database",
+        "channel",
+        "event",
+        "note",
+        "folder",
+        "commit",
+        "record",
+        "document",
+        "task",
+        "ticket",
+        "invoice",
+        "calendar",
+        "contact",
+        "comment",
+        "label",
+        "release",
+    ];
+    for n in [1_000usize, 10_000] {
+        let tools: Vec<ToolEntry> = (0..n)
+            .map(|i| {
+                let (v, o) = (VERBS[i % VERBS.len()], NOUNS[(i / VERBS.len()) % NOUNS.len()]);
+                let service = format!("svc{}", i / 50);
+                serde_json::from_value(json!({
+                    "name": format!("{service}__{v}_{o}_{i}"),
+                    "service": {"name": service},
+                    "tool": {"name": format!("{v}_{o}_{i}"),
+                             "description": format!("{v} a {o} of the {service} service, by id or by name"),
+                             "input_schema": {"type": "object", "properties": {
+                                 "id": {"type": "string", "description": format!("the {o}'s id")}}},
+                             "raw": {}},
+                    "stale": false
+                }))
+                .expect("a tool entry")
+            })
+            .collect();
+        let t = Instant::now();
+        let index = ToolSearch::new(
+            tools
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i, t, t.name.as_str())),
+        );
+        let build = t.elapsed().as_secs_f64() * 1000.0;
+        let queries = [
+            "read a file",
+            "send a message to a channel",
+            "delete the branch",
+            "list calendar events",
+            "merge a release",
+        ];
+        let mut ms = Vec::new();
+        for i in 0..2_000 {
+            let q = queries[i % queries.len()];
+            let t = Instant::now();
+            let found = index.search(q, 5);
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert!(!found.is_empty());
+        }
+        row(
+            &format!("search_tools over {n} tools: query p50"),
+            pct(&mut ms, 0.5),
+            None,
+            "ms",
+            "-",
+        );
+        row(
+            &format!("search_tools over {n} tools: query p99"),
+            pct(&mut ms, 0.99),
+            None,
+            "ms",
+            "p99 < 1 ms at 10,000",
+        );
+        row(
+            &format!("search_tools: index {n} tools"),
+            build,
+            None,
+            "ms",
+            "-",
+        );
+    }
 }
 
 async fn call_latency(s: &Server) {
@@ -802,6 +902,9 @@ async fn main() {
     }
     if want("sandbox") {
         sandbox_start(&s).await;
+    }
+    if want("search") {
+        search_bench();
     }
     if want("throughput") {
         throughput(&s).await;
