@@ -195,6 +195,16 @@ pub async fn mcp_call(
     peer.call_tool(params).await.expect("call")
 }
 
+/// The names of the tools `peer` lists, in its order.
+pub async fn tool_names(peer: &rmcp::Peer<rmcp::RoleClient>) -> Vec<String> {
+    peer.list_all_tools()
+        .await
+        .expect("tools/list")
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect()
+}
+
 /// The first text content of a tool result ("" if none).
 pub fn first_text(r: &rmcp::model::CallToolResult) -> String {
     r.content

@@ -311,14 +311,7 @@ async fn servers_requests_go_to_the_calling_client_only_if_it_declared_the_capab
         .unwrap();
 
     // mcpvisor told the server it may ask: the server offers its asking tools.
-    let tools: Vec<String> = able
-        .peer()
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let tools = mcpvisor_tests::tool_names(able.peer()).await;
     for t in [
         "ev__trigger-sampling-request",
         "ev__trigger-elicitation-request",

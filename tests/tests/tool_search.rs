@@ -44,13 +44,7 @@ async fn a_client_finds_a_tool_by_what_it_does_and_calls_it() {
         .unwrap();
     let peer = client.peer();
     // The list is the two meta-tools and the pinned one, not the fleet's 20.
-    let listed: Vec<String> = peer
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
+    let listed = mcpvisor_tests::tool_names(peer).await;
     assert_eq!(listed, ["search_tools", "call_tool", "c__add"]);
 
     // Found by what they do, with their schemas.

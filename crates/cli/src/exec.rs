@@ -56,7 +56,11 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
             search,
         } => {
             let scoped = in_scope(store, agent.as_deref())?;
+            // With a service, every match is ranked first and the limit taken of its own.
             let mut tools = match &search {
+                Some((query, _)) if service.is_some() => {
+                    scoped.search_tools(query, usize::MAX).await?
+                }
                 Some((query, limit)) => scoped.search_tools(query, *limit).await?,
                 None => scoped.list_tools().await?,
             };
@@ -67,6 +71,9 @@ pub async fn execute(store: &Store, req: Request, instance: &Instance) -> CliRes
                     None => all.get_service_info(&s).await?,
                 };
                 tools.retain(|t| t.service == v.id);
+                if let Some((_, limit)) = &search {
+                    tools.truncate(*limit);
+                }
             }
             answer_of(&tools)
         }

@@ -97,7 +97,9 @@ impl View {
         let pinned = self.search.as_ref();
         self.all.iter().enumerate().filter_map(move |(i, o)| {
             let shown = (o.listed || down == DownTools::Keep)
-                && pinned.is_none_or(|p| p.get(i).copied().unwrap_or(false));
+                && pinned.is_none_or(|p| {
+                    p.get(i).copied().unwrap_or(false) && !crate::search::is_meta(&o.exposed)
+                });
             shown.then_some(o)
         })
     }
@@ -111,12 +113,11 @@ impl View {
     pub(crate) fn search_index(&self, down: DownTools) -> Arc<crate::search::Index> {
         self.found
             .get_or_init(|| {
-                crate::search::index(
-                    self.all
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, o)| o.listed || down == DownTools::Keep),
-                )
+                // A tool exposed under a meta-tool's name (a bare name) cannot be called by it:
+                // it is not found either.
+                crate::search::index(self.all.iter().enumerate().filter(|(_, o)| {
+                    (o.listed || down == DownTools::Keep) && !crate::search::is_meta(&o.exposed)
+                }))
             })
             .clone()
     }
@@ -124,9 +125,7 @@ impl View {
     /// The tool a client calls by `name` (not a meta-tool's name under `tools: "search"`: those
     /// are the gateway's own).
     pub fn find(&self, name: &str) -> Option<&Offered> {
-        if self.search.is_some()
-            && (name == crate::search::SEARCH_TOOL || name == crate::search::CALL_TOOL)
-        {
+        if self.search.is_some() && crate::search::is_meta(name) {
             return None;
         }
         self.index.get(name).and_then(|i| self.all.get(*i))

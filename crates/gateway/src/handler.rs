@@ -232,9 +232,15 @@ impl ServerHandler for Session {
         if view.searched() {
             match request.name.as_ref() {
                 crate::search::SEARCH_TOOL => {
-                    let index = view.search_index(self.core.config.down_tools);
-                    let found =
-                        crate::search::answer(&view.all, &index, request.arguments.as_ref());
+                    // Indexing a large view takes milliseconds: off the runtime's workers.
+                    let down = self.core.config.down_tools;
+                    let arguments = request.arguments.clone();
+                    let found = tokio::task::spawn_blocking(move || {
+                        let index = view.search_index(down);
+                        crate::search::answer(&view.all, &index, arguments.as_ref())
+                    })
+                    .await
+                    .map_err(|e| McpError::internal_error(e.to_string(), None))?;
                     return Ok(found.into());
                 }
                 crate::search::CALL_TOOL => {

@@ -17,6 +17,11 @@ use crate::core::{tool_of, Offered};
 pub(crate) const SEARCH_TOOL: &str = "search_tools";
 /// The meta-tool that calls a found tool.
 pub(crate) const CALL_TOOL: &str = "call_tool";
+/// Whether `name` is a meta-tool's.
+pub(crate) fn is_meta(name: &str) -> bool {
+    name == SEARCH_TOOL || name == CALL_TOOL
+}
+
 /// Results a search answers unless asked for another number.
 const DEFAULT_LIMIT: usize = 5;
 /// The most a search answers.

@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::view::ToolEntry;
 
+/// The most distinct words of a query that count (a longer query costs more, finds no more).
+pub const MAX_QUERY_WORDS: usize = 32;
+
 /// Tools indexed for search; ids are the caller's (positions in its list).
 #[derive(Debug)]
 pub struct ToolSearch {
@@ -27,23 +30,27 @@ impl ToolSearch {
         }
     }
 
-    /// The ids of the best matches of `query`, best first, at most `limit`.
+    /// The ids of the best matches of `query`, best first (ties by id: the same answer every
+    /// time), at most `limit`. Of the query, its first [`MAX_QUERY_WORDS`] distinct words count.
     pub fn search(&self, query: &str, limit: usize) -> Vec<usize> {
         // A query is words already: only its separators are spaces (a "GitHub" in it is not
         // "git hub", as in a tool's name `getUserInfo` is "get user info").
-        let query: String = query
-            .chars()
-            .map(|c| {
-                if matches!(c, '_' | '-' | '.' | '/' | ':') {
-                    ' '
-                } else {
-                    c
-                }
-            })
-            .collect();
-        self.engine
-            .search(&query, limit)
+        let mut seen: Vec<&str> = Vec::new();
+        let separator = |c: char| c.is_whitespace() || matches!(c, '_' | '-' | '.' | '/' | ':');
+        for w in query.split(separator) {
+            if !w.is_empty() && !seen.contains(&w) && seen.len() < MAX_QUERY_WORDS {
+                seen.push(w);
+            }
+        }
+        let mut found = self.engine.search(&seen.join(" "), None);
+        found.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.document.id.cmp(&b.document.id))
+        });
+        found
             .into_iter()
+            .take(limit)
             .map(|r| r.document.id)
             .collect()
     }
