@@ -268,3 +268,33 @@ fn the_retrieval_set_finds_the_tool_for_a_task_and_the_list_shrinks() {
     assert!(r5 >= 0.95, "recall@5 {r5:.3}: {missed:#?}");
     assert!(tokens(&search) * 50 < tokens(&all));
 }
+
+#[test]
+fn the_python_sdk_finds_and_calls_a_tool_in_both_eras() {
+    let instance = mcpvisor_tests::RunServe::start(&json!({
+        "mcpServers": {"every": {"command": "node", "args": ["-r", mcpvisor_tests::loopback_preload(),
+                                 mcpvisor_tests::node_server("server-everything"), "stdio"]}},
+        "gateway": {"endpoints": {"default": {"tools": "search"}}}
+    }));
+    let python = mcpvisor_tests::servers_dir().join("pysdk/bin/python");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("support/sdk_search.py");
+    for (mode, version) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .args([mode, instance.url.as_str()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the Python SDK");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(seen["version"], version, "{seen}");
+        assert_eq!(seen["tools"], json!(["search_tools", "call_tool"]), "{seen}");
+        assert_eq!(seen["found"][0], "every__echo", "{seen}");
+        assert_eq!(seen["called"], "Echo: found by the SDK", "{seen}");
+    }
+}
