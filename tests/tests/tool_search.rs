@@ -293,8 +293,57 @@ fn the_python_sdk_finds_and_calls_a_tool_in_both_eras() {
         );
         let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         assert_eq!(seen["version"], version, "{seen}");
-        assert_eq!(seen["tools"], json!(["search_tools", "call_tool"]), "{seen}");
+        assert_eq!(
+            seen["tools"],
+            json!(["search_tools", "call_tool"]),
+            "{seen}"
+        );
         assert_eq!(seen["found"][0], "every__echo", "{seen}");
         assert_eq!(seen["called"], "Echo: found by the SDK", "{seen}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_tools_cuts_the_list_by_turns_and_tells_the_client() {
+    mcpvisor_service_actor::install_default_tls_provider();
+    let instance = mcpvisor_tests::RunServe::start(&json!({
+        "mcpServers": {
+            "c": {"command": mcpvisor_tests::chaos_bin()},
+            "every": {"command": "node", "args": ["-r", mcpvisor_tests::loopback_preload(),
+                      mcpvisor_tests::node_server("server-everything"), "stdio"]}
+        },
+        "gateway": {"endpoints": {"default": {"max_tools": 6}}}
+    }));
+    let client = ()
+        .serve(StreamableHttpClientTransport::from_uri(
+            instance.url.clone(),
+        ))
+        .await
+        .unwrap();
+    let listed = client.peer().list_tools(None).await.unwrap();
+    let names: Vec<String> = listed.tools.iter().map(|t| t.name.to_string()).collect();
+    // Turns in service order, each service's tools in name order: three each.
+    assert_eq!(
+        names,
+        [
+            "c__add",
+            "c__chaos",
+            "c__echo",
+            "every__echo",
+            "every__get-annotated-message",
+            "every__get-env"
+        ]
+    );
+    let meta = serde_json::to_value(&listed.meta).unwrap();
+    let cut = &meta["io.mcpvisor/cut"];
+    assert_eq!(cut["listed"], 6, "{meta}");
+    assert!(cut["of"].as_u64().unwrap() > 6, "{meta}");
+    assert!(
+        cut["why"].as_str().unwrap().contains("\"search\""),
+        "{meta}"
+    );
+    // The rest stay callable by name.
+    let r = mcpvisor_tests::mcp_call(client.peer(), "c__sleep", json!({"ms": 1})).await;
+    assert_eq!(mcpvisor_tests::first_text(&r), "slept 1");
+    let _ = client.cancel().await;
 }

@@ -84,8 +84,11 @@ pub struct View {
     pub all: Vec<Offered>,
     /// Exposed name → position in `all`.
     index: HashMap<String, usize>,
-    /// Under `tools: "search"`: which tools are pinned (listed anyway), by position in `all`.
+    /// Under `tools: "search"`: which tools are pinned (listed anyway), by position in `all`;
+    /// under a `max_tools` that cut the list, which are shown.
     search: Option<Vec<bool>>,
+    /// `max_tools` cut the list (`search` then marks what is shown; no meta-tools).
+    cut: bool,
     /// The search index, made on the first search of this view.
     found: std::sync::OnceLock<Arc<crate::search::Index>>,
 }
@@ -94,11 +97,12 @@ impl View {
     /// The tools `tools/list` shows (under `tools: "search"`, the pinned ones; the meta-tools
     /// come beside them).
     pub fn listed(&self, down: DownTools) -> impl Iterator<Item = &Offered> {
-        let pinned = self.search.as_ref();
+        let (pinned, cut) = (self.search.as_ref(), self.cut);
         self.all.iter().enumerate().filter_map(move |(i, o)| {
             let shown = (o.listed || down == DownTools::Keep)
                 && pinned.is_none_or(|p| {
-                    p.get(i).copied().unwrap_or(false) && !crate::search::is_meta(&o.exposed)
+                    p.get(i).copied().unwrap_or(false)
+                        && (cut || !crate::search::is_meta(&o.exposed))
                 });
             shown.then_some(o)
         })
@@ -106,7 +110,19 @@ impl View {
 
     /// Whether the endpoint's tools are found by `search_tools` rather than listed.
     pub fn searched(&self) -> bool {
-        self.search.is_some()
+        self.search.is_some() && !self.cut
+    }
+
+    /// Under `max_tools`, when it cut the list: (listed, of how many).
+    pub fn cut(&self, down: DownTools) -> Option<(usize, usize)> {
+        self.cut.then(|| {
+            let of = self
+                .all
+                .iter()
+                .filter(|o| o.listed || down == DownTools::Keep)
+                .count();
+            (self.listed(down).count(), of)
+        })
     }
 
     /// The index `search_tools` searches: what `tools/list` would show under `tools: "all"`.
@@ -125,7 +141,7 @@ impl View {
     /// The tool a client calls by `name` (not a meta-tool's name under `tools: "search"`: those
     /// are the gateway's own).
     pub fn find(&self, name: &str) -> Option<&Offered> {
-        if self.search.is_some() && crate::search::is_meta(name) {
+        if self.searched() && crate::search::is_meta(name) {
             return None;
         }
         self.index.get(name).and_then(|i| self.all.get(*i))
@@ -245,13 +261,25 @@ impl Core {
             .enumerate()
             .map(|(i, o)| (o.exposed.clone(), i))
             .collect();
-        let search = filter
-            .filter(|f| f.mode == mcpvisor_model::ToolsMode::Search)
-            .map(|f| all.iter().map(|o| f.pins(&o.exposed)).collect());
+        let search = match filter {
+            Some(f) if f.mode == mcpvisor_model::ToolsMode::Search => {
+                Some(all.iter().map(|o| f.pins(&o.exposed)).collect())
+            }
+            // `max_tools`: the shown ones, marked the same way.
+            Some(f) => f.max_tools.and_then(|max| {
+                let listed = |o: &Offered| o.listed || self.config.down_tools == DownTools::Keep;
+                (all.iter().filter(|o| listed(o)).count() > max)
+                    .then(|| crate::search::cut(&all, max, listed))
+            }),
+            None => None,
+        };
+        let cut =
+            search.is_some() && filter.is_some_and(|f| f.mode != mcpvisor_model::ToolsMode::Search);
         let view = Arc::new(View {
             all,
             index,
             search,
+            cut,
             found: Default::default(),
         });
         self.views

@@ -214,7 +214,24 @@ impl ServerHandler for Session {
             Vec::new()
         };
         tools.extend(view.listed(self.core.config.down_tools).filter_map(tool_of));
-        Ok(ListToolsResult::with_all_items(tools))
+        let mut result = ListToolsResult::with_all_items(tools);
+        // `max_tools` cut the list: the client is told, and how to reach every tool.
+        if let Some((listed, of)) = view.cut(self.core.config.down_tools) {
+            let mut meta = serde_json::Map::new();
+            meta.insert(
+                "io.mcpvisor/cut".into(),
+                serde_json::json!({
+                    "listed": listed, "of": of,
+                    "why": format!(
+                        "gateway.endpoints.{}.max_tools is {listed}: {} more tools are callable \
+                         by name; tools: \"search\" finds every one",
+                        self.endpoint.key(), of - listed
+                    ),
+                }),
+            );
+            result.meta = Some(rmcp::model::MetaObject(meta));
+        }
+        Ok(result)
     }
 
     async fn call_tool(

@@ -17,6 +17,35 @@ use crate::core::{tool_of, Offered};
 pub(crate) const SEARCH_TOOL: &str = "search_tools";
 /// The meta-tool that calls a found tool.
 pub(crate) const CALL_TOOL: &str = "call_tool";
+/// Which of `all` (sorted by exposed name) a list of at most `max` shows (`max_tools`): the
+/// services take turns in name order, each giving its next listed tool in name order, until
+/// the list is full — every service keeps some tools, and the same fleet always gives the
+/// same list.
+pub(crate) fn cut(all: &[Offered], max: usize, listed: impl Fn(&Offered) -> bool) -> Vec<bool> {
+    let mut by_service: std::collections::BTreeMap<&str, std::collections::VecDeque<usize>> =
+        Default::default();
+    for (i, o) in all.iter().enumerate().filter(|(_, o)| listed(o)) {
+        by_service
+            .entry(o.entry.service.name.as_str())
+            .or_default()
+            .push_back(i);
+    }
+    let mut shown = vec![false; all.len()];
+    let mut left = max;
+    while left > 0 && by_service.values().any(|q| !q.is_empty()) {
+        for queue in by_service.values_mut() {
+            if left == 0 {
+                break;
+            }
+            if let Some(i) = queue.pop_front() {
+                shown[i] = true;
+                left -= 1;
+            }
+        }
+    }
+    shown
+}
+
 /// Whether `name` is a meta-tool's.
 pub(crate) fn is_meta(name: &str) -> bool {
     name == SEARCH_TOOL || name == CALL_TOOL

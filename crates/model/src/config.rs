@@ -545,6 +545,10 @@ pub struct ToolFilter {
     pub mode: ToolsMode,
     /// Under `tools: "search"`, the tools listed anyway (names or patterns).
     pub pinned: Vec<String>,
+    /// Under `tools: "all"`, the most tools `tools/list` shows (`max_tools`): past it, the
+    /// services take turns, in name order, each giving its next tool in name order, until
+    /// the list is full; the rest stay callable by name.
+    pub max_tools: Option<usize>,
 }
 
 /// How an endpoint's tools reach a client (`gateway.endpoints.<id>.tools`).

@@ -932,6 +932,15 @@ fn an_endpoint_lists_all_its_tools_or_has_them_searched() {
         e.to_string().contains("gateway.endpoints.default.pinned"),
         "{e}"
     );
+    let c = ok(r#"{"mcpServers": {}, "gateway": {"endpoints": {"default": {"max_tools": 40}}}}"#);
+    assert_eq!(c.gateway.endpoints["default"].max_tools, Some(40));
+    let e =
+        one_err(json!({"mcpServers": {}, "gateway": {"endpoints": {"default": {"max_tools": 0}}}}));
+    assert!(
+        e.to_string()
+            .contains("gateway.endpoints.default.max_tools"),
+        "{e}"
+    );
 }
 
 #[test]

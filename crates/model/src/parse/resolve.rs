@@ -685,11 +685,26 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
                             ToolsMode::All
                         }
                     };
+                    let max_tools = match filter.get("max_tools") {
+                        None | Some(Value::Null) => None,
+                        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => {
+                            n.as_u64().and_then(|n| usize::try_from(n).ok())
+                        }
+                        Some(other) => {
+                            s.f.invalid(
+                                &format!("{field}.max_tools"),
+                                "a whole number of at least 1",
+                                other,
+                            );
+                            None
+                        }
+                    };
                     for k in filter.keys() {
-                        if !["allow", "deny", "tools", "pinned"].contains(&k.as_str()) {
+                        if !["allow", "deny", "tools", "pinned", "max_tools"].contains(&k.as_str())
+                        {
                             s.f.invalid(
                                 &format!("{field}.{k}"),
-                                "\"allow\", \"deny\", \"tools\" or \"pinned\"",
+                                "\"allow\", \"deny\", \"tools\", \"pinned\" or \"max_tools\"",
                                 &Value::String(format!("unknown key '{k}'")),
                             );
                         }
@@ -701,6 +716,7 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
                             deny,
                             mode,
                             pinned,
+                            max_tools,
                         },
                     );
                 }
