@@ -347,3 +347,69 @@ async fn max_tools_cuts_the_list_by_turns_and_tells_the_client() {
     assert_eq!(mcpvisor_tests::first_text(&r), "slept 1");
     let _ = client.cancel().await;
 }
+
+/// A client that reports every `tools/list_changed` it gets.
+#[derive(Clone)]
+struct Watcher(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl rmcp::ClientHandler for Watcher {
+    async fn on_tool_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        let _ = self.0.send(());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_dynamic_mode_the_tools_a_search_found_join_the_sessions_list() {
+    mcpvisor_service_actor::install_default_tls_provider();
+    let instance = mcpvisor_tests::RunServe::start(&json!({
+        "mcpServers": {"every": {"command": "node", "args": ["-r", mcpvisor_tests::loopback_preload(),
+                                 mcpvisor_tests::node_server("server-everything"), "stdio"]}},
+        "gateway": {"endpoints": {"default": {"tools": "dynamic"}}}
+    }));
+    let (tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    let client = Watcher(tx)
+        .serve(StreamableHttpClientTransport::from_uri(
+            instance.url.clone(),
+        ))
+        .await
+        .unwrap();
+    let peer = client.peer();
+    assert_eq!(
+        mcpvisor_tests::tool_names(peer).await,
+        ["search_tools", "call_tool"]
+    );
+    let hit = found(peer, json!({"query": "tiny image", "limit": 1})).await;
+    assert_eq!(hit, ["every__get-tiny-image"]);
+    // Told, and listed to this session from now on.
+    mcpvisor_tests::deadline(
+        std::time::Duration::from_secs(10),
+        "list_changed after a search found a tool",
+        changed.recv(),
+    )
+    .await
+    .expect("a list_changed");
+    assert_eq!(
+        mcpvisor_tests::tool_names(peer).await,
+        ["search_tools", "call_tool", "every__get-tiny-image"]
+    );
+    // The same search again adds nothing, and says nothing.
+    found(peer, json!({"query": "tiny image", "limit": 1})).await;
+    let again = tokio::time::timeout(std::time::Duration::from_millis(300), changed.recv()).await;
+    assert!(again.is_err(), "no second list_changed");
+    // Another session's list is its own.
+    let other = ()
+        .serve(StreamableHttpClientTransport::from_uri(
+            instance.url.clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        mcpvisor_tests::tool_names(other.peer()).await,
+        ["search_tools", "call_tool"]
+    );
+    let _ = other.cancel().await;
+    let _ = client.cancel().await;
+}

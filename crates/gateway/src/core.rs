@@ -211,6 +211,13 @@ impl Core {
         }
     }
 
+    /// Whether the endpoint adds the tools a session's search found to its list
+    /// (`tools: "dynamic"`).
+    pub(crate) fn dynamic(&self, endpoint: &Endpoint) -> bool {
+        self.filter(endpoint)
+            .is_some_and(|f| f.mode == mcpvisor_model::ToolsMode::Dynamic)
+    }
+
     fn filter(&self, endpoint: &Endpoint) -> Option<&ToolFilter> {
         self.config.endpoints.get(endpoint.key())
     }
@@ -262,9 +269,7 @@ impl Core {
             .map(|(i, o)| (o.exposed.clone(), i))
             .collect();
         let search = match filter {
-            Some(f) if f.mode == mcpvisor_model::ToolsMode::Search => {
-                Some(all.iter().map(|o| f.pins(&o.exposed)).collect())
-            }
+            Some(f) if f.mode.searched() => Some(all.iter().map(|o| f.pins(&o.exposed)).collect()),
             // `max_tools`: the shown ones, marked the same way.
             Some(f) => f.max_tools.and_then(|max| {
                 let listed = |o: &Offered| o.listed || self.config.down_tools == DownTools::Keep;
@@ -273,8 +278,7 @@ impl Core {
             }),
             None => None,
         };
-        let cut =
-            search.is_some() && filter.is_some_and(|f| f.mode != mcpvisor_model::ToolsMode::Search);
+        let cut = search.is_some() && filter.is_some_and(|f| !f.mode.searched());
         let view = Arc::new(View {
             all,
             index,

@@ -35,6 +35,8 @@ pub struct Session {
     /// An HTTP session's calls answered without rmcp's session machinery
     /// (`crate::fast_http`), told when the client is initialized.
     pub(crate) http_calls: Option<Arc<crate::fast_http::HttpCalls>>,
+    /// Under `tools: "dynamic"`, the tools this session's searches found (listed to it).
+    pub(crate) found: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Session {
@@ -46,6 +48,7 @@ impl Session {
             log_level: Arc::default(),
             relay: None,
             http_calls: None,
+            found: Arc::default(),
         }
     }
 }
@@ -150,6 +153,39 @@ impl Session {
     }
 }
 
+impl Session {
+    /// `tools: "dynamic"`: the tools a search answered join this session's list; when any is
+    /// new, the client is told (`list_changed`, after the answer).
+    fn list_found(&self, answer: &CallToolResult, context: &RequestContext<RoleServer>) {
+        let names: Vec<String> = answer
+            .structured_content
+            .as_ref()
+            .and_then(|v| v["tools"].as_array())
+            .map(|tools| {
+                tools
+                    .iter()
+                    .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let added = {
+            let mut found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+            let mut added = false;
+            for n in names {
+                added |= found.insert(n);
+            }
+            added
+        };
+        if added {
+            let peer = context.peer.clone();
+            tokio::spawn(async move {
+                tokio::task::yield_now().await;
+                let _ = peer.notify_tool_list_changed().await;
+            });
+        }
+    }
+}
+
 impl ServerHandler for Session {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(crate::surface::capabilities(&self.core))
@@ -214,6 +250,19 @@ impl ServerHandler for Session {
             Vec::new()
         };
         tools.extend(view.listed(self.core.config.down_tools).filter_map(tool_of));
+        // `tools: "dynamic"`: what this session's searches found, while the view has it.
+        if view.searched() && self.core.dynamic(&self.endpoint) {
+            let found = self.found.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let listed: std::collections::BTreeSet<String> =
+                tools.iter().map(|t| t.name.to_string()).collect();
+            tools.extend(
+                found
+                    .iter()
+                    .filter(|n| !listed.contains(*n))
+                    .filter_map(|n| view.find(n))
+                    .filter_map(tool_of),
+            );
+        }
         let mut result = ListToolsResult::with_all_items(tools);
         // `max_tools` cut the list: the client is told, and how to reach every tool.
         if let Some((listed, of)) = view.cut(self.core.config.down_tools) {
@@ -258,6 +307,9 @@ impl ServerHandler for Session {
                     })
                     .await
                     .map_err(|e| McpError::internal_error(e.to_string(), None))?;
+                    if self.core.dynamic(&self.endpoint) {
+                        self.list_found(&found, &context);
+                    }
                     return Ok(found.into());
                 }
                 crate::search::CALL_TOOL => {

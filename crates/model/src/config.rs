@@ -560,6 +560,16 @@ pub enum ToolsMode {
     /// `tools/list` shows `search_tools` and `call_tool` (and what `pinned` names); the rest is
     /// found by a search and called through `call_tool` or by its name (`"search"`).
     Search,
+    /// As `Search`, and the tools a search found are added to that session's list, announced
+    /// with `list_changed` (`"dynamic"`, for clients that list again).
+    Dynamic,
+}
+
+impl ToolsMode {
+    /// Whether tools are found by `search_tools` (`"search"` or `"dynamic"`).
+    pub fn searched(self) -> bool {
+        matches!(self, ToolsMode::Search | ToolsMode::Dynamic)
+    }
 }
 
 impl ToolFilter {

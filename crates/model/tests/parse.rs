@@ -919,6 +919,9 @@ fn an_endpoint_lists_all_its_tools_or_has_them_searched() {
     assert_eq!(f.mode, ToolsMode::Search);
     assert!(f.pins("files__read_file") && !f.pins("files__write_file"));
     assert_eq!(c.gateway.endpoints["bot"].mode, ToolsMode::All);
+    let c =
+        ok(r#"{"mcpServers": {}, "gateway": {"endpoints": {"default": {"tools": "dynamic"}}}}"#);
+    assert_eq!(c.gateway.endpoints["default"].mode, ToolsMode::Dynamic);
     let e = one_err(
         json!({"mcpServers": {}, "gateway": {"endpoints": {"default": {"tools": "some"}}}}),
     );

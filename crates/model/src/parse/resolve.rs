@@ -676,10 +676,11 @@ pub(super) fn parse_gateway(v: &Value, errors: &mut Vec<ConfigError>) -> Gateway
                         None | Some(Value::Null) => ToolsMode::All,
                         Some(Value::String(m)) if m == "all" => ToolsMode::All,
                         Some(Value::String(m)) if m == "search" => ToolsMode::Search,
+                        Some(Value::String(m)) if m == "dynamic" => ToolsMode::Dynamic,
                         Some(other) => {
                             s.f.invalid(
                                 &format!("{field}.tools"),
-                                "\"all\" (every tool listed) or \"search\" (found by search_tools)",
+                                "\"all\" (every tool listed), \"search\" (found by search_tools) or \"dynamic\" (found ones added to the list)",
                                 other,
                             );
                             ToolsMode::All
