@@ -300,6 +300,16 @@ fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
     found
 }
 
+/// `c__chaos` allocating `mib` MiB in the instance at `state`: (exit code, stdout, stderr).
+fn allocate(state: &std::path::Path, mib: u64) -> (Option<i32>, String, String) {
+    mcpvisor_tests::finished(mcpvisor_tests::mcpvisor_on(state).args([
+        "call",
+        "c__chaos",
+        "--args",
+        &json!({"action": "allocate", "mib": mib}).to_string(),
+    ]))
+}
+
 #[test]
 fn a_server_over_its_memory_limit_is_killed_with_the_reason_and_restarted() {
     let instance = mcpvisor_tests::RunServe::start(&chaos(
@@ -338,13 +348,7 @@ fn a_server_over_its_memory_limit_is_killed_with_the_reason_and_restarted() {
         "{before}"
     );
     // Past the limit: the call fails, the server is gone.
-    let (code, _, _) =
-        mcpvisor_tests::finished(mcpvisor_tests::mcpvisor_on(&instance.state).args([
-            "call",
-            "c__chaos",
-            "--args",
-            r#"{"action": "allocate", "mib": 256}"#,
-        ]));
+    let (code, _, _) = allocate(&instance.state, 256);
     assert_ne!(code, Some(0));
     // Back up, the kill its last error in words, counted as a restart.
     let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -368,13 +372,7 @@ fn a_server_over_its_memory_limit_is_killed_with_the_reason_and_restarted() {
         "the killed server's process is gone"
     );
     // Under its limit it serves.
-    let (code, out, _) =
-        mcpvisor_tests::finished(mcpvisor_tests::mcpvisor_on(&instance.state).args([
-            "call",
-            "c__chaos",
-            "--args",
-            r#"{"action": "allocate", "mib": 16}"#,
-        ]));
+    let (code, out, _) = allocate(&instance.state, 16);
     assert_eq!(code, Some(0), "{out}");
     let pid = instance.pid();
     let live_groups = cgroups_of(pid);

@@ -9,6 +9,18 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{json, Value};
 
+/// chaos-mcp as `c` and server-everything as `every`, with `gateway` as the gateway section.
+fn fleet(gateway: Value) -> Value {
+    json!({
+        "mcpServers": {
+            "c": {"command": mcpvisor_tests::chaos_bin()},
+            "every": {"command": "node", "args": ["-r", mcpvisor_tests::loopback_preload(),
+                      mcpvisor_tests::node_server("server-everything"), "stdio"]}
+        },
+        "gateway": gateway
+    })
+}
+
 /// The tools a `search_tools` call with `args` answered: their names, best first.
 async fn found(peer: &rmcp::Peer<rmcp::RoleClient>, args: Value) -> Vec<String> {
     let r = mcpvisor_tests::mcp_call(peer, "search_tools", args.clone()).await;
@@ -27,15 +39,8 @@ async fn found(peer: &rmcp::Peer<rmcp::RoleClient>, args: Value) -> Vec<String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_finds_a_tool_by_what_it_does_and_calls_it() {
     mcpvisor_service_actor::install_default_tls_provider();
-    let instance = mcpvisor_tests::RunServe::start(&json!({
-        "mcpServers": {
-            "c": {"command": mcpvisor_tests::chaos_bin()},
-            "every": {"command": "node", "args": ["-r", mcpvisor_tests::loopback_preload(),
-                      mcpvisor_tests::node_server("server-everything"), "stdio"]}
-        },
-        "gateway": {"endpoints": {"default": {
-            "tools": "search", "pinned": ["c__add"], "deny": ["every__get-env"]}}}
-    }));
+    let instance = mcpvisor_tests::RunServe::start(&fleet(json!({"endpoints": {"default": {
+        "tools": "search", "pinned": ["c__add"], "deny": ["every__get-env"]}}})));
     let client = ()
         .serve(StreamableHttpClientTransport::from_uri(
             instance.url.clone(),
@@ -151,15 +156,7 @@ fn the_cli_and_the_library_rank_the_fleets_tools_the_same_way() {
         .tempdir()
         .unwrap();
     let file = dir.path().join("mcp.json");
-    std::fs::write(
-        &file,
-        json!({"mcpServers": {
-            "c": {"command": mcpvisor_tests::chaos_bin()},
-            "every": {"command": "node", "args": ["-r", mcpvisor_tests::loopback_preload(),
-                      mcpvisor_tests::node_server("server-everything"), "stdio"]}}})
-        .to_string(),
-    )
-    .unwrap();
+    std::fs::write(&file, fleet(json!({})).to_string()).unwrap();
     let (code, out, err) = mcpvisor_tests::finished(
         mcpvisor_tests::mcpvisor_on(&dir.path().join("state"))
             .arg("--config")
@@ -306,14 +303,9 @@ fn the_python_sdk_finds_and_calls_a_tool_in_both_eras() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_tools_cuts_the_list_by_turns_and_tells_the_client() {
     mcpvisor_service_actor::install_default_tls_provider();
-    let instance = mcpvisor_tests::RunServe::start(&json!({
-        "mcpServers": {
-            "c": {"command": mcpvisor_tests::chaos_bin()},
-            "every": {"command": "node", "args": ["-r", mcpvisor_tests::loopback_preload(),
-                      mcpvisor_tests::node_server("server-everything"), "stdio"]}
-        },
-        "gateway": {"endpoints": {"default": {"max_tools": 6}}}
-    }));
+    let instance = mcpvisor_tests::RunServe::start(&fleet(
+        json!({"endpoints": {"default": {"max_tools": 6}}}),
+    ));
     let client = ()
         .serve(StreamableHttpClientTransport::from_uri(
             instance.url.clone(),
