@@ -74,16 +74,7 @@ fn assert_served(seen: &Value, version: &str) {
         );
     }
     assert_eq!(seen["version"], version, "{seen}");
-    let tools: Vec<&str> = seen["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert!(tools.contains(&"every__echo"), "{seen}");
-    assert_eq!(seen["echo"], "Echo: hi", "{seen}");
-    assert_eq!(seen["echo_is_error"], false, "{seen}");
-    assert_eq!(seen["long_is_error"], false, "{seen}");
+    assert_listed_and_echoed(seen);
     // Every step of the server's progress, under the client's own token, before the result.
     assert_eq!(
         seen["progress"],
@@ -170,9 +161,9 @@ fn run_ts_client(mode: &str, target: &[&str]) -> Value {
     )
 }
 
-/// What every TypeScript client must have seen, in its era.
-fn assert_ts_served(seen: &Value, era: &str, over_http: bool) {
-    assert_eq!(seen["era"], era, "{seen}");
+/// What every SDK client must have seen: `every__echo` listed, and it and the long-running
+/// tool called without an error.
+fn assert_listed_and_echoed(seen: &Value) {
     let tools: Vec<&str> = seen["tools"]
         .as_array()
         .unwrap()
@@ -183,6 +174,12 @@ fn assert_ts_served(seen: &Value, era: &str, over_http: bool) {
     assert_eq!(seen["echo"], "Echo: hi", "{seen}");
     assert_eq!(seen["echo_is_error"], false, "{seen}");
     assert_eq!(seen["long_is_error"], false, "{seen}");
+}
+
+/// What every TypeScript client must have seen, in its era.
+fn assert_ts_served(seen: &Value, era: &str, over_http: bool) {
+    assert_eq!(seen["era"], era, "{seen}");
+    assert_listed_and_echoed(seen);
     let progress: Vec<f64> = seen["progress"]
         .as_array()
         .unwrap()

@@ -84,11 +84,11 @@ pub struct View {
     pub all: Vec<Offered>,
     /// Exposed name → position in `all`.
     index: HashMap<String, usize>,
-    /// Under `tools: "search"`: which tools are pinned (listed anyway), by position in `all`;
-    /// under a `max_tools` that cut the list, which are shown.
-    search: Option<Vec<bool>>,
-    /// `max_tools` cut the list (`search` then marks what is shown; no meta-tools).
-    cut: bool,
+    /// Which tools `tools/list` shows, by position in `all`, when not every listed one: the
+    /// pinned ones under `tools: "search"`, those a `max_tools` kept. `None`: all.
+    shown: Option<Vec<bool>>,
+    /// Whether tools are found by `search_tools` (`"search"`, `"dynamic"`).
+    searched: bool,
     /// The search index, made on the first search of this view.
     found: std::sync::OnceLock<Arc<crate::search::Index>>,
 }
@@ -97,25 +97,23 @@ impl View {
     /// The tools `tools/list` shows (under `tools: "search"`, the pinned ones; the meta-tools
     /// come beside them).
     pub fn listed(&self, down: DownTools) -> impl Iterator<Item = &Offered> {
-        let (pinned, cut) = (self.search.as_ref(), self.cut);
+        let (mask, searched) = (self.shown.as_ref(), self.searched);
         self.all.iter().enumerate().filter_map(move |(i, o)| {
             let shown = (o.listed || down == DownTools::Keep)
-                && pinned.is_none_or(|p| {
-                    p.get(i).copied().unwrap_or(false)
-                        && (cut || !crate::search::is_meta(&o.exposed))
-                });
+                && mask.is_none_or(|m| m.get(i).copied().unwrap_or(false))
+                && !(searched && crate::search::is_meta(&o.exposed));
             shown.then_some(o)
         })
     }
 
     /// Whether the endpoint's tools are found by `search_tools` rather than listed.
     pub fn searched(&self) -> bool {
-        self.search.is_some() && !self.cut
+        self.searched
     }
 
     /// Under `max_tools`, when it cut the list: (listed, of how many).
     pub fn cut(&self, down: DownTools) -> Option<(usize, usize)> {
-        self.cut.then(|| {
+        (!self.searched && self.shown.is_some()).then(|| {
             let of = self
                 .all
                 .iter()
@@ -268,7 +266,8 @@ impl Core {
             .enumerate()
             .map(|(i, o)| (o.exposed.clone(), i))
             .collect();
-        let search = match filter {
+        let searched = filter.is_some_and(|f| f.mode.searched());
+        let shown = match filter {
             Some(f) if f.mode.searched() => Some(all.iter().map(|o| f.pins(&o.exposed)).collect()),
             // `max_tools`: the shown ones, marked the same way.
             Some(f) => f.max_tools.and_then(|max| {
@@ -278,12 +277,11 @@ impl Core {
             }),
             None => None,
         };
-        let cut = search.is_some() && filter.is_some_and(|f| !f.mode.searched());
         let view = Arc::new(View {
             all,
             index,
-            search,
-            cut,
+            shown,
+            searched,
             found: Default::default(),
         });
         self.views
